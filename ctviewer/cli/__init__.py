@@ -1,0 +1,79 @@
+"""Command line interface: thin argument parsing over `ctviewer.core`.
+
+Each subcommand lives in its own module exposing ``register(subparsers)``; the
+module registers a parser whose ``func(args) -> int`` does the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from typing import Sequence
+
+from ctviewer import __version__
+from ctviewer.core.errors import CTViewerError
+
+# Module names under ctviewer.cli, in the order `--help` lists them.
+SUBCOMMANDS: tuple[str, ...] = (
+    "scan",
+    "demo",
+    "train",
+    "predict",
+    "cv",
+    "evaluate",
+    "doctor",
+)
+
+
+def _available_modules() -> list[object]:
+    modules = []
+    for name in SUBCOMMANDS:
+        try:
+            modules.append(importlib.import_module(f"ctviewer.cli.{name}"))
+        except ModuleNotFoundError as exc:
+            # A subcommand still being written must not break the others.
+            if exc.name != f"ctviewer.cli.{name}":
+                raise
+    return modules
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ctviewer",
+        description="Train, check and use a binary CNN classifier on CT images.",
+    )
+    parser.add_argument("--version", action="version", version=f"ctviewer {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in _available_modules():
+        module.register(sub)  # type: ignore[attr-defined]
+    return parser
+
+
+def command_names() -> set[str]:
+    return set(SUBCOMMANDS)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the process exit code."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CTViewerError as exc:
+        print(f"ctviewer {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"ctviewer {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

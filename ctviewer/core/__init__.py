@@ -1,0 +1,1 @@
+"""Headless core of ctviewer: no Qt, no pyqtgraph. Pure Python, numpy, pydicom and TensorFlow."""

@@ -1,0 +1,52 @@
+"""Training configuration: every knob of a recipe in one plain, serialisable dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What `training.fit` and `training.cross_validate` need besides the data.
+
+    Defaults per model name come from `ctviewer.core.models.default_config(name)`;
+    the CLI and GUI override single fields with `dataclasses.replace`.
+    """
+
+    model: str = "default"
+    input_size: int = 128
+    window: str = "wide"  # a ctviewer.core.imaging.parse_window spec used to build the input
+    resize: Literal["pad", "crop"] = "pad"
+    epochs: int = 60
+    batch_size: int = 16
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    learning_rate: float = 1e-3
+    schedule: Literal["constant", "cosine"] = "cosine"
+    weight_decay: float = 0.0
+    class_weight: bool = True  # weight classes inversely to their frequency
+    monitor: str = "val_auc"  # early stopping / best-weights metric ("val_loss" also allowed)
+    patience: int = 15
+    restore_best: bool = True
+    validation_fraction: float = 0.2  # patient-grouped, stratified hold-out inside the training data
+    seed: int = 0
+    tta: bool = False  # test-time augmentation at prediction
+    ensemble: bool = False  # cv: keep the k fold models as one averaged ensemble
+    threshold_rule: Literal["youden", "sensitivity", "specificity", "fixed"] = "youden"
+    threshold_target: float | None = None  # target sensitivity/specificity, or the fixed threshold
+    weights: str | None = None  # transfer learning: path to an ImageNet weights file ("imagenet" = download)
+    # The question's settings, for reproducing its failure on purpose (seed model benchmark):
+    keras_validation_split: float | None = None  # if set, Keras' tail split is used (doctor flags it)
+    shuffle_training_data: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def with_overrides(self, **overrides: Any) -> "TrainConfig":
+        """Replace only the fields whose override is not None."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,371 @@
+"""Find images and their labels: class subfolders, a labels.csv, or files a user dropped.
+
+`discover` never raises for a bad file: it lists it in the `LoadReport` with the reason
+and carries on. It raises `DatasetError` only when the source itself is unusable.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterable, Literal, Sequence
+
+import numpy as np
+
+from ctviewer.core.cache import Cache
+from ctviewer.core.errors import Cancelled, DatasetError, ImageReadError
+from ctviewer.core.imaging import Preprocessing
+
+PatientSource = Literal["dicom", "labels", "file"]
+LABELS_FILE = "labels.csv"
+
+# Names that say "this is the negative class", for the default choice of positive class.
+_NEGATIVE_HINTS = ("no_", "no-", "non", "not_", "normal", "negative", "healthy", "control", "benign", "without")
+# Files next to class folders that document the dataset rather than belong to it.
+_SIDE_FILES = {".md", ".txt", ".csv", ".json", ".rst", ".pdf", ".html", ".yaml", ".yml"}
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image of a dataset."""
+
+    path: str
+    label: str | None
+    patient: str
+    patient_source: PatientSource
+    study: str = ""
+    series: str = ""
+    instance: int | None = None
+    slice_position: float | None = None
+    format: str = ""
+    shape: tuple[int, int] = (0, 0)
+    frames: int = 1
+    is_hu: bool = False
+    content_hash: str = ""
+    pixel_hash: str = ""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str
+    reason: str
+
+
+@dataclass
+class LoadReport:
+    """Everything a user should know about what was (not) loaded."""
+
+    skipped: list[Skipped] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    duplicates: list[list[str]] = field(default_factory=list)
+
+
+@dataclass
+class Dataset:
+    """Images with labels (class names) and patients; `positive` names the positive class."""
+
+    items: list[Item]
+    classes: tuple[str, ...]
+    positive: str | None
+    source: str
+    report: LoadReport = field(default_factory=LoadReport)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def negative(self) -> str | None:
+        others = [c for c in self.classes if c != self.positive]
+        return others[0] if len(others) == 1 else None
+
+    @property
+    def is_labelled(self) -> bool:
+        return bool(self.items) and all(item.label is not None for item in self.items)
+
+    @property
+    def paths(self) -> list[str]:
+        return [item.path for item in self.items]
+
+    @property
+    def patients(self) -> np.ndarray:
+        return np.array([item.patient for item in self.items])
+
+    @property
+    def y(self) -> np.ndarray:
+        """1 for the positive class, 0 for any other, -1 where unlabelled."""
+        return np.array(
+            [-1 if it.label is None else int(it.label == self.positive) for it in self.items], dtype=np.int64
+        )
+
+    def class_counts(self) -> dict[str, int]:
+        counts = Counter(item.label for item in self.items if item.label is not None)
+        return {name: counts.get(name, 0) for name in self.classes}
+
+    def subset(self, indices: Iterable[int]) -> "Dataset":
+        return replace(self, items=[self.items[i] for i in indices])
+
+    def require_binary(self, min_per_class: int = 2) -> None:
+        """Raise DatasetError unless this can train/evaluate a binary classifier."""
+        if not self.items:
+            raise DatasetError(f"{self.source}: no readable images")
+        unlabelled = [it.path for it in self.items if it.label is None]
+        if unlabelled:
+            raise DatasetError(
+                f"{self.source}: {len(unlabelled)} images have no label (e.g. {unlabelled[0]}); "
+                "put them in class subfolders or list them in labels.csv"
+            )
+        counts = self.class_counts()
+        present = [c for c, n in counts.items() if n > 0]
+        if len(present) < 2:
+            only = present[0] if present else "none"
+            raise DatasetError(
+                f"{self.source}: only one class ({only}) found; a classifier needs images of two classes"
+            )
+        if len(present) > 2:
+            raise DatasetError(
+                f"{self.source}: {len(present)} classes found ({', '.join(present)}); ctviewer trains a binary "
+                "classifier: keep two class folders"
+            )
+        small = {c: n for c, n in counts.items() if n < min_per_class}
+        if small:
+            detail = ", ".join(f"{c}: {n}" for c, n in small.items())
+            raise DatasetError(f"{self.source}: too few images per class to train ({detail}; need {min_per_class})")
+
+
+ProgressFn = Callable[[int, int, str], None]
+
+
+def discover(
+    source: str | Path | Sequence[str | Path],
+    positive: str | None = None,
+    cache: Cache | None = None,
+    progress: ProgressFn | None = None,
+) -> Dataset:
+    """Find the images of a dataset.
+
+    Parameters
+    ----------
+    source
+        A folder of class subfolders (``<root>/<class>/**/<image>``), a folder with a
+        ``labels.csv`` (columns ``path,label[,patient]``; paths relative to it), the
+        ``labels.csv`` itself, a folder of unlabelled images, or a list of files and
+        folders (a user's drop; unlabelled, for prediction).
+    positive
+        Name of the positive class. Default: for two classes, the one whose partner's name
+        reads as negative (``no_contrast``, ``normal``, ``control``...); otherwise the
+        second in alphabetical order. The choice is written in ``report.notes``.
+    cache
+        Inspection cache (a fresh default `Cache()` when None).
+    progress
+        ``progress(done, total, path)`` after each file.
+    """
+    cache = cache if cache is not None else Cache()
+    report = LoadReport()
+    if isinstance(source, (str, Path)):
+        root = Path(source)
+        if not root.exists():
+            raise DatasetError(f"{root}: no such file or folder")
+        if root.is_file() and root.name.lower() == LABELS_FILE:
+            candidates = _from_labels_csv(root, report)
+        elif root.is_dir() and (root / LABELS_FILE).is_file():
+            candidates = _from_labels_csv(root / LABELS_FILE, report)
+        elif root.is_dir():
+            candidates = _from_folder(root, report)
+        else:
+            candidates = [(root, None, None)]
+        source_name = str(root)
+    else:
+        candidates = []
+        for entry in source:
+            entry = Path(entry)
+            if entry.is_dir():
+                candidates.extend((p, None, None) for p in _walk_files(entry, report))
+            else:
+                candidates.append((entry, None, None))
+        source_name = ", ".join(str(Path(s)) for s in source[:3]) + (" ..." if len(source) > 3 else "")
+
+    items: list[Item] = []
+    total = len(candidates)
+    for done, (path, label, csv_patient) in enumerate(candidates, start=1):
+        try:
+            record = cache.inspect(path)
+        except ImageReadError as exc:
+            report.skipped.append(Skipped(str(path), exc.reason))
+        else:
+            items.append(_make_item(path, label, csv_patient, record))
+        if progress:
+            progress(done, total, str(path))
+
+    if not items and not report.skipped and not candidates:
+        raise DatasetError(f"{source_name}: no files found (empty folder?)")
+    classes = tuple(sorted({it.label for it in items if it.label is not None}))
+    chosen = _choose_positive(classes, positive, source_name, report)
+    _note_patients(items, report)
+    report.duplicates = _find_duplicates(items)
+    if report.duplicates:
+        n = sum(len(g) for g in report.duplicates)
+        report.notes.append(
+            f"{len(report.duplicates)} groups of identical images ({n} files): an identical image on both "
+            "sides of a split inflates accuracy"
+        )
+    return Dataset(items=items, classes=classes, positive=chosen, source=source_name, report=report)
+
+
+def _make_item(path: Path, label: str | None, csv_patient: str | None, record) -> Item:  # noqa: ANN001
+    meta = record.meta
+    if meta.patient_id:
+        patient, source = meta.patient_id, "dicom"
+    elif csv_patient:
+        patient, source = csv_patient, "labels"
+    else:
+        patient, source = f"file:{path.name}:{record.content_hash[:8]}", "file"
+    return Item(
+        path=str(path),
+        label=label,
+        patient=patient,
+        patient_source=source,  # type: ignore[arg-type]
+        study=meta.study_uid,
+        series=meta.series_uid,
+        instance=meta.instance_number,
+        slice_position=meta.slice_position,
+        format=meta.format,
+        shape=(meta.rows, meta.columns),
+        frames=meta.frames,
+        is_hu=meta.is_hu,
+        content_hash=record.content_hash,
+        pixel_hash=record.pixel_hash,
+    )
+
+
+def _walk_files(root: Path, report: LoadReport) -> list[Path]:
+    """All files under root, sorted, following folder links once (a link loop is reported, not followed)."""
+    found: list[Path] = []
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=lambda e: report.skipped.append(
+        Skipped(str(e.filename), f"folder cannot be read ({e.strerror})"))):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            report.skipped.append(Skipped(dirpath, "folder link loop (already visited); not followed"))
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue  # .DS_Store and friends are not data
+            found.append(Path(dirpath) / name)
+    return found
+
+
+def _from_folder(root: Path, report: LoadReport) -> list[tuple[Path, str | None, str | None]]:
+    try:
+        entries = sorted(root.iterdir())
+    except OSError as exc:
+        raise DatasetError(f"{root}: folder cannot be read ({exc.strerror or exc})") from None
+    class_dirs = [e for e in entries if e.is_dir() and not e.name.startswith(".")]
+    top_files = [e for e in entries if e.is_file() and not e.name.startswith(".")]
+    if not class_dirs:
+        if not top_files:
+            raise DatasetError(f"{root}: empty folder (no images, no class subfolders)")
+        report.notes.append("no class subfolders: images are unlabelled (fine for prediction, not for training)")
+        return [(p, None, None) for p in _walk_files(root, report)]
+    candidates = []
+    for class_dir in class_dirs:
+        files = _walk_files(class_dir, report)
+        if not files:
+            report.notes.append(f"class folder {class_dir.name}/ is empty")
+        candidates.extend((p, class_dir.name, None) for p in files)
+    for path in top_files:
+        if path.suffix.lower() in _SIDE_FILES:
+            report.notes.append(f"ignored {path.name}: a side file next to the class folders")
+        else:
+            report.skipped.append(Skipped(str(path), "not inside a class folder, so it has no label"))
+    return candidates
+
+
+def _from_labels_csv(csv_path: Path, report: LoadReport) -> list[tuple[Path, str | None, str | None]]:
+    base = csv_path.parent
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+            header = [h.strip().lower() for h in (rows[0].keys() if rows else [])]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(f"{csv_path}: cannot be read as CSV ({exc})") from None
+    if not rows:
+        raise DatasetError(f"{csv_path}: no rows")
+    if "path" not in header or "label" not in header:
+        raise DatasetError(f"{csv_path}: needs columns 'path' and 'label' (found: {', '.join(header)})")
+    candidates = []
+    for line, row in enumerate(rows, start=2):
+        row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+        if not row.get("path"):
+            report.skipped.append(Skipped(f"{csv_path}:{line}", "row has no path"))
+            continue
+        path = Path(row["path"])
+        path = path if path.is_absolute() else base / path
+        if not path.exists():
+            report.skipped.append(Skipped(str(path), f"listed in {csv_path.name} (line {line}) but not found"))
+            continue
+        candidates.append((path, row.get("label") or None, row.get("patient") or None))
+    return candidates
+
+
+def _choose_positive(classes: tuple[str, ...], positive: str | None, source: str, report: LoadReport) -> str | None:
+    if positive is not None:
+        if positive not in classes:
+            raise DatasetError(
+                f"{source}: positive class {positive!r} not found; classes are: {', '.join(classes) or 'none'}"
+            )
+        return positive
+    if len(classes) != 2:
+        return classes[0] if len(classes) == 1 else None
+    negative_like = [c for c in classes if c.lower().startswith(_NEGATIVE_HINTS)]
+    chosen = [c for c in classes if c not in negative_like][0] if len(negative_like) == 1 else classes[1]
+    report.notes.append(f"positive class: {chosen} (default rule; choose with --positive)")
+    return chosen
+
+
+def _note_patients(items: list[Item], report: LoadReport) -> None:
+    by_file = sum(1 for it in items if it.patient_source == "file")
+    if by_file:
+        report.notes.append(
+            f"{by_file} images have no patient id (no DICOM PatientID, no 'patient' column): each counts as its "
+            "own patient, so a split cannot keep one patient's slices together"
+        )
+    labels_by_patient: dict[str, set[str]] = defaultdict(set)
+    for it in items:
+        if it.label is not None:
+            labels_by_patient[it.patient].add(it.label)
+    mixed = sorted(p for p, labels in labels_by_patient.items() if len(labels) > 1)
+    if mixed:
+        report.notes.append(f"{len(mixed)} patients have images in more than one class (e.g. {mixed[0]})")
+
+
+def _find_duplicates(items: list[Item]) -> list[list[str]]:
+    groups: dict[str, list[str]] = defaultdict(list)
+    for it in items:
+        groups[it.pixel_hash].append(it.path)
+    return [paths for paths in groups.values() if len(paths) > 1]
+
+
+def load_stack(
+    dataset: Dataset,
+    prep: Preprocessing,
+    cache: Cache | None = None,
+    progress: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> np.ndarray:
+    """All preprocessed images as one (N, size, size) float32 array (small datasets)."""
+    cache = cache if cache is not None else Cache()
+    out = np.empty((len(dataset), prep.size, prep.size), dtype=np.float32)
+    for i, item in enumerate(dataset.items):
+        if should_stop and should_stop():
+            raise Cancelled("loading cancelled")
+        out[i] = cache.array(item.path, prep)
+        if progress:
+            progress(i + 1, len(dataset), item.path)
+    return out
+

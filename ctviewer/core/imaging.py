@@ -1,0 +1,447 @@
+"""Read one image file into pixels + metadata; window/level; resize to a model input.
+
+DICOM pixels come out in Hounsfield units (RescaleSlope/Intercept applied) when the
+modality is CT; PNG/JPEG/TIFF come out as one grey float32 channel in their own units.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from ctviewer.core.errors import ImageReadError
+
+RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+DICOM_SUFFIXES = {".dcm", ".dicom", ".dic", ".ima"}
+
+# Magic numbers, so a file's extension is never trusted on its own.
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_TIFF_MAGICS = (b"II*\x00", b"MM\x00*")
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    """What we keep of a file's header: enough to group, window and report."""
+
+    path: str
+    format: str  # "dicom", "png", "jpeg", "tiff"
+    modality: str = ""
+    patient_id: str = ""
+    study_uid: str = ""
+    series_uid: str = ""
+    instance_number: int | None = None
+    slice_position: float | None = None  # z of ImagePositionPatient, else SliceLocation
+    window_center: float | None = None
+    window_width: float | None = None
+    pixel_spacing: tuple[float, float] | None = None
+    rows: int = 0
+    columns: int = 0
+    frames: int = 1
+    is_hu: bool = False  # pixels are Hounsfield units (a CT with a rescale)
+    photometric: str = ""
+    bits_stored: int | None = None
+    transfer_syntax: str = ""
+    source_mode: str = ""  # e.g. Pillow mode "RGBA", "I;16", "P"
+    tags: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass
+class Image:
+    """Decoded pixels (float32; (H, W), or (F, H, W) for multi-frame) and their metadata."""
+
+    pixels: np.ndarray
+    meta: ImageMeta
+
+    @property
+    def frame_count(self) -> int:
+        return 1 if self.pixels.ndim == 2 else int(self.pixels.shape[0])
+
+    def frame(self, index: int | None = None) -> np.ndarray:
+        """One 2-D frame; the middle one of a multi-frame image by default."""
+        if self.pixels.ndim == 2:
+            return self.pixels
+        if index is None:
+            index = self.pixels.shape[0] // 2
+        return self.pixels[index]
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def sniff_format(path: str | Path) -> str | None:
+    """Return "dicom", "png", "jpeg", "tiff" from the file's first bytes, or None."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
+    if head.startswith(_PNG_MAGIC):
+        return "png"
+    if head.startswith(_JPEG_MAGIC):
+        return "jpeg"
+    if head.startswith(_TIFF_MAGICS):
+        return "tiff"
+    # DICOM written without the 128-byte preamble ("raw" datasets): trust the
+    # extension only, pydicom will be asked to read it with force=True.
+    if path.suffix.lower() in DICOM_SUFFIXES and head:
+        return "dicom"
+    return None
+
+
+def load(path: str | Path) -> Image:
+    """Read an image file: DICOM (with or without .dcm), PNG, JPEG or TIFF.
+
+    Raises
+    ------
+    ImageReadError
+        With the file and a reason a user can act on (not an image, truncated,
+        no pixel data, unsupported transfer syntax, ...).
+    """
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise ImageReadError(path, "is a folder, not an image")
+        if path.stat().st_size == 0:
+            raise ImageReadError(path, "empty file (0 bytes)")
+        kind = sniff_format(path)
+    except PermissionError:
+        raise ImageReadError(path, "permission denied (file not readable)") from None
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found (broken link or moved)") from None
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if kind is None:
+        raise ImageReadError(path, f"not an image ({_describe_non_image(path)})")
+    if kind == "dicom":
+        return _load_dicom(path)
+    return _load_raster(path, kind)
+
+
+def _describe_non_image(path: Path) -> str:
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith(b"%PDF"):
+        return "a PDF document"
+    if head.startswith(b"PK\x03\x04"):
+        return "a ZIP archive"
+    try:
+        head.decode("utf-8")
+        return "looks like text"
+    except UnicodeDecodeError:
+        return "unknown binary format"
+
+
+# --------------------------------------------------------------------------- DICOM
+
+
+def _float_or_none(value: object) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        # Multi-valued WindowCenter/Width: the first pair is the primary window.
+        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+            value = list(value)[0]  # type: ignore[arg-type]
+        result = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, IndexError):
+        return None
+    return result if math.isfinite(result) else None
+
+
+def _load_dicom(path: Path) -> Image:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, force=True)
+    except InvalidDicomError as exc:
+        raise ImageReadError(path, f"corrupt DICOM ({exc})") from None
+    except (EOFError, OSError, ValueError, struct.error, TypeError, KeyError) as exc:
+        raise ImageReadError(path, f"corrupt or truncated DICOM ({type(exc).__name__}: {exc})") from None
+
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise ImageReadError(path, "DICOM has no pixel data (e.g. a report, RT structure or DICOMDIR)")
+    tsyntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            raw = ds.pixel_array
+    except NotImplementedError as exc:
+        raise ImageReadError(
+            path, f"unsupported DICOM transfer syntax {tsyntax or '?'}: no installed decoder ({exc})"
+        ) from None
+    except (RuntimeError, ValueError, EOFError, AttributeError, KeyError, TypeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageReadError(path, f"DICOM pixel data cannot be decoded (truncated or corrupt): {reason}") from None
+
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    photometric = str(getattr(ds, "PhotometricInterpretation", "") or "")
+    pixels = np.asarray(raw)
+    if photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "PALETTE COLOR"):
+        pixels = _dicom_colour_to_grey(ds, pixels, photometric)
+    pixels = pixels.astype(np.float32)
+    if pixels.ndim == 3 and frames == 1:
+        pixels = pixels[..., 0]
+
+    slope = _float_or_none(getattr(ds, "RescaleSlope", None))
+    intercept = _float_or_none(getattr(ds, "RescaleIntercept", None))
+    modality = str(getattr(ds, "Modality", "") or "")
+    if slope is not None or intercept is not None:
+        pixels = pixels * np.float32(slope if slope is not None else 1.0) + np.float32(intercept or 0.0)
+    is_hu = modality == "CT" and (slope is not None or intercept is not None)
+    if photometric == "MONOCHROME1":
+        # MONOCHROME1 displays low values as white: invert so brighter = denser, as in MONOCHROME2.
+        pixels = pixels.max() + pixels.min() - pixels
+
+    spacing = getattr(ds, "PixelSpacing", None)
+    position = getattr(ds, "ImagePositionPatient", None)
+    slice_position = _float_or_none(position[2]) if position is not None and len(position) == 3 else None
+    if slice_position is None:
+        slice_position = _float_or_none(getattr(ds, "SliceLocation", None))
+    instance = getattr(ds, "InstanceNumber", None)
+    meta = ImageMeta(
+        path=str(path),
+        format="dicom",
+        modality=modality,
+        patient_id=str(getattr(ds, "PatientID", "") or "").strip(),
+        study_uid=str(getattr(ds, "StudyInstanceUID", "") or ""),
+        series_uid=str(getattr(ds, "SeriesInstanceUID", "") or ""),
+        instance_number=int(instance) if instance not in (None, "") else None,
+        slice_position=slice_position,
+        window_center=_float_or_none(getattr(ds, "WindowCenter", None)),
+        window_width=_float_or_none(getattr(ds, "WindowWidth", None)),
+        pixel_spacing=(float(spacing[0]), float(spacing[1])) if spacing is not None and len(spacing) == 2 else None,
+        rows=int(getattr(ds, "Rows", pixels.shape[-2])),
+        columns=int(getattr(ds, "Columns", pixels.shape[-1])),
+        frames=frames,
+        is_hu=is_hu,
+        photometric=photometric,
+        bits_stored=int(getattr(ds, "BitsStored", 0) or 0) or None,
+        transfer_syntax=tsyntax,
+        tags=_summary_tags(ds),
+    )
+    return Image(pixels=np.ascontiguousarray(pixels), meta=meta)
+
+
+def _dicom_colour_to_grey(ds: object, pixels: np.ndarray, photometric: str) -> np.ndarray:
+    from pydicom.pixels import apply_color_lut, convert_color_space
+
+    if photometric == "PALETTE COLOR":
+        pixels = apply_color_lut(pixels, ds)
+    elif photometric.startswith("YBR"):
+        pixels = convert_color_space(pixels, photometric, "RGB")
+    return _rgb_to_grey(pixels.astype(np.float32))
+
+
+_SUMMARY_TAGS = (
+    "PatientID", "PatientSex", "PatientAge", "StudyDate", "StudyDescription", "SeriesDescription",
+    "Modality", "Manufacturer", "ManufacturerModelName", "BodyPartExamined", "KVP", "SliceThickness",
+    "ContrastBolusAgent", "ConvolutionKernel", "InstanceNumber", "Rows", "Columns",
+    "RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth", "PixelSpacing",
+    "ImagePositionPatient", "PhotometricInterpretation", "BitsStored",
+)
+
+
+def _summary_tags(ds: object) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for keyword in _SUMMARY_TAGS:
+        value = getattr(ds, keyword, None)
+        if value not in (None, ""):
+            tags[keyword] = str(value)[:200]
+    return tags
+
+
+# --------------------------------------------------------------------------- PNG / JPEG / TIFF
+
+
+def _rgb_to_grey(rgb: np.ndarray) -> np.ndarray:
+    # ITU-R BT.601 luma, the weights Pillow's "L" conversion uses, kept in float.
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+
+
+def _load_raster(path: Path, kind: str) -> Image:
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
+    try:
+        with PILImage.open(path) as im:
+            im.load()
+            mode = im.mode
+            frames = getattr(im, "n_frames", 1)
+            pixels = _pil_to_grey(im)
+    except UnidentifiedImageError:
+        raise ImageReadError(path, f"{kind.upper()} cannot be identified (corrupt file)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageReadError(path, f"{kind.upper()} cannot be decoded (truncated or corrupt): {exc}") from None
+    meta = ImageMeta(
+        path=str(path),
+        format=kind,
+        rows=int(pixels.shape[0]),
+        columns=int(pixels.shape[1]),
+        frames=int(frames),
+        source_mode=mode,
+    )
+    return Image(pixels=pixels, meta=meta)
+
+
+def _pil_to_grey(im: object) -> np.ndarray:
+    """Any Pillow mode -> one float32 grey channel, keeping 16-bit depth where there is one."""
+    from PIL import Image as PILImage
+
+    assert isinstance(im, PILImage.Image)
+    mode = im.mode
+    if mode == "P":
+        # A palette index is not an intensity: expand it through the palette first.
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        mode = im.mode
+    if mode in ("1", "L", "I", "F", "I;16", "I;16B", "I;16L", "I;16N"):
+        arr = np.asarray(im)
+        return np.ascontiguousarray(arr.astype(np.float32))
+    if mode in ("LA", "La"):
+        return np.asarray(im.getchannel("L")).astype(np.float32)
+    arr = np.asarray(im)
+    if arr.ndim == 3 and arr.shape[2] >= 3:
+        # RGB/RGBA (8- or 16-bit per channel): alpha is transparency, not intensity; drop it.
+        return np.ascontiguousarray(_rgb_to_grey(arr[..., :3].astype(np.float32)))
+    return np.asarray(im.convert("L")).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- window / level
+
+# Centre and width in Hounsfield units (common radiology presets).
+WINDOW_PRESETS: dict[str, tuple[float, float]] = {
+    "lung": (-600.0, 1500.0),
+    "mediastinum": (50.0, 350.0),
+    "soft_tissue": (40.0, 400.0),
+    "abdomen": (60.0, 400.0),
+    "liver": (30.0, 150.0),
+    "bone": (400.0, 1800.0),
+    "brain": (40.0, 80.0),
+    "stroke": (40.0, 40.0),
+    "wide": (0.0, 2000.0),
+}
+
+WindowMode = Literal["preset", "dicom", "manual", "minmax", "percentile"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """A display/model window. ``center``/``width`` are None for data-driven windows."""
+
+    name: str
+    center: float | None = None
+    width: float | None = None
+
+    def to_spec(self) -> str:
+        if self.name == "manual":
+            return f"{self.center:g},{self.width:g}"
+        return self.name
+
+
+def parse_window(spec: str | Window | tuple[float, float]) -> Window:
+    """Turn "lung", "dicom", "minmax", "percentile", "40,400" or (40, 400) into a Window."""
+    if isinstance(spec, Window):
+        return spec
+    if isinstance(spec, tuple):
+        return Window("manual", float(spec[0]), float(spec[1]))
+    text = spec.strip().lower().replace("-", "_").replace(" ", "_")
+    if text in WINDOW_PRESETS:
+        c, w = WINDOW_PRESETS[text]
+        return Window(text, c, w)
+    if text in ("dicom", "minmax", "percentile"):
+        return Window(text)
+    if "," in text:
+        try:
+            c, w = (float(part) for part in text.split(","))
+        except ValueError:
+            pass
+        else:
+            if w > 0:
+                return Window("manual", c, w)
+    names = ", ".join([*WINDOW_PRESETS, "dicom", "minmax", "percentile", "CENTER,WIDTH"])
+    raise ValueError(f"unknown window {spec!r}; use one of {names}")
+
+
+def resolve_window(window: Window, image: Image) -> tuple[float, float]:
+    """Centre/width in the image's units. HU presets on a non-HU image fall back to percentiles."""
+    if window.center is not None and window.width is not None and (image.meta.is_hu or window.name == "manual"):
+        return float(window.center), float(window.width)
+    if window.name == "dicom" and image.meta.window_center is not None and image.meta.window_width:
+        return image.meta.window_center, image.meta.window_width
+    if window.name == "minmax":
+        lo, hi = float(np.min(image.pixels)), float(np.max(image.pixels))
+    else:
+        # An HU preset makes no sense on a photo-like PNG: use a robust data window instead.
+        lo, hi = (float(v) for v in np.percentile(image.pixels, [0.5, 99.5]))
+    width = max(hi - lo, 1e-6)
+    return lo + width / 2.0, width
+
+
+def apply_window(pixels: np.ndarray, center: float, width: float) -> np.ndarray:
+    """Map [center - width/2, center + width/2] linearly to [0, 1], clipping outside (float32)."""
+    width = max(float(width), 1e-6)
+    low = float(center) - width / 2.0
+    out = (pixels.astype(np.float32, copy=False) - np.float32(low)) / np.float32(width)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+# --------------------------------------------------------------------------- resize
+
+ResizeMode = Literal["pad", "crop"]
+
+
+def fit_square(pixels: np.ndarray, size: int, mode: ResizeMode = "pad") -> np.ndarray:
+    """Resize a 2-D float image to ``size`` x ``size`` keeping its aspect ratio.
+
+    ``pad`` letterboxes the whole image (padding with 0, i.e. the window's black);
+    ``crop`` takes the centred square. Downsampling is area-weighted (antialiased).
+    """
+    from PIL import Image as PILImage
+
+    if pixels.ndim != 2:
+        raise ValueError(f"expected a 2-D image, got shape {pixels.shape}")
+    h, w = pixels.shape
+    if mode == "crop":
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        pixels = pixels[top : top + side, left : left + side]
+    elif h != w:
+        side = max(h, w)
+        canvas = np.zeros((side, side), dtype=np.float32)
+        top, left = (side - h) // 2, (side - w) // 2
+        canvas[top : top + h, left : left + w] = pixels
+        pixels = canvas
+    if pixels.shape[0] == size:
+        return np.ascontiguousarray(pixels, dtype=np.float32)
+    resized = PILImage.fromarray(np.ascontiguousarray(pixels, dtype=np.float32), mode="F").resize(
+        (size, size), PILImage.Resampling.BILINEAR
+    )
+    return np.asarray(resized, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a file becomes a model input; stored in every model card."""
+
+    window: str = "wide"  # a parse_window spec
+    size: int = 256
+    resize: ResizeMode = "pad"
+
+    def key(self) -> str:
+        return f"w={parse_window(self.window).to_spec()};s={self.size};r={self.resize};v=1"
+
+
+def preprocess(image: Image, prep: Preprocessing, frame: int | None = None) -> np.ndarray:
+    """Window, then resize: a (size, size) float32 array in [0, 1]."""
+    window = parse_window(prep.window)
+    single = Image(image.frame(frame), image.meta)
+    center, width = resolve_window(window, single)
+    return fit_square(apply_window(single.pixels, center, width), prep.size, prep.resize)

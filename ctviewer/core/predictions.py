@@ -1,0 +1,72 @@
+"""Per-image predictions: one row per image, the table every report and metric is built from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Predictions:
+    """Columnar predictions for N images.
+
+    ``probs`` is the probability of the positive class. ``labels`` holds class names
+    (None for an unlabelled image). ``folds`` is set for out-of-fold cross-validation.
+    """
+
+    paths: list[str]
+    probs: np.ndarray  # float, shape (N,)
+    threshold: float
+    classes: tuple[str, str]  # (negative, positive)
+    labels: list[str | None] = field(default_factory=list)
+    patients: list[str] = field(default_factory=list)
+    studies: list[str] = field(default_factory=list)
+    series: list[str] = field(default_factory=list)
+    folds: np.ndarray | None = None
+    model_id: str = ""
+
+    def __post_init__(self) -> None:
+        n = len(self.paths)
+        self.probs = np.asarray(self.probs, dtype=np.float64).reshape(-1)
+        for name in ("labels", "patients", "studies", "series"):
+            values = getattr(self, name)
+            if not values:
+                setattr(self, name, [None if name == "labels" else "" for _ in range(n)])
+            elif len(values) != n:
+                raise ValueError(f"{name} has {len(values)} entries for {n} images")
+        if self.probs.shape[0] != n:
+            raise ValueError(f"probs has {self.probs.shape[0]} entries for {n} images")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def positive(self) -> str:
+        return self.classes[1]
+
+    @property
+    def negative(self) -> str:
+        return self.classes[0]
+
+    @property
+    def is_labelled(self) -> np.ndarray:
+        return np.array([label is not None for label in self.labels], dtype=bool)
+
+    @property
+    def y_true(self) -> np.ndarray:
+        """1 for the positive class, 0 for the negative, -1 where unlabelled."""
+        return np.array(
+            [-1 if lab is None else int(lab == self.positive) for lab in self.labels], dtype=np.int64
+        )
+
+    def y_pred(self, threshold: float | None = None) -> np.ndarray:
+        t = self.threshold if threshold is None else threshold
+        return (self.probs >= t).astype(np.int64)
+
+    def pred_names(self, threshold: float | None = None) -> list[str]:
+        return [self.classes[int(p)] for p in self.y_pred(threshold)]
+
+    def correct(self, threshold: float | None = None) -> list[bool | None]:
+        preds = self.y_pred(threshold)
+        return [None if y < 0 else bool(y == p) for y, p in zip(self.y_true, preds)]

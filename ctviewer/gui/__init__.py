@@ -1,0 +1,1 @@
+"""PySide6 + pyqtgraph desktop front end. Imports core; core never imports this package."""
