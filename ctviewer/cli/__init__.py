@@ -70,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CTViewerError as exc:
         print(f"ctviewer {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # Output piped into `head` and closed early: not an error of ours.
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"ctviewer {args.command}: interrupted", file=sys.stderr)
         return 130
