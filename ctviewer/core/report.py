@@ -302,15 +302,21 @@ def _infer_classes(source: Path, rows: list[tuple[int, dict[str, str]]], probs: 
     names = labels | (set(called) - {""})
     if len(names) > 2:
         raise ReportError(source, f"more than two classes: {', '.join(sorted(names))}")
-    if positive is None:
-        # The writer called a row positive when prob >= its threshold: read that back.
-        sides: dict[bool, set[str]] = {True: set(), False: set()}
-        for prob, t, name in zip(probs, row_thresholds, called):
-            if name:
-                sides[prob >= (DEFAULT_THRESHOLD if t is None else t)].add(name)
-        if len(sides[True]) > 1 or len(sides[False]) > 1 or sides[True] & sides[False]:
+    # The writer called a row positive when prob >= its threshold: read that back.
+    sides: dict[bool, set[str]] = {True: set(), False: set()}
+    for prob, t, name in zip(probs, row_thresholds, called):
+        if name:
+            sides[prob >= (DEFAULT_THRESHOLD if t is None else t)].add(name)
+    if len(sides[True]) > 1 or len(sides[False]) > 1 or sides[True] & sides[False]:
+        if positive is None:
             raise ReportError(source, "the pred column does not follow prob >= threshold, so the positive "
                                       "class cannot be read from it; name the positive class")
+    elif positive is not None and (sides[True] - {positive} or positive in sides[False]):
+        # prob is the probability of the class the writer called positive; another reading is wrong.
+        side, name = (">=", next(iter(sides[True]))) if sides[True] - {positive} else ("<", positive)
+        raise ReportError(source, f"the pred column calls rows with prob {side} threshold {name!r}, "
+                                  f"so prob is not the probability of {positive!r}")
+    if positive is None:
         if sides[True]:
             positive = next(iter(sides[True]))
         elif sides[False] and len(names - sides[False]) == 1:
