@@ -1,0 +1,228 @@
+"""Custom Keras layers and metrics used by ctviewer's models.
+
+Everything here is registered under the ``ctviewer`` package so that a saved
+``model.keras`` loads with ``keras.models.load_model(path, safe_mode=True)`` once this
+module has been imported (``ctviewer.core.models`` imports it). No Lambda layers.
+
+The layers let a model work in Hounsfield units although its input is one display
+window: the preprocessing contract gives every model the "wide" window (HU -1000..1000
+mapped to [0, 1]); :class:`WindowToHU` inverts it, then :class:`WindowChannels` and
+:class:`SoftHistogram` derive what the recipe needs from HU inside the graph.
+
+Import this module lazily (it imports keras).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import keras
+from keras import ops
+
+_PACKAGE = "ctviewer"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class WindowToHU(keras.layers.Layer):
+    """Invert a linear display window: ``x`` in [0, 1] -> HU = x * width + center - width / 2.
+
+    Values the window clipped stay clipped (a wide window loses only < -1000 and > 1000 HU,
+    i.e. air below air and dense bone/metal, which no recipe here needs).
+    """
+
+    def __init__(self, center: float = 0.0, width: float = 2000.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.center = float(center)
+        self.width = float(width)
+
+    def call(self, inputs):
+        low = self.center - self.width / 2.0
+        return ops.cast(inputs, self.compute_dtype) * self.width + low
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "center": self.center, "width": self.width}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class IntensityJitter(keras.layers.Layer):
+    """Training-only random HU offset and gain per image (scanner calibration differences).
+
+    ``hu' = hu * (1 + g) + o`` with ``g ~ U(-gain, gain)`` and ``o ~ U(-offset_hu, offset_hu)``.
+    At inference (``training`` false or None) the input passes through unchanged.
+    """
+
+    def __init__(self, offset_hu: float = 10.0, gain: float = 0.02, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.offset_hu = float(offset_hu)
+        self.gain = float(gain)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        if not training:
+            return inputs
+        batch = ops.shape(inputs)[0]
+        shape = (batch,) + (1,) * (len(inputs.shape) - 1)
+        gain = keras.random.uniform(shape, -self.gain, self.gain, seed=self.seed_generator)
+        offset = keras.random.uniform(shape, -self.offset_hu, self.offset_hu, seed=self.seed_generator)
+        return inputs * (1.0 + gain) + offset
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "offset_hu": self.offset_hu, "gain": self.gain, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class WindowChannels(keras.layers.Layer):
+    """HU image (N, H, W, 1) -> one [0, 1] channel per (center, width) window: (N, H, W, K).
+
+    The CNN then sees fat/soft tissue, enhanced blood and bone at useful contrast at once,
+    instead of a single wide window in which 40 HU and 250 HU differ by 0.1.
+    """
+
+    def __init__(self, windows: Sequence[Sequence[float]] = ((40.0, 400.0),), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.windows = [[float(c), float(w)] for c, w in windows]
+        if not self.windows or any(w <= 0 for _, w in self.windows):
+            raise ValueError(f"windows need at least one (center, width) with width > 0, got {windows!r}")
+
+    def call(self, inputs):
+        lows = ops.convert_to_tensor([c - w / 2.0 for c, w in self.windows], dtype=self.compute_dtype)
+        widths = ops.convert_to_tensor([w for _, w in self.windows], dtype=self.compute_dtype)
+        # (N, H, W, 1) broadcasts against (K,) -> (N, H, W, K)
+        return ops.clip((inputs - lows) / widths, 0.0, 1.0)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (len(self.windows),)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "windows": self.windows}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SoftHistogram(keras.layers.Layer):
+    """Per-image soft histogram of HU values inside the body: (N, H, W, 1) -> (N, bins).
+
+    Each pixel votes into its neighbouring bins with a triangular kernel (linear
+    interpolation), so the output changes smoothly with the HU values and is
+    differentiable. Only pixels above ``body_threshold_hu`` count (excludes air and most
+    lung), and each histogram is divided by that pixel count: a distribution over the body,
+    independent of patient size, field of view and zoom. ``log`` returns ``log(density + eps)``
+    so that rare but telling values (enhanced vessels at 150-300 HU) are not drowned by
+    the bulk of soft tissue.
+    """
+
+    def __init__(
+        self,
+        low_hu: float = -200.0,
+        high_hu: float = 600.0,
+        bins: int = 32,
+        body_threshold_hu: float = -500.0,
+        log: bool = True,
+        eps: float = 1e-3,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if bins < 2 or high_hu <= low_hu:
+            raise ValueError(f"need bins >= 2 and high_hu > low_hu, got {bins}, {low_hu}..{high_hu}")
+        self.low_hu = float(low_hu)
+        self.high_hu = float(high_hu)
+        self.bins = int(bins)
+        self.body_threshold_hu = float(body_threshold_hu)
+        self.log = bool(log)
+        self.eps = float(eps)
+
+    def call(self, inputs):
+        step = (self.high_hu - self.low_hu) / (self.bins - 1)
+        centres = ops.convert_to_tensor(
+            [self.low_hu + i * step for i in range(self.bins)], dtype=self.compute_dtype
+        )
+        hu = ops.cast(inputs, self.compute_dtype)
+        body = ops.cast(hu > self.body_threshold_hu, self.compute_dtype)  # (N, H, W, 1)
+        votes = ops.relu(1.0 - ops.abs(hu - centres) / step) * body  # (N, H, W, bins)
+        counts = ops.sum(votes, axis=(1, 2))  # (N, bins)
+        total = ops.sum(body, axis=(1, 2))  # (N, 1)
+        density = counts / ops.maximum(total, 1.0)
+        if self.log:
+            return ops.log(density + self.eps)
+        return density
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.bins)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "low_hu": self.low_hu,
+            "high_hu": self.high_hu,
+            "bins": self.bins,
+            "body_threshold_hu": self.body_threshold_hu,
+            "log": self.log,
+            "eps": self.eps,
+        }
+
+
+# ImageNet input conventions of keras.applications backbones, for one grey channel in [0, 1].
+_BACKBONE_MODES = ("efficientnet", "caffe", "torch")
+_IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+_IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class GreyToBackboneInput(keras.layers.Layer):
+    """Grey (N, H, W, 1) in [0, 1] -> (N, H, W, 3) scaled as an ImageNet backbone expects.
+
+    ``efficientnet``: [0, 255] (the Keras EfficientNet rescales and normalises itself);
+    ``caffe`` (ResNet50): [0, 255] minus the BGR ImageNet means;
+    ``torch`` (DenseNet121): [0, 1] standardised by the RGB ImageNet mean/std.
+    """
+
+    def __init__(self, mode: str = "efficientnet", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if mode not in _BACKBONE_MODES:
+            raise ValueError(f"mode must be one of {_BACKBONE_MODES}, got {mode!r}")
+        self.mode = mode
+
+    def call(self, inputs):
+        grey = ops.cast(inputs, self.compute_dtype)
+        rgb = ops.concatenate([grey, grey, grey], axis=-1)
+        if self.mode == "efficientnet":
+            return rgb * 255.0
+        if self.mode == "caffe":
+            mean = ops.convert_to_tensor(_CAFFE_MEAN_BGR, dtype=self.compute_dtype)
+            return rgb * 255.0 - mean
+        mean = ops.convert_to_tensor(_IMAGENET_MEAN_RGB, dtype=self.compute_dtype)
+        std = ops.convert_to_tensor(_IMAGENET_STD_RGB, dtype=self.compute_dtype)
+        return (rgb - mean) / std
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (3,)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PositiveClassAUC(keras.metrics.AUC):
+    """ROC AUC of the positive class (column 1) of a 2-column softmax output.
+
+    Labels may be sparse ints (N,) / (N, 1) or one-hot (N, 2).
+    """
+
+    def __init__(self, name: str = "auc", **kwargs: Any) -> None:
+        kwargs.setdefault("num_thresholds", 500)
+        super().__init__(name=name, **kwargs)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_pred = ops.convert_to_tensor(y_pred)
+        y_true = ops.convert_to_tensor(y_true)
+        if len(y_true.shape) == 2 and y_true.shape[-1] == 2:
+            y_true = y_true[:, 1]
+        y_true = ops.reshape(ops.cast(y_true, "float32"), (-1,))
+        return super().update_state(y_true, ops.reshape(y_pred[:, 1], (-1,)), sample_weight=sample_weight)
