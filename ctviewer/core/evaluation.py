@@ -521,7 +521,7 @@ def candidate_thresholds(probs: Sequence[float] | np.ndarray) -> np.ndarray:
     top = (scores[-1] + 1.0) / 2.0
     if top <= scores[-1]:
         top = float(np.nextafter(scores[-1], np.inf))
-    return np.r_[mids, top]
+    return np.asarray(np.r_[mids, top], dtype=np.float64)
 
 
 @dataclass
@@ -547,7 +547,8 @@ class ThresholdTable:
 def _safe_div(num: np.ndarray, den: np.ndarray | int) -> np.ndarray:
     num = np.asarray(num, dtype=np.float64)
     den = np.broadcast_to(np.asarray(den, dtype=np.float64), num.shape)
-    return np.divide(num, den, out=np.full(num.shape, np.nan), where=den != 0)
+    out: np.ndarray = np.divide(num, den, out=np.full(num.shape, np.nan), where=den != 0)
+    return out
 
 
 def metrics_at_thresholds(y_true: Sequence[int] | np.ndarray, probs: Sequence[float] | np.ndarray,

@@ -73,8 +73,10 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
         permissions = 0o644
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
-        text_args = {} if "b" in mode else {"encoding": encoding, "newline": newline}
-        with os.fdopen(fd, mode, **text_args) as handle:
+        binary = "b" in mode
+        handle_cm: IO[Any] = os.fdopen(fd, mode, encoding=None if binary else encoding,
+                                       newline=None if binary else newline)
+        with handle_cm as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
