@@ -450,9 +450,10 @@ def _warnings(mt: Metrics) -> list[str]:
         if not ci.is_nan and ci.width > WIDE_INTERVAL:
             out.append(f"{LABELS[name]} rests on {basis[name]}: {pct} CI {ci} is too wide to rely on")
     if mt.auc_se == 0.0:
-        out.append(f"the scores separate the classes perfectly (AUC {mt.auc:.2f}), so DeLong's AUC interval "
-                   f"has zero width; it understates the uncertainty of {mt.n_positive} positives and "
-                   f"{mt.n_negative} negatives")
+        why = ("the scores separate the classes perfectly" if mt.auc in (0.0, 1.0)
+               else "every image ranks the same against the other class (tied scores)")
+        out.append(f"{why} (AUC {mt.auc:.2f}), so DeLong's AUC interval has zero width; it understates "
+                   f"the uncertainty of {mt.n_positive} positives and {mt.n_negative} negatives")
     small = min(mt.n_positive, mt.n_negative)
     if 2 <= small < SMALL_CLASS_FOR_DELONG and mt.auc_se > 0.0:
         which = pos_word if mt.n_positive == small else neg_word

@@ -195,6 +195,8 @@ def test_all_correct_says_the_intervals_understate() -> None:
 def test_ties_in_probabilities() -> None:
     m = ev.compute_metrics([1, 0, 1, 0], [0.5, 0.5, 0.5, 0.5], 0.5)
     assert m.auc == 0.5 and (m.tp, m.fp) == (2, 2)  # prob == threshold is called positive
+    assert m.auc_se == 0.0 and any("tied scores" in w for w in m.warnings)
+    assert ev.choose_threshold([1, 0, 1, 0], [0.5] * 4) == 0.75  # J is 0 everywhere: the highest
     m = ev.compute_metrics([1, 0, 1, 0], [0.5, 0.5, 0.5, 0.5], 0.6)
     assert (m.tn, m.fn) == (2, 2)
 
