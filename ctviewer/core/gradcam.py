@@ -1,0 +1,112 @@
+"""Grad-CAM: where in the image the model looked for its positive-class score.
+
+Works for any Keras model with a 2-D convolution, including convolutions inside a nested
+backbone (``keras.applications`` models used as a layer) or inside an ensemble's members:
+instead of rebuilding the graph up to an inner layer (impossible in general for nested
+models), the chosen layer's ``call`` is wrapped for the duration of one forward pass so
+that its output is recorded on the gradient tape.
+
+Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
+Localization", ICCV 2017.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+
+from ctviewer.core.errors import ModelError
+
+
+def _walk(layer: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every layer in order, depth first, with a "outer/inner" path name."""
+    for sub in getattr(layer, "layers", []):
+        path = f"{prefix}{sub.name}"
+        yield path, sub
+        yield from _walk(sub, path + "/")
+
+
+def conv_layers(model: Any) -> list[tuple[str, Any]]:
+    """All 2-D convolution layers (plain, depthwise, separable) with their path names, in graph order."""
+    import keras
+
+    conv_types = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
+    return [(path, layer) for path, layer in _walk(model) if isinstance(layer, conv_types)]
+
+
+def find_layer(model: Any, layer_name: str | None = None) -> tuple[str, Any]:
+    """The named layer (by name or "outer/inner" path), or the last 2-D convolution."""
+    if layer_name is None:
+        convs = conv_layers(model)
+        if not convs:
+            raise ModelError(f"model {model.name!r} has no 2-D convolution layer: Grad-CAM needs one")
+        return convs[-1]
+    for path, layer in _walk(model):
+        if layer_name in (path, layer.name):
+            return path, layer
+    raise ModelError(f"model {model.name!r} has no layer named {layer_name!r}")
+
+
+def grad_cam(model: Any, image: np.ndarray, layer_name: str | None = None, class_index: int = 1) -> np.ndarray:
+    """Grad-CAM heatmap of ``class_index`` (default: the positive class) for one image.
+
+    Parameters
+    ----------
+    model
+        A ``keras.Model`` with (N, 2) output, or anything with a ``.model`` (bundle,
+        trained model, ensemble).
+    image
+        One preprocessed image, (H, W) or (H, W, 1), at the model's input size.
+    layer_name
+        Layer to explain (name or "outer/inner" path); default the last 2-D convolution.
+    class_index
+        Output column whose score is explained.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W) float32 in [0, 1] (all zeros when no region raises the score).
+    """
+    import tensorflow as tf
+
+    model = getattr(model, "model", model)
+    x = np.asarray(image, dtype=np.float32)
+    if x.ndim == 3 and x.shape[-1] == 1:
+        x = x[..., 0]
+    if x.ndim != 2:
+        raise ValueError(f"expected one image (H, W) or (H, W, 1), got shape {np.shape(image)}")
+    expected = tuple(model.input_shape[1:3])
+    if x.shape != expected:
+        raise ModelError(f"image is {x.shape[0]}x{x.shape[1]} px but the model expects {expected[0]}x{expected[1]}")
+    _, layer = find_layer(model, layer_name)
+
+    captured: dict[str, Any] = {}
+    original_call = layer.call
+    with tf.GradientTape() as tape:
+
+        def recording_call(*args: Any, **kwargs: Any) -> Any:
+            out = original_call(*args, **kwargs)
+            tape.watch(out)
+            captured["activations"] = out
+            return out
+
+        layer.call = recording_call
+        try:
+            scores = model(tf.constant(x[None, ..., None]), training=False)
+        finally:
+            del layer.call  # back to the class's method
+        score = scores[:, class_index]
+    if "activations" not in captured:
+        raise ModelError(f"layer {layer.name!r} was not used by the forward pass")
+    activations = captured["activations"]
+    grads = tape.gradient(score, activations)
+    if grads is None:
+        raise ModelError(f"the score does not depend on layer {layer.name!r}")
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # one weight per feature map
+    cam = tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))[0]
+    cam = tf.image.resize(cam[..., None], x.shape, method="bilinear")[..., 0].numpy().astype(np.float32)
+    top = float(cam.max())
+    if not np.isfinite(top) or top <= 0.0:
+        return np.zeros(x.shape, dtype=np.float32)
+    return np.clip(cam / top, 0.0, 1.0).astype(np.float32)

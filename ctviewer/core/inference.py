@@ -1,0 +1,229 @@
+"""Prediction that gives the same answer for the same image, every time.
+
+The original question's model printed a different probability for the same image
+depending on what else was in the batch: BatchNorm was running in training mode at
+prediction time. Here every forward pass for prediction is ``predict_on_batch`` (Keras
+calls the model with ``training=False``), so BatchNorm uses its moving averages, Dropout
+and the augmentation layers are off, and each image is computed on its own. Batches are
+padded to one fixed shape, so an image gives bit-identical output alone or in any batch
+of the same ``batch_size``.
+
+Import is cheap: TensorFlow/Keras load on the first prediction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+
+from ctviewer.core.errors import Cancelled, ModelError
+from ctviewer.core.events import EventCallback, Message, Progress, StopCheck, emit, stop_requested
+from ctviewer.core.imaging import Preprocessing
+from ctviewer.core.predictions import Predictions
+
+DEFAULT_CLASSES = ("negative", "positive")
+
+
+class Predictor(Protocol):
+    """What `predict` needs from a trained model, a loaded bundle or an ensemble."""
+
+    model: Any  # keras.Model
+    threshold: float
+
+    @property
+    def preprocessing(self) -> Preprocessing: ...
+
+    @property
+    def classes(self) -> tuple[str, str]: ...  # (negative, positive)
+
+    @property
+    def model_id(self) -> str: ...
+
+
+def _unwrap(model_or_bundle: Any, preprocessing: Preprocessing | None) -> tuple[Any, Preprocessing, tuple[str, str] | None, float, str]:
+    """(keras model, preprocessing, classes or None, threshold, model id) of any supported object."""
+    if hasattr(model_or_bundle, "model") and hasattr(model_or_bundle, "preprocessing"):
+        b = model_or_bundle
+        return b.model, preprocessing or b.preprocessing, tuple(b.classes), float(b.threshold), str(b.model_id)
+    model = model_or_bundle
+    if not hasattr(model, "predict_on_batch"):
+        raise ModelError(f"cannot predict with a {type(model).__name__}; give a keras.Model, a bundle or a trained model")
+    if preprocessing is None:
+        preprocessing = Preprocessing(window="wide", size=input_size(model), resize="pad")
+    return model, preprocessing, None, 0.5, ""
+
+
+def input_size(model: Any) -> int:
+    """Side of the square (size, size, 1) input the model expects."""
+    shape = tuple(model.input_shape)
+    if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 1 or shape[1] is None:
+        raise ModelError(f"model input shape {shape} is not (None, size, size, 1): not a ctviewer model")
+    return int(shape[1])
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def _as_batchable(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] != 1:
+        raise ValueError(f"expected images shaped (N, H, W) or (N, H, W, 1), got {x.shape}")
+    return x
+
+
+def tta_views(x: np.ndarray) -> list[np.ndarray]:
+    """The test-time augmentation views of a (N, H, W, 1) batch: itself and its left-right mirror.
+
+    Only a mirror: the training augmentation of every recipe includes horizontal flips, and
+    a flip needs no interpolation, so TTA stays exactly reproducible.
+    """
+    return [x, x[:, :, ::-1, :]]
+
+
+def _positive_column(out: Any) -> np.ndarray:
+    out = np.asarray(out)
+    if out.ndim != 2 or out.shape[1] != 2:
+        raise ModelError(f"model output shape {out.shape} is not (N, 2) softmax: not a ctviewer model")
+    return out[:, 1].astype(np.float64)
+
+
+def predict_arrays(model: Any, x: np.ndarray, batch_size: int = 32, tta: bool = False,
+                   should_stop: StopCheck | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Positive-class probabilities (N,) for preprocessed images (N, S, S[, 1]) in [0, 1].
+
+    Every batch is padded to ``batch_size`` rows, so the model always sees one input shape
+    (one compiled function, and the same arithmetic for an image wherever it sits).
+    """
+    x = _as_batchable(x)
+    n = x.shape[0]
+    probs = np.empty(n, dtype=np.float64)
+    for start in range(0, n, batch_size):
+        if stop_requested(should_stop):
+            raise Cancelled("prediction cancelled")
+        stop = min(start + batch_size, n)
+        probs[start:stop] = _predict_batch(model, x[start:stop], batch_size, tta)
+        if progress:
+            progress(stop, n)
+    return probs
+
+
+def _predict_batch(model: Any, batch: np.ndarray, batch_size: int, tta: bool) -> np.ndarray:
+    m = batch.shape[0]
+    views = tta_views(batch) if tta else [batch]
+    total = np.zeros(m, dtype=np.float64)
+    for view in views:
+        padded = np.zeros((batch_size,) + view.shape[1:], dtype=np.float32)
+        padded[:m] = view
+        total += _positive_column(model.predict_on_batch(padded))[:m]
+    return total / len(views)
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def predict(
+    model_or_bundle: Any,
+    data: Any,
+    tta: bool = False,
+    batch_size: int = 32,
+    cache: Any = None,
+    on_event: EventCallback | None = None,
+    should_stop: StopCheck | None = None,
+    preprocessing: Preprocessing | None = None,
+) -> Predictions:
+    """Predict every image of a dataset (labelled or not) or an array of preprocessed images.
+
+    Parameters
+    ----------
+    model_or_bundle
+        A loaded bundle (`ctviewer.core.bundle.Bundle`), a `TrainedModel`, an ensemble,
+        or a bare ``keras.Model`` (then ``preprocessing`` defaults to the "wide" window,
+        the model's input size and padding).
+    data
+        A `ctviewer.core.dataset.Dataset`, or preprocessed images (N, S, S[, 1]).
+    tta
+        Average the image and its mirror (see `tta_views`).
+    batch_size
+        Images per forward pass; memory stays bounded by it (images stream from the cache).
+    cache
+        Preprocessed-array cache (`ctviewer.core.cache.Cache()` by default).
+    on_event, should_stop
+        ``Progress(done, total, "predicting")`` events; cancel between batches (raises Cancelled).
+
+    Returns
+    -------
+    Predictions
+        One row per image, in dataset order; ``threshold``, ``classes`` and ``model_id``
+        from the bundle (0.5 and generic names for a bare model).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1 (got {batch_size})")
+    model, prep, classes, threshold, model_id = _unwrap(model_or_bundle, preprocessing)
+    size = input_size(model)
+    if size != prep.size:
+        raise ModelError(f"model input is {size} px but the preprocessing makes {prep.size} px images")
+
+    def report(done: int, total: int) -> None:
+        emit(on_event, Progress(done, total, "predicting"))
+
+    if isinstance(data, np.ndarray):
+        x = _as_batchable(data)
+        if x.shape[1:3] != (size, size):
+            raise ModelError(f"images are {x.shape[1]}x{x.shape[2]} px but the model expects {size}x{size}")
+        probs = predict_arrays(model, x, batch_size, tta, should_stop, report)
+        return Predictions(paths=[f"array[{i}]" for i in range(len(x))], probs=probs, threshold=threshold,
+                           classes=classes or DEFAULT_CLASSES, model_id=model_id)
+    return _predict_dataset(model, data, prep, classes, threshold, model_id, tta, batch_size, cache,
+                            on_event, should_stop, report)
+
+
+def _predict_dataset(model: Any, dataset: Any, prep: Preprocessing, classes: tuple[str, str] | None,
+                     threshold: float, model_id: str, tta: bool, batch_size: int, cache: Any,
+                     on_event: EventCallback | None, should_stop: StopCheck | None,
+                     report: Callable[[int, int], None]) -> Predictions:
+    from ctviewer.core.cache import Cache
+
+    cache = cache if cache is not None else Cache()
+    if classes is None:
+        negative = dataset.negative or DEFAULT_CLASSES[0]
+        classes = (negative, dataset.positive or DEFAULT_CLASSES[1])
+    foreign = sorted({it.label for it in dataset.items if it.label is not None} - set(classes))
+    if foreign:
+        emit(on_event, Message(
+            f"labels {', '.join(foreign)} are not the model's classes ({classes[0]}, {classes[1]}): "
+            f"counted as {classes[0]} in the metrics", "warning"))
+    n = len(dataset)
+    probs = np.empty(n, dtype=np.float64)
+    # Stream: only one batch of preprocessed images is in memory at a time.
+    for start in range(0, n, batch_size):
+        if stop_requested(should_stop):
+            raise Cancelled("prediction cancelled")
+        items = dataset.items[start : start + batch_size]
+        batch = np.stack([np.asarray(cache.array(it.path, prep), dtype=np.float32) for it in items])[..., None]
+        probs[start : start + len(items)] = _predict_batch(model, batch, batch_size, tta)
+        report(start + len(items), n)
+    return Predictions(
+        paths=[it.path for it in dataset.items],
+        probs=probs,
+        threshold=threshold,
+        classes=classes,
+        labels=[it.label for it in dataset.items],
+        patients=[it.patient for it in dataset.items],
+        studies=[it.study for it in dataset.items],
+        series=[it.series for it in dataset.items],
+        model_id=model_id,
+    )
+
+
+def predict_paths(model_or_bundle: Any, paths: Sequence[str | Path], **kwargs: Any) -> Predictions:
+    """Predict a list of files (a user's drop): discovered as an unlabelled dataset first."""
+    from ctviewer.core.dataset import discover
+
+    return predict(model_or_bundle, discover(list(paths), cache=kwargs.get("cache")), **kwargs)
