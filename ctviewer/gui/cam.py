@@ -1,0 +1,95 @@
+"""Grad-CAM for the image on screen: computed in a worker (TensorFlow never runs on the GUI
+thread), drawn by the viewer. Keeps the last heat maps of the current model."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from ctviewer.gui.session import Session
+from ctviewer.gui.viewer import ImageViewer
+from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner
+
+
+def compute_cam(model: object, path: str, session_cache: object) -> np.ndarray:
+    """Heat map (model input square, values in [0, 1]) of ``model`` for image ``path``."""
+    from ctviewer.core.gradcam import grad_cam
+    from ctviewer.gui.session import model_preprocessing
+
+    prep = model_preprocessing(model)
+    if prep is None:
+        raise ValueError("the model does not say how it preprocesses images")
+    array = np.asarray(session_cache.array(path, prep), dtype=np.float32)
+    heat = np.asarray(grad_cam(model, array), dtype=np.float32)
+    top = float(heat.max()) if heat.size else 0.0
+    return heat / top if top > 0 else heat
+
+
+class CamController(QObject):
+    """Runs Grad-CAM for the viewer's current image when the overlay is switched on."""
+
+    error = Signal(object)  # WorkerError
+    cam_ready = Signal(str)  # path
+
+    def __init__(self, session: Session, viewer: ImageViewer, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.viewer = viewer
+        self.runner = WorkerRunner(self)
+        self.runner.idle.connect(self._run_pending)
+        self._heatmaps: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._pending: str | None = None
+        self._failed_once = False
+        viewer.overlay_check.toggled.connect(self._on_toggled)
+
+    def reset(self) -> None:
+        """A new model: forget heat maps of the old one."""
+        self._heatmaps.clear()
+        self._failed_once = False
+        self.viewer.clear_overlay()
+
+    def _on_toggled(self, on: bool) -> None:
+        if on and self.viewer.current_path():
+            self.request(self.viewer.current_path())
+
+    def request(self, path: str | None) -> None:
+        if not path or self.session.model is None or not self.viewer.overlay_check.isChecked():
+            return
+        if path in self._heatmaps:
+            self._show(path)
+            return
+        if self.runner.is_running():
+            self._pending = path  # only the latest request matters
+            return
+        model, cache = self.session.model, self.session.cache
+        worker = Worker(lambda on_event, should_stop: compute_cam(model, path, cache), "Grad-CAM")
+        worker.finished.connect(lambda heat, p=path: self._on_finished(p, heat))
+        worker.failed.connect(self._on_failed)
+        self.runner.start(worker)
+
+    def _on_finished(self, path: str, heat: np.ndarray) -> None:
+        self._heatmaps[path] = heat
+        while len(self._heatmaps) > 64:
+            self._heatmaps.popitem(last=False)
+        self._show(path)
+        self.cam_ready.emit(path)
+
+    def _on_failed(self, error: WorkerError) -> None:
+        # One dialog per model is enough; scrolling through slices must not pile them up.
+        if not self._failed_once:
+            self._failed_once = True
+            self.error.emit(error)
+
+    def _run_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None and pending == self.viewer.current_path():
+            self.request(pending)
+
+    def _show(self, path: str) -> None:
+        prep = self.session.model_preprocessing()
+        self.viewer.set_overlay(path, self._heatmaps[path], resize=prep.resize if prep else "pad")
+
+    def shutdown(self) -> None:
+        self.runner.shutdown(30_000)

@@ -1,0 +1,130 @@
+"""Doctor findings: pitfalls in the dataset, split, training history, model and predictions,
+each with its fix. The checks are `ctviewer.core.doctor.run_checks`, run in a worker:
+the quick ones (data, split, history, predictions) whenever predictions arrive, the full
+ones (the model's own checks and the histogram baseline) on request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+
+from ctviewer.gui.session import Session
+from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner
+
+_ICONS = {"error": "⛔", "warning": "⚠", "info": "ℹ"}
+
+
+def collect_findings(session: Session, full: bool = False, on_event: Any = None) -> list[Any]:
+    """Run the doctor over what the session holds (called in a worker thread).
+
+    ``full`` adds the model checks (they run the model, so TensorFlow) and the baseline
+    comparison (a cross-validated logistic regression); without it only cheap checks run.
+    """
+    from ctviewer.core.doctor import run_checks
+
+    model = session.model
+    history = getattr(model, "history", None)
+    if isinstance(history, list):  # a CVResult-like list of per-fold histories is not one history
+        history = None
+    return list(run_checks(
+        dataset=session.dataset,
+        split=getattr(model, "split", None),
+        history=history,
+        model=model if full else None,
+        predictions=session.predictions,
+        baseline=full,
+        cache=session.cache,
+        on_event=on_event,
+    ))
+
+
+class DoctorPanel(QWidget):
+    """A list of findings: severity and message, with evidence and the fix as child rows."""
+
+    error = Signal(object)  # WorkerError
+    findings_ready = Signal(object)  # list of Finding
+
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.runner = WorkerRunner(self)
+        self.runner.idle.connect(self._run_queued)
+        self.findings: list[Any] = []
+        self._queued: bool | None = None
+        self.title = QLabel("<b>Doctor</b> — pitfall checks")
+        self.full_button = QPushButton("Run full checks")
+        self.full_button.setToolTip("Also run the model's own checks and compare with a simple histogram baseline")
+        self.full_button.clicked.connect(lambda: self.run(full=True))
+        head = QHBoxLayout()
+        head.addWidget(self.title, 1)
+        head.addWidget(self.full_button)
+        self.tree = QTreeWidget()
+        self.tree.setHeaderHidden(True)
+        self.tree.setWordWrap(True)
+        self.tree.setMinimumHeight(80)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(head)
+        layout.addWidget(self.tree)
+        self._placeholder("Findings appear here once there are predictions.")
+
+    def _placeholder(self, text: str) -> None:
+        self.tree.clear()
+        self.tree.addTopLevelItem(QTreeWidgetItem([text]))
+
+    def run(self, full: bool = False) -> None:
+        """Check what the session holds now (in the background)."""
+        if self.session.dataset is None and self.session.predictions is None:
+            return
+        if self.runner.is_running():
+            self._queued = full if self._queued is None else (self._queued or full)
+            return
+        session = Session(cache=self.session.cache, dataset=self.session.dataset, model=self.session.model,
+                          predictions=self.session.predictions)
+        worker = Worker(lambda on_event, should_stop: collect_findings(session, full, on_event), "Doctor")
+        worker.finished.connect(self.set_findings)
+        worker.failed.connect(self._on_failed)
+        worker.message.connect(lambda event: self.title.setText(f"<b>Doctor</b> — {event.text}…"))
+        self.full_button.setEnabled(False)
+        self._placeholder("Checking…")
+        self.runner.start(worker)
+
+    def _on_failed(self, error: WorkerError) -> None:
+        self._placeholder(f"The checks failed: {error.message}")
+        self._done()
+        self.error.emit(error)
+
+    def _done(self) -> None:
+        self.title.setText("<b>Doctor</b> — pitfall checks")
+        self.full_button.setEnabled(True)
+
+    def _run_queued(self) -> None:
+        queued, self._queued = self._queued, None
+        if queued is not None:
+            self.run(queued)
+
+    def is_running(self) -> bool:
+        return self.runner.is_running()
+
+    def set_findings(self, findings: list[Any]) -> None:
+        self.findings = list(findings)
+        self.tree.clear()
+        if not self.findings:
+            self.tree.addTopLevelItem(QTreeWidgetItem(["✓ no problems found"]))
+        for finding in self.findings:
+            item = QTreeWidgetItem([f"{_ICONS.get(finding.severity, '•')} {finding.message}"])
+            item.setToolTip(0, f"{finding.code}: {finding.message}")
+            if finding.fix:
+                item.addChild(QTreeWidgetItem([f"Fix: {finding.fix}"]))
+            if finding.evidence:
+                shown = ", ".join(f"{k}={v}" for k, v in list(finding.evidence.items())[:6])
+                item.addChild(QTreeWidgetItem([f"Evidence: {shown}"]))
+            self.tree.addTopLevelItem(item)
+            item.setExpanded(finding.severity != "info")
+        self._done()
+        self.findings_ready.emit(self.findings)
+
+    def shutdown(self) -> None:
+        self.runner.shutdown(60_000)

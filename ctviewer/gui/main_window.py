@@ -1,0 +1,407 @@
+"""The main window: browser left, viewer centre, training/results/tags docks right; menus,
+shortcuts, drag-and-drop, settings, status bar. Long work runs in `workers`; this module
+only wires panels together."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QWidget,
+)
+
+from ctviewer.core.dataset import Dataset
+from ctviewer.core.errors import Cancelled
+from ctviewer.gui.browser import BrowserPanel
+from ctviewer.gui.cam import CamController
+from ctviewer.gui.errors import error_box
+from ctviewer.gui.labels import default_labels_path, write_labels_csv
+from ctviewer.gui.results_panel import ResultsPanel
+from ctviewer.gui.session import Session
+from ctviewer.gui.tags_panel import TagsPanel
+from ctviewer.gui.training_panel import TrainingPanel
+from ctviewer.gui.viewer import PRESET_NAMES, ImageViewer
+from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner
+
+MAX_RECENT = 8
+
+
+class MainWindow(QMainWindow):
+    """ctviewer's window. ``settings`` is injected so tests use a private QSettings."""
+
+    dataset_loaded = Signal(object)  # Dataset
+    load_failed = Signal(object)  # WorkerError
+
+    def __init__(self, settings: QSettings | None = None, session: Session | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("ctviewer")
+        self.setObjectName("ctviewer-main")
+        self.settings = settings if settings is not None else QSettings()
+        self.session = session if session is not None else Session()
+        self.loader = WorkerRunner(self)
+        self.last_error: WorkerError | None = None
+        self.error_boxes: list[QMessageBox] = []
+        self.first_image_time: float | None = None
+        self._build_panels()
+        self._build_menus()
+        self._build_status_bar()
+        self.setAcceptDrops(True)
+        self.resize(1400, 860)
+        self.resizeDocks([self.browser_dock, self.training_dock], [330, 470], Qt.Orientation.Horizontal)
+        self._restore_settings()
+
+    # ------------------------------------------------------------------ layout
+
+    def _build_panels(self) -> None:
+        self.viewer = ImageViewer()
+        self.setCentralWidget(self.viewer)
+        self.browser = BrowserPanel(cache=self.session.cache)
+        self.tags = TagsPanel()
+        self.training = TrainingPanel(self.session)
+        self.results = ResultsPanel(self.session)
+        self.browser_dock = self._dock("Browser", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.training_dock = self._dock("Training", self.training, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.results_dock = self._dock("Results", self.results, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tags_dock = self._dock("DICOM tags", self.tags, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tabifyDockWidget(self.training_dock, self.results_dock)
+        self.tabifyDockWidget(self.results_dock, self.tags_dock)
+        self.training_dock.raise_()
+        self.cam = CamController(self.session, self.viewer, self)
+
+        self.browser.image_activated.connect(self._on_image_activated)
+        self.browser.dataset_changed.connect(self._on_labels_changed)
+        self.browser.save_labels_requested.connect(self.save_labels_dialog)
+        self.viewer.image_shown.connect(self._on_image_shown)
+        self.training.model_ready.connect(self._on_model_ready)
+        self.training.predictions_ready.connect(self._on_predictions_ready)
+        self.training.error.connect(self.show_error)
+        self.training.status.connect(self._show_status)
+        self.results.image_requested.connect(self.show_image)
+        self.results.error.connect(self.show_error)
+        self.cam.error.connect(self.show_error)
+
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock-{title.lower().replace(' ', '-')}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, menu, text: str, slot, shortcut: str | QKeySequence | None = None,  # noqa: ANN001
+                tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        if tip:
+            action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self._action(file_menu, "&Open folder…", self.open_folder_dialog, QKeySequence.StandardKey.Open,
+                     "A folder of class subfolders, or with a labels.csv")
+        self._action(file_menu, "Open &files…", self.open_files_dialog, "Ctrl+Shift+O")
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self._action(file_menu, "Open &demo dataset", self.open_demo, "Ctrl+D",
+                     "Synthetic CT phantoms, contrast vs no contrast")
+        file_menu.addSeparator()
+        self._action(file_menu, "&Save labels…", self.save_labels_dialog, QKeySequence.StandardKey.Save)
+        file_menu.addSeparator()
+        self._action(file_menu, "Open &model…", self.open_model_dialog, "Ctrl+M", "Load a saved model folder")
+        self._action(file_menu, "Save model &as…", self.save_model_dialog, "Ctrl+Shift+S")
+        file_menu.addSeparator()
+        self._action(file_menu, "&Export predictions CSV…", self.results.export_csv_dialog, "Ctrl+E")
+        self._action(file_menu, "Export &plots PNG…", self.export_plots_dialog, "Ctrl+Shift+E")
+        file_menu.addSeparator()
+        self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        view_menu = bar.addMenu("&View")
+        self._action(view_menu, "&Next image", lambda: self.browser.step_image(1), "Right")
+        self._action(view_menu, "&Previous image", lambda: self.browser.step_image(-1), "Left")
+        self._action(view_menu, "&Reset zoom", self.viewer.reset_view, "Ctrl+0")
+        presets = view_menu.addMenu("&Window preset")
+        for number, name in enumerate(PRESET_NAMES, start=1):
+            shortcut = str(number) if number <= 9 else None
+            self._action(presets, name.replace("_", " "), lambda _=False, n=name: self.viewer.apply_preset(n),
+                         shortcut)
+        grad = self._action(view_menu, "&Grad-CAM overlay", self.viewer.overlay_check.toggle, "G")
+        grad.setStatusTip("Show where the model looked")
+        view_menu.addSeparator()
+        for dock in (self.browser_dock, self.training_dock, self.results_dock, self.tags_dock):
+            view_menu.addAction(dock.toggleViewAction())
+
+        model_menu = bar.addMenu("&Model")
+        self._action(model_menu, "&Train", self.training.start_training, "Ctrl+T")
+        self._action(model_menu, "&Cancel training", self.training.cancel, "Esc")
+        self._action(model_menu, "&Predict on dataset", self.training.predict_dataset, "Ctrl+P")
+
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&Mouse and keys", self._show_help, "F1")
+
+    def _build_status_bar(self) -> None:
+        self.status_label = QLabel("no dataset | no model")
+        self.cursor_label = QLabel("")
+        self.load_progress = QProgressBar()
+        self.load_progress.setMaximumWidth(200)
+        self.load_progress.hide()
+        status = self.statusBar()
+        status.addWidget(self.status_label, 1)
+        status.addPermanentWidget(self.cursor_label)
+        status.addPermanentWidget(self.load_progress)
+        self.viewer.cursor_text.connect(self.cursor_label.setText)
+
+    def _show_help(self) -> None:
+        QMessageBox.information(self, "Mouse and keys", (
+            "Left drag: window/level (right = wider, down = darker centre)\n"
+            "Shift+left or middle drag: pan;  right drag or Ctrl+wheel: zoom\n"
+            "Wheel, Up/Down, PgUp/PgDn: slice in the series\n"
+            "Left/Right: previous/next image;  1-9: window presets;  G: Grad-CAM\n"
+            "Right-click in the browser: change the class of images or patients"))
+
+    # ------------------------------------------------------------------ opening data
+
+    def open_folder_dialog(self) -> None:
+        start = self._recent()[0] if self._recent() else str(Path.home())
+        folder = QFileDialog.getExistingDirectory(self, "Open dataset folder", start)
+        if folder:
+            self.open_source(folder)
+
+    def open_files_dialog(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Open images", str(Path.home()),
+                                                "Images (*.dcm *.dicom *.png *.jpg *.jpeg *.tif *.tiff);;All files (*)")
+        if files:
+            self.open_source(files)
+
+    def open_demo(self) -> None:
+        def job(on_event, should_stop):  # noqa: ANN001, ANN202
+            from ctviewer.core.demo import demo_dataset_dir
+            from ctviewer.core.events import Progress
+
+            on_event(Progress(0, 0, "making the demo dataset (first time only)"))
+            return str(demo_dataset_dir())
+
+        worker = Worker(job, "Open demo dataset")
+        worker.finished.connect(lambda folder: self.open_source(folder, remember=False))
+        self._start_load(worker)
+
+    def open_source(self, source: str | Sequence[str], remember: bool = True) -> None:
+        """Discover ``source`` (a folder, a labels.csv or a list of files) in the background."""
+        cache = self.session.cache
+
+        def job(on_event, should_stop):  # noqa: ANN001, ANN202
+            from ctviewer.core.dataset import discover
+            from ctviewer.core.events import Progress
+
+            def progress(done: int, total: int, path: str) -> None:
+                if should_stop():
+                    raise Cancelled("loading cancelled")
+                on_event(Progress(done, total, "reading images"))
+
+            return discover(source, cache=cache, progress=progress)
+
+        worker = Worker(job, "Open dataset")
+        worker.finished.connect(lambda ds: self.set_dataset(ds, source if remember else None))
+        self._start_load(worker)
+
+    def _start_load(self, worker: Worker) -> None:
+        if self.loader.is_running():
+            self.loader.shutdown(5000)
+        worker.progress.connect(self._on_load_progress)
+        worker.failed.connect(self._on_load_failed)
+        worker.cancelled.connect(lambda: self.load_progress.hide())
+        self.load_progress.setRange(0, 0)
+        self.load_progress.show()
+        self.loader.start(worker)
+
+    def _on_load_progress(self, done: int, total: int, what: str) -> None:
+        self.load_progress.setRange(0, total)
+        self.load_progress.setValue(done)
+        self.load_progress.setFormat(f"{what} %v/%m" if total else what)
+        self.status_label.setText(what)
+
+    def _on_load_failed(self, error: WorkerError) -> None:
+        self.load_progress.hide()
+        self.show_error(error)
+        self.load_failed.emit(error)
+
+    def set_dataset(self, dataset: Dataset, source: str | Sequence[str] | None = None) -> None:
+        self.load_progress.hide()
+        self.session.dataset = dataset
+        self.session.predictions = None
+        self.viewer.clear()
+        self.browser.set_dataset(dataset)
+        self.training.set_dataset(dataset)
+        self.results.set_predictions(None)
+        if isinstance(source, str):
+            self._remember_recent(source)
+        self._update_status()
+        paths = self.browser.visible_paths()
+        if paths:
+            self.browser.select_path(paths[0])
+        self.dataset_loaded.emit(dataset)
+
+    def _on_labels_changed(self, dataset: Dataset) -> None:
+        self.session.dataset = dataset
+        self.training.set_dataset(dataset)
+        self._update_status()
+
+    def save_labels_dialog(self) -> None:
+        if self.session.dataset is None:
+            return
+        target, _ = QFileDialog.getSaveFileName(self, "Save labels", str(default_labels_path(self.session.dataset)),
+                                                "CSV (*.csv)")
+        if target:
+            self.save_labels(target)
+
+    def save_labels(self, path: str | Path) -> Path:
+        written = write_labels_csv(self.session.dataset, path)
+        self.browser.mark_saved()
+        self._show_status(f"labels saved to {written}")
+        return written
+
+    # ------------------------------------------------------------------ images
+
+    def show_image(self, path: str) -> None:
+        """Select ``path`` in the browser (which shows it); fall back to showing it directly."""
+        if not self.browser.select_path(path):
+            self.viewer.show_path(path)
+
+    def _on_image_activated(self, path: str) -> None:
+        series = self.browser.series_paths(path)
+        if self.viewer.series == series:
+            self.viewer.show_path(path)
+        else:
+            self.viewer.show_series(series, series.index(path) if path in series else 0)
+
+    def _on_image_shown(self, path: str) -> None:
+        if self.first_image_time is None:
+            self.first_image_time = time.time()
+        self.tags.show_image(self.viewer.image)
+        self.cam.request(path)
+
+    # ------------------------------------------------------------------ model
+
+    def open_model_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open model folder", str(Path.home()))
+        if folder:
+            self.training.load_bundle(folder)
+
+    def save_model_dialog(self) -> None:
+        if self.session.model is None:
+            self._show_status("no model to save: train or open one first")
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Save model into folder", str(Path.home()))
+        if folder:
+            self.training.save_bundle(folder)
+
+    def _on_model_ready(self, _model: object) -> None:
+        self.cam.reset()
+        self._update_status()
+        if self.viewer.current_path():
+            self.cam.request(self.viewer.current_path())
+
+    def _on_predictions_ready(self, predictions: object, description: str = "") -> None:
+        self.session.predictions = predictions
+        self.results.set_predictions(predictions, description)
+        self.results_dock.raise_()
+        self._update_status()
+
+    def export_plots_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export plots into folder", str(Path.home()))
+        if folder:
+            written = self.training.export_plot(Path(folder) / "training_curves.png")
+            written_more = self.results.export_plots(folder)
+            self._show_status(f"wrote {len([written, *written_more])} PNG files to {folder}")
+
+    # ------------------------------------------------------------------ status, errors, settings
+
+    def _update_status(self) -> None:
+        self.status_label.setText(self.session.describe())
+
+    def _show_status(self, text: str) -> None:
+        self.statusBar().showMessage(text, 8000)
+
+    def show_error(self, error: WorkerError) -> None:
+        self.last_error = error
+        self.error_boxes = [b for b in self.error_boxes if b.isVisible()]
+        self.error_boxes.append(error_box(self, error))
+
+    def _recent(self) -> list[str]:
+        value = self.settings.value("recent_folders", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def _remember_recent(self, folder: str) -> None:
+        folder = str(Path(folder).resolve())
+        recent = [folder, *[f for f in self._recent() if f != folder]][:MAX_RECENT]
+        self.settings.setValue("recent_folders", recent)
+        self._fill_recent_menu()
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for folder in self._recent():
+            action = self.recent_menu.addAction(folder)
+            action.triggered.connect(lambda _=False, f=folder: self.open_source(f))
+        self.recent_menu.setEnabled(bool(self._recent()))
+
+    def _restore_settings(self) -> None:
+        geometry = self.settings.value("window/geometry")
+        state = self.settings.value("window/state")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+        preset = self.settings.value("viewer/preset")
+        if isinstance(preset, str) and preset in PRESET_NAMES:
+            self.viewer.apply_preset(preset)
+        self.training.restore_settings(self.settings)
+        self._fill_recent_menu()
+
+    def save_settings(self) -> None:
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
+        if self.viewer.preset != "manual":
+            self.settings.setValue("viewer/preset", self.viewer.preset)
+        self.training.save_settings(self.settings)
+        self.settings.sync()
+
+    # ------------------------------------------------------------------ drag and drop, close
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt API
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt API
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if not paths:
+            return
+        event.acceptProposedAction()
+        # One folder (or labels.csv) is a dataset; several things are an unlabelled drop.
+        if len(paths) == 1 and (Path(paths[0]).is_dir() or Path(paths[0]).name.lower() == "labels.csv"):
+            QTimer.singleShot(0, lambda: self.open_source(paths[0]))
+        else:
+            QTimer.singleShot(0, lambda: self.open_source(paths, remember=False))
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+        if self.training.is_running():
+            self._show_status("stopping training…")
+        self.save_settings()
+        # Cancel everything and wait, so no thread outlives the window (Qt would abort).
+        self.training.shutdown()
+        self.cam.shutdown()
+        self.results.shutdown()
+        self.loader.shutdown(10_000)
+        self.browser.shutdown()
+        event.accept()

@@ -1,0 +1,118 @@
+"""Per-image predictions as a sortable, filterable table, coloured by correctness."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtGui import QBrush, QColor
+
+from ctviewer.core.predictions import Predictions
+
+COLUMNS = ("File", "Patient", "Label", "P(positive)", "Predicted", "Correct", "Fold")
+SORT_ROLE = Qt.ItemDataRole.UserRole + 10
+PATH_ROLE = Qt.ItemDataRole.UserRole + 11
+_RIGHT = QBrush(QColor(214, 240, 214))
+_WRONG = QBrush(QColor(248, 210, 210))
+
+Index = QModelIndex | QPersistentModelIndex
+
+
+class PredictionsModel(QAbstractTableModel):
+    """Rows of a `Predictions`; the threshold decides Predicted/Correct and can change live."""
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.predictions: Predictions | None = None
+        self.threshold = 0.5
+        self._pred: list[str] = []
+        self._correct: list[bool | None] = []
+
+    def set_predictions(self, predictions: Predictions | None, threshold: float | None = None) -> None:
+        self.beginResetModel()
+        self.predictions = predictions
+        if predictions is not None:
+            self.threshold = predictions.threshold if threshold is None else threshold
+        self._recompute()
+        self.endResetModel()
+
+    def set_threshold(self, threshold: float) -> None:
+        self.threshold = float(threshold)
+        self._recompute()
+        if self.rowCount():
+            self.dataChanged.emit(self.index(0, 0), self.index(self.rowCount() - 1, len(COLUMNS) - 1))
+
+    def _recompute(self) -> None:
+        p = self.predictions
+        self._pred = p.pred_names(self.threshold) if p is not None else []
+        self._correct = p.correct(self.threshold) if p is not None else []
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008 - Qt API
+        return 0 if parent.isValid() or self.predictions is None else len(self.predictions)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008 - Qt API
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:  # noqa: N802
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return COLUMNS[section]
+        return None
+
+    def is_error(self, row: int) -> bool:
+        return self._correct[row] is False
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        p = self.predictions
+        if p is None or not index.isValid():
+            return None
+        row, col = index.row(), index.column()
+        correct = self._correct[row]
+        if role == PATH_ROLE:
+            return p.paths[row]
+        if role == Qt.ItemDataRole.BackgroundRole:
+            return None if correct is None else (_RIGHT if correct else _WRONG)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return p.paths[row]
+        if role == Qt.ItemDataRole.TextAlignmentRole and col == 3:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role not in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
+            return None
+        fold = "" if p.folds is None else int(p.folds[row]) + 1
+        values = (Path(p.paths[row]).name, p.patients[row] or "", p.labels[row] or "", float(p.probs[row]),
+                  self._pred[row], correct, fold)
+        value = values[col]
+        if role == SORT_ROLE:
+            return -1 if value is None else (value if not isinstance(value, bool) else int(value))
+        if col == 3:
+            return f"{value:.3f}"
+        if col == 5:
+            return "" if value is None else ("yes" if value else "NO")
+        return value
+
+
+class PredictionsFilter(QSortFilterProxyModel):
+    """Sorts by the raw values; can hide every correctly classified row."""
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.errors_only = False
+        self.text = ""
+        self.setSortRole(SORT_ROLE)
+
+    def set_errors_only(self, on: bool) -> None:
+        self.errors_only = on
+        self.invalidateFilter()
+
+    def set_text(self, text: str) -> None:
+        self.text = text.strip().lower()
+        self.invalidateFilter()
+
+    def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:  # noqa: N802 - Qt API
+        model = self.sourceModel()
+        if self.errors_only and not model.is_error(source_row):
+            return False
+        if self.text:
+            hay = " ".join(str(model.data(model.index(source_row, c))) for c in (0, 1, 2))
+            return self.text in hay.lower()
+        return True

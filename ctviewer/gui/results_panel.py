@@ -1,0 +1,256 @@
+"""Results panel: per-image predictions, confusion matrix with intervals, ROC with the operating
+point, a live threshold slider, doctor findings; export CSV (the core's format) and PNG plots."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QModelIndex, Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView, QCheckBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
+    QPushButton, QSlider, QSplitter, QTableView, QVBoxLayout, QWidget,
+)
+
+from ctviewer.core.predictions import Predictions
+from ctviewer.gui.confusion_widget import ConfusionMatrixWidget, operating_point
+from ctviewer.gui.doctor_panel import DoctorPanel
+from ctviewer.gui.predictions_table import PATH_ROLE, PredictionsFilter, PredictionsModel
+from ctviewer.gui.roc_plot import RocPlot
+from ctviewer.gui.session import Session
+from ctviewer.gui.workers import WorkerError
+
+SLIDER_STEPS = 1000
+
+
+class ResultsPanel(QWidget):
+    """Shows one `Predictions`; the threshold is the panel's own, starting at the model's."""
+
+    image_requested = Signal(str)  # path of a clicked row
+    threshold_changed = Signal(float)
+    error = Signal(object)  # WorkerError
+
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.predictions: Predictions | None = None
+        self.threshold = 0.5
+        self._y = np.zeros(0, dtype=np.int64)
+        self._roc: Any = None
+        self._build()
+
+    def _build(self) -> None:
+        self.source_label = QLabel("No predictions yet: train a model, or open one and predict.")
+        self.source_label.setWordWrap(True)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, SLIDER_STEPS)
+        self.slider.setToolTip("Decision threshold: an image is called positive when P(positive) >= threshold")
+        self.spin = QDoubleSpinBox()
+        self.spin.setRange(0.0, 1.0)
+        self.spin.setDecimals(3)
+        self.spin.setSingleStep(0.01)
+        self.slider.valueChanged.connect(lambda v: self.set_threshold(v / SLIDER_STEPS))
+        self.spin.valueChanged.connect(self.set_threshold)
+        self.reset_button = QPushButton("Model's")
+        self.reset_button.setToolTip("Back to the threshold chosen on the validation data")
+        self.reset_button.clicked.connect(self._reset_threshold)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Threshold"))
+        row.addWidget(self.slider, 1)
+        row.addWidget(self.spin)
+        row.addWidget(self.reset_button)
+
+        self.confusion = ConfusionMatrixWidget()
+        self.roc = RocPlot()
+        top = QWidget()
+        top_layout = QHBoxLayout(top)
+        top_layout.setContentsMargins(0, 0, 0, 0)
+        top_layout.addWidget(self.confusion)
+        top_layout.addWidget(self.roc, 1)
+
+        self.model = PredictionsModel(self)
+        self.proxy = PredictionsFilter(self)
+        self.proxy.setSourceModel(self.model)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(3, Qt.SortOrder.DescendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.selectionModel().currentRowChanged.connect(self._on_row_changed)
+        self.errors_check = QCheckBox("errors only")
+        self.errors_check.toggled.connect(self.proxy.set_errors_only)
+        self.search_edit = QLineEdit()
+        self.search_edit.setPlaceholderText("Filter rows…")
+        self.search_edit.setClearButtonEnabled(True)
+        self.search_edit.textChanged.connect(self.proxy.set_text)
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.clicked.connect(self.export_csv_dialog)
+        self.plots_button = QPushButton("Export plots…")
+        self.plots_button.clicked.connect(self.export_plots_dialog)
+        tools = QHBoxLayout()
+        tools.addWidget(self.errors_check)
+        tools.addWidget(self.search_edit, 1)
+        tools.addWidget(self.export_button)
+        tools.addWidget(self.plots_button)
+        table_box = QWidget()
+        table_layout = QVBoxLayout(table_box)
+        table_layout.setContentsMargins(0, 0, 0, 0)
+        table_layout.addLayout(tools)
+        table_layout.addWidget(self.table)
+
+        self.doctor = DoctorPanel(self.session)
+        self.doctor.error.connect(self.error)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(top)
+        splitter.addWidget(table_box)
+        splitter.addWidget(self.doctor)
+        splitter.setStretchFactor(1, 3)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.source_label)
+        layout.addLayout(row)
+        layout.addWidget(splitter, 1)
+        self._enable(False)
+
+    def _enable(self, on: bool) -> None:
+        for widget in (self.slider, self.spin, self.reset_button, self.export_button, self.plots_button,
+                       self.errors_check):
+            widget.setEnabled(on)
+
+    # ------------------------------------------------------------------ data
+
+    def set_predictions(self, predictions: Predictions | None, description: str = "") -> None:
+        self.predictions = predictions
+        self.session.predictions = predictions
+        self.model.set_predictions(predictions)
+        self._enable(predictions is not None)
+        self._roc = None
+        if predictions is None:
+            self.source_label.setText("No predictions yet: train a model, or open one and predict.")
+            self.confusion.set_point(None)
+            self.roc.set_curve(None, None)
+            return
+        self._y = predictions.y_true
+        labelled = int((self._y >= 0).sum())
+        self.source_label.setText(f"<b>{len(predictions)} images</b>"
+                                  + (f" — {description}" if description else "")
+                                  + (f"; {len(predictions) - labelled} unlabelled" if labelled < len(predictions) else ""))
+        self.confusion.set_classes(predictions.classes)
+        self._fill_roc()
+        self.threshold = -1.0  # force a full update
+        self.set_threshold(predictions.threshold)
+        self.refresh_findings()
+
+    def _fill_roc(self) -> None:
+        from ctviewer.core.evaluation import roc_curve
+
+        keep = self._y >= 0
+        try:
+            self._roc = roc_curve(self._y[keep], self.predictions.probs[keep])
+        except ValueError:
+            self._roc = None
+            self.roc.set_curve(None, None)
+        else:
+            self.roc.set_curve(self._roc.fpr, self._roc.tpr, self._roc.auc)
+
+    def set_threshold(self, threshold: float) -> None:
+        """Move the decision threshold: table, matrix and ROC point follow at once."""
+        threshold = float(min(max(threshold, 0.0), 1.0))
+        if self.predictions is None or abs(threshold - self.threshold) < 1e-9:
+            return
+        self.threshold = threshold
+        for widget, value in ((self.slider, round(threshold * SLIDER_STEPS)), (self.spin, threshold)):
+            widget.blockSignals(True)
+            widget.setValue(value)
+            widget.blockSignals(False)
+        self.model.set_threshold(threshold)
+        point = operating_point(self._y, self.predictions.probs, threshold)
+        self.confusion.set_point(point)
+        sens, _ = point.rate("sensitivity")
+        spec, _ = point.rate("specificity")
+        self.roc.set_operating_point(1.0 - spec, sens)
+        self.threshold_changed.emit(threshold)
+
+    def _reset_threshold(self) -> None:
+        if self.predictions is not None:
+            self.set_threshold(self.predictions.threshold)
+
+    def refresh_findings(self) -> None:
+        """Run the quick doctor checks on what the session holds now."""
+        self.doctor.run(full=False)
+
+    def shutdown(self) -> None:
+        self.doctor.shutdown()
+
+    def _on_row_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if current.isValid():
+            self.image_requested.emit(current.data(PATH_ROLE))
+
+    def visible_rows(self) -> int:
+        return self.proxy.rowCount()
+
+    # ------------------------------------------------------------------ export
+
+    def predictions_at_threshold(self) -> Predictions:
+        assert self.predictions is not None
+        return replace(self.predictions, threshold=self.threshold)
+
+    def export_csv(self, path: str | Path) -> Path:
+        """Write the predictions at the current threshold in the core's CSV format."""
+        from ctviewer.core.report import write_predictions_csv
+
+        return write_predictions_csv(self.predictions_at_threshold(), path)
+
+    def export_csv_dialog(self) -> None:
+        if self.predictions is None:
+            return
+        target, _ = QFileDialog.getSaveFileName(self, "Export predictions", str(Path.home() / "predictions.csv"),
+                                                "CSV (*.csv)")
+        if target:
+            try:
+                self.export_csv(target)
+            except Exception as exc:  # noqa: BLE001 - disk full, permission...: show, do not crash
+                self.error.emit(WorkerError.from_exception("Export CSV", exc))
+
+    def export_plots(self, folder: str | Path) -> list[Path]:
+        """ROC and confusion matrix as PNG files in ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, widget in (("roc.png", self.roc), ("confusion_matrix.png", self.confusion)):
+            target = folder / name
+            if not widget.grab().save(str(target)):
+                raise OSError(f"{target}: could not write the PNG")
+            written.append(target)
+        return written
+
+    def export_plots_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export plots into folder", str(Path.home()))
+        if folder:
+            try:
+                self.export_plots(folder)
+            except Exception as exc:  # noqa: BLE001
+                self.error.emit(WorkerError.from_exception("Export plots", exc))
+
+
+if __name__ == "__main__":  # a quick look with made-up predictions
+    import sys
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication(sys.argv)
+    rng = np.random.default_rng(0)
+    labels = ["contrast" if i % 2 else "no_contrast" for i in range(40)]
+    probs = np.clip(rng.normal([0.7 if lab == "contrast" else 0.3 for lab in labels], 0.2), 0, 1)
+    panel = ResultsPanel(Session())
+    panel.set_predictions(Predictions(paths=[f"/data/img{i:03d}.dcm" for i in range(40)], probs=probs, threshold=0.5,
+                                      classes=("no_contrast", "contrast"), labels=labels), "made-up example")
+    panel.resize(520, 800)
+    panel.show()
+    sys.exit(app.exec())

@@ -1,0 +1,56 @@
+"""What the window currently holds: dataset, model, predictions. A plain view-model, no Qt.
+
+Panels read it; the main window changes it and tells the panels. Keeping it out of the
+widgets means the state can be inspected (and tested) without looking inside Qt objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ctviewer.core.cache import Cache
+from ctviewer.core.dataset import Dataset
+from ctviewer.core.imaging import Preprocessing
+from ctviewer.core.predictions import Predictions
+
+
+@dataclass
+class Session:
+    """The window's state. ``model`` is a core TrainedModel (or a loaded bundle) or None."""
+
+    cache: Cache = field(default_factory=Cache)
+    dataset: Dataset | None = None
+    model: Any = None
+    model_source: str = ""  # "trained in this session" or the bundle folder
+    predictions: Predictions | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def model_preprocessing(self) -> Preprocessing | None:
+        """How the model wants its input (window, size, resize), from its card or config."""
+        return model_preprocessing(self.model)
+
+    def describe(self) -> str:
+        parts = []
+        if self.dataset is not None:
+            parts.append(f"{len(self.dataset)} images, {len(self.dataset.classes)} classes")
+        else:
+            parts.append("no dataset")
+        parts.append(f"model: {self.model_source}" if self.model is not None else "no model")
+        if self.predictions is not None:
+            parts.append(f"{len(self.predictions)} predictions")
+        return " | ".join(parts)
+
+
+def model_preprocessing(model: Any) -> Preprocessing | None:
+    """Find the Preprocessing of a TrainedModel / bundle, whatever attribute carries it."""
+    if model is None:
+        return None
+    prep = getattr(model, "preprocessing", None)
+    if isinstance(prep, Preprocessing):
+        return prep
+    for holder in (model, getattr(model, "card", None)):
+        config = getattr(holder, "config", None)
+        if config is not None and hasattr(config, "input_size"):
+            return Preprocessing(window=config.window, size=int(config.input_size), resize=config.resize)
+    return None

@@ -1,0 +1,433 @@
+"""Training panel: recipe choices, Start/Cancel, live curves, per-batch progress with ETA;
+load/save a model bundle; predict the dataset. All TensorFlow work runs in `workers`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSettings, Signal
+from PySide6.QtWidgets import (
+    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QLabel, QPlainTextEdit, QProgressBar,
+    QPushButton, QSpinBox, QVBoxLayout, QWidget,
+)
+
+from ctviewer.core.config import TrainConfig
+from ctviewer.core.dataset import Dataset
+from ctviewer.gui.curves import CurvesWidget
+from ctviewer.gui.session import Session
+from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner
+
+# ctviewer.core.models imports Keras at import time, so its MODEL_NAMES cannot be read
+# before the window shows; this copy is checked against it in tests/gui/test_training_panel.py.
+MODEL_CHOICES = ("default", "seed", "efficientnetb0", "resnet50", "densenet121")
+RECIPE = 0  # spin-box value meaning "use the recipe's default"
+_CONFIG_FIELDS = {f.name for f in fields(TrainConfig)}
+
+
+def format_eta(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class TrainingPanel(QWidget):
+    """Starts and follows training; hands the model and predictions to the window."""
+
+    model_ready = Signal(object)  # TrainedModel / Bundle / Ensemble
+    predictions_ready = Signal(object, str)  # Predictions, what they are
+    error = Signal(object)  # WorkerError
+    status = Signal(str)
+    training_finished = Signal(object)  # the TrainedModel or CVResult (also after a cancel)
+    training_cancelled = Signal()
+
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.runner = WorkerRunner(self)  # training and cross-validation
+        self.model_runner = WorkerRunner(self)  # load, save, predict
+        self.runner.idle.connect(self._update_buttons)
+        self.model_runner.idle.connect(self._update_buttons)
+        self._started = 0.0
+        self._batch_clock = 0.0
+        self._batches_done = 0
+        self._epochs_total = 0
+        self._folds = 1
+        self._fold = 0
+        self._build()
+        self._update_buttons()
+
+    # ------------------------------------------------------------------ layout
+
+    def _build(self) -> None:
+        self.model_box = QComboBox()
+        self.model_box.addItems(MODEL_CHOICES)
+        self.model_box.setToolTip("default: the tuned recipe; seed: the original question's network; "
+                                  "others: frozen ImageNet backbones (need their weights file offline)")
+        self.size_spin = self._recipe_spin(0, 1024, 16, "Input size in pixels (square)")
+        self.epochs_spin = self._recipe_spin(0, 1000, 1, "Epochs (early stopping may end sooner)")
+        self.batch_spin = self._recipe_spin(0, 512, 1, "Images per batch")
+        self.folds_spin = QSpinBox()
+        self.folds_spin.setRange(1, 10)
+        self.folds_spin.setSpecialValueText("hold-out")
+        self.folds_spin.setToolTip("1 = one patient-grouped validation hold-out; k >= 2 = k-fold cross-validation")
+        self.validation_spin = QDoubleSpinBox()
+        self.validation_spin.setRange(0.05, 0.5)
+        self.validation_spin.setSingleStep(0.05)
+        self.validation_spin.setValue(TrainConfig().validation_fraction)
+        self.validation_spin.setToolTip("Fraction of patients held out for validation (early stopping, threshold)")
+        self.augment_check = QCheckBox("augmentation")
+        self.augment_check.setChecked(True)
+        if "augment" not in _CONFIG_FIELDS:
+            self.augment_check.setEnabled(False)
+            self.augment_check.setToolTip("Augmentation is built into each recipe's model and cannot be switched here")
+        self.seed_spin = QSpinBox()
+        self.seed_spin.setRange(0, 2**31 - 1)
+        self.seed_spin.setToolTip("Random seed: same seed, same split and same result")
+
+        form = QFormLayout()
+        form.addRow("Model", self.model_box)
+        form.addRow("Input size", self.size_spin)
+        form.addRow("Epochs", self.epochs_spin)
+        form.addRow("Batch size", self.batch_spin)
+        form.addRow("Validation", self.validation_spin)
+        form.addRow("Folds", self.folds_spin)
+        form.addRow("Seed", self.seed_spin)
+        form.addRow("", self.augment_check)
+
+        self.start_button = QPushButton("Start training")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop after the current batch and keep the best epoch so far")
+        self.load_button = QPushButton("Load model…")
+        self.save_button = QPushButton("Save model…")
+        self.predict_button = QPushButton("Predict dataset")
+        self.predict_button.setToolTip("Run the model on every image of the open dataset")
+        self.start_button.clicked.connect(self.start_training)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.load_button.clicked.connect(self._load_clicked)
+        self.save_button.clicked.connect(self._save_clicked)
+        self.predict_button.clicked.connect(self.predict_dataset)
+        buttons = QGridLayout()
+        buttons.addWidget(self.start_button, 0, 0)
+        buttons.addWidget(self.cancel_button, 0, 1)
+        buttons.addWidget(self.load_button, 1, 0)
+        buttons.addWidget(self.save_button, 1, 1)
+        buttons.addWidget(self.predict_button, 2, 0, 1, 2)
+
+        self.epoch_label = QLabel("Not trained")
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("")
+        self.curves = CurvesWidget()
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(500)
+        self.log.setMaximumHeight(90)
+        self.model_label = QLabel("No model")
+        self.model_label.setWordWrap(True)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.model_label)
+        layout.addWidget(self.epoch_label)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.curves, 1)
+        layout.addWidget(self.log)
+
+    @staticmethod
+    def _recipe_spin(low: int, high: int, step: int, tip: str) -> QSpinBox:
+        spin = QSpinBox()
+        spin.setRange(low, high)
+        spin.setSingleStep(step)
+        spin.setSpecialValueText("recipe")  # shown at the minimum (0): the model's own default
+        spin.setToolTip(tip + "; 'recipe' = the model's default")
+        return spin
+
+    # ------------------------------------------------------------------ state
+
+    def set_dataset(self, dataset: Dataset | None) -> None:
+        self._update_buttons()
+
+    def is_running(self) -> bool:
+        return self.runner.is_running()
+
+    def _update_buttons(self) -> None:
+        training = self.runner.is_running()
+        busy = training or self.model_runner.is_running()
+        has_data = self.session.dataset is not None and len(self.session.dataset) > 0
+        has_model = self.session.model is not None
+        self.start_button.setEnabled(not busy and has_data)
+        self.cancel_button.setEnabled(training)
+        self.load_button.setEnabled(not busy)
+        self.save_button.setEnabled(not busy and has_model and hasattr(self.session.model, "model"))
+        self.predict_button.setEnabled(not busy and has_model and has_data)
+        for widget in (self.model_box, self.size_spin, self.epochs_spin, self.batch_spin, self.folds_spin,
+                       self.validation_spin, self.seed_spin):
+            widget.setEnabled(not training)
+
+    def overrides(self) -> dict[str, Any]:
+        """The form as TrainConfig overrides (None = keep the recipe's value)."""
+        values: dict[str, Any] = {
+            "input_size": self.size_spin.value() or None,
+            "epochs": self.epochs_spin.value() or None,
+            "batch_size": self.batch_spin.value() or None,
+            "validation_fraction": round(self.validation_spin.value(), 3),
+            "seed": self.seed_spin.value(),
+        }
+        if "augment" in _CONFIG_FIELDS:
+            values["augment"] = self.augment_check.isChecked()
+        return values
+
+    # ------------------------------------------------------------------ training
+
+    def start_training(self) -> Worker | None:
+        """Train (or cross-validate) on the open dataset in the background."""
+        dataset = self.session.dataset
+        if dataset is None or self.runner.is_running() or self.model_runner.is_running():
+            return None
+        name, overrides, folds, cache = self.model_box.currentText(), self.overrides(), self.folds_spin.value(), \
+            self.session.cache
+
+        def job(on_event, should_stop):  # noqa: ANN001, ANN202 - runs in the worker thread
+            from ctviewer.core import training
+            from ctviewer.core.models import default_config
+
+            config = default_config(name).with_overrides(**overrides)
+            if folds >= 2:
+                return training.cross_validate(dataset, config, folds=folds, on_event=on_event,
+                                               should_stop=should_stop, keep_models=True, cache=cache)
+            return training.fit(dataset, config, on_event=on_event, should_stop=should_stop, cache=cache)
+
+        worker = Worker(job, "Training")
+        worker.epoch_ended.connect(self._on_epoch_ended)
+        worker.batch_ended.connect(self._on_batch_ended)
+        worker.fold_started.connect(self._on_fold_started)
+        worker.message.connect(self._on_message)
+        worker.progress.connect(self._on_progress)
+        worker.finished.connect(self._on_training_finished)
+        worker.cancelled.connect(self._on_training_cancelled)
+        worker.failed.connect(self._on_failed)
+        self.curves.clear()
+        self.log.clear()
+        self._started = time.perf_counter()
+        self._batches_done, self._epochs_total, self._folds, self._fold = 0, 0, max(folds, 1), 0
+        self.epoch_label.setText("Starting (loading TensorFlow and images)…")
+        self.progress_bar.setRange(0, 0)
+        self.runner.start(worker)
+        self._update_buttons()
+        self.status.emit("training started")
+        return worker
+
+    def cancel(self) -> None:
+        if self.runner.is_running():
+            self.runner.cancel()
+            self.epoch_label.setText("Cancelling after this batch…")
+
+    def _on_fold_started(self, event: Any) -> None:
+        self._fold = event.fold
+        self._folds = event.folds
+        self._log(f"fold {event.fold + 1}/{event.folds}")
+
+    def _on_epoch_ended(self, event: Any) -> None:
+        self._epochs_total = event.epochs
+        self.curves.add_epoch(event.epoch, event.logs, event.fold)
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in event.logs.items() if k in
+                          ("loss", "val_loss", "accuracy", "val_accuracy", "auc", "val_auc"))
+        self._log(f"epoch {event.epoch + 1}/{event.epochs}: {shown}")
+
+    def _on_batch_ended(self, event: Any) -> None:
+        now = time.perf_counter()
+        if self._batches_done == 0:
+            self._batch_clock = now  # loading and TensorFlow start-up are not batch time
+        self._batches_done += 1
+        per_batch = (now - self._batch_clock) / max(self._batches_done - 1, 1)
+        epochs = self._expected_epochs()
+        total = max(epochs * event.batches * self._folds, 1)
+        done = (self._fold * epochs + event.epoch) * event.batches + event.batch + 1
+        eta = per_batch * max(total - done, 0)
+        self.progress_bar.setRange(0, total)
+        self.progress_bar.setValue(min(done, total))
+        self.progress_bar.setFormat(f"batch {event.batch + 1}/{event.batches} · ETA {format_eta(eta)}")
+        fold = f"fold {self._fold + 1}/{self._folds} · " if self._folds > 1 else ""
+        self.epoch_label.setText(f"{fold}epoch {event.epoch + 1}/{epochs}")
+
+    def _expected_epochs(self) -> int:
+        # The recipe's epoch count is known from the first EpochEnded; until then, the form's.
+        return self._epochs_total or self.epochs_spin.value() or 1
+
+    def _on_progress(self, done: int, total: int, what: str) -> None:
+        self.progress_bar.setRange(0, max(total, 1))
+        self.progress_bar.setValue(done)
+        self.progress_bar.setFormat(f"{what} {done}/{total}")
+
+    def _on_message(self, event: Any) -> None:
+        self._log(("⚠ " if event.level == "warning" else "") + event.text)
+
+    def _log(self, text: str) -> None:
+        self.log.appendPlainText(text)
+
+    def _on_training_finished(self, result: Any) -> None:
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(1)
+        self.progress_bar.setFormat("done")
+        seconds = time.perf_counter() - self._started
+        if hasattr(result, "fold_thresholds"):  # a CVResult
+            model = getattr(result, "ensemble", None)
+            self.epoch_label.setText(f"{len(result.fold_thresholds)}-fold cross-validation done in {seconds:.0f} s")
+            if model is not None:
+                self._set_model(model, f"ensemble of {len(result.fold_thresholds)} fold models (this session)")
+            self.predictions_ready.emit(result.predictions, "out-of-fold predictions (cross-validation)")
+        else:
+            best = "none" if result.best_epoch is None else str(result.best_epoch + 1)
+            what = "cancelled" if result.cancelled else "done"
+            self.epoch_label.setText(f"Training {what}: {result.epochs_run} epochs in {seconds:.0f} s, "
+                                     f"best epoch {best}, threshold {result.threshold:.3f}")
+            if result.cancelled and result.best_epoch is None:
+                self._log("cancelled before the first epoch ended: the model is untrained")
+            self._set_model(result, f"{result.config.model} trained in this session"
+                            + (" (cancelled, best epoch kept)" if result.cancelled else ""))
+            if result.validation_predictions is not None:
+                self.predictions_ready.emit(result.validation_predictions,
+                                            "validation hold-out of the training run")
+        self.training_finished.emit(result)
+        self.status.emit(self.epoch_label.text())
+
+    def _on_training_cancelled(self) -> None:
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setFormat("cancelled")
+        self.epoch_label.setText("Cancelled (no model kept: cross-validation needs every fold)")
+        self.training_cancelled.emit()
+
+    def _on_failed(self, error: WorkerError) -> None:
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setFormat("failed")
+        self.epoch_label.setText(f"{error.title} failed: {error.message}")
+        self.error.emit(error)
+
+    def _set_model(self, model: Any, source: str) -> None:
+        self.session.model = model
+        self.session.model_source = source
+        self.model_label.setText(f"Model: {source}")
+        self.model_ready.emit(model)
+
+    # ------------------------------------------------------------------ bundles and prediction
+
+    def _load_clicked(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        folder = QFileDialog.getExistingDirectory(self, "Open model folder", str(Path.home()))
+        if folder:
+            self.load_bundle(folder)
+
+    def _save_clicked(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        folder = QFileDialog.getExistingDirectory(self, "Save model into folder", str(Path.home()))
+        if folder:
+            self.save_bundle(folder)
+
+    def _run_model_job(self, job: Any, title: str, on_finished: Any) -> Worker | None:
+        if self.model_runner.is_running() or self.runner.is_running():
+            self.status.emit("busy: wait for the running task to end")
+            return None
+        worker = Worker(job, title)
+        worker.finished.connect(on_finished)
+        worker.failed.connect(self._on_failed)
+        worker.progress.connect(self._on_progress)
+        worker.message.connect(self._on_message)
+        self.model_runner.start(worker)
+        self._update_buttons()
+        return worker
+
+    def load_bundle(self, folder: str | Path) -> Worker | None:
+        """Load a saved model folder in the background; it becomes the session's model."""
+        folder = str(folder)
+
+        def job(on_event, should_stop):  # noqa: ANN001, ANN202
+            from ctviewer.core.bundle import load_bundle
+
+            return load_bundle(folder)
+
+        return self._run_model_job(job, "Open model",
+                                   lambda bundle: self._set_model(bundle, f"bundle {folder}"))
+
+    def save_bundle(self, folder: str | Path) -> Worker | None:
+        """Save the session's trained model as a bundle folder."""
+        model, folder = self.session.model, str(folder)
+
+        def job(on_event, should_stop):  # noqa: ANN001, ANN202
+            from ctviewer.core.bundle import save_bundle
+
+            return save_bundle(model, folder)
+
+        return self._run_model_job(job, "Save model", lambda _r: self._saved(folder))
+
+    def _saved(self, folder: str) -> None:
+        self._log(f"model saved to {folder}")
+        self.status.emit(f"model saved to {folder}")
+
+    def predict_dataset(self) -> Worker | None:
+        """Predict every image of the open dataset with the session's model."""
+        model, dataset, cache = self.session.model, self.session.dataset, self.session.cache
+        if model is None or dataset is None:
+            self.status.emit("predicting needs a model and a dataset")
+            return None
+
+        def job(on_event, should_stop):  # noqa: ANN001, ANN202
+            from ctviewer.core.inference import predict
+
+            return predict(model, dataset, cache=cache, on_event=on_event, should_stop=should_stop)
+
+        what = "whole dataset"
+        if "this session" in self.session.model_source:
+            what += " (includes the training images: optimistic)"
+        return self._run_model_job(job, "Predict", lambda pred: self.predictions_ready.emit(pred, what))
+
+    # ------------------------------------------------------------------ export, settings, shutdown
+
+    def export_plot(self, path: str | Path) -> Path:
+        path = Path(path)
+        self.curves.grab().save(str(path))
+        return path
+
+    def restore_settings(self, settings: QSettings) -> None:
+        name = settings.value("training/model")
+        if isinstance(name, str) and name in MODEL_CHOICES:
+            self.model_box.setCurrentText(name)
+        for key, spin in (("size", self.size_spin), ("epochs", self.epochs_spin), ("batch", self.batch_spin),
+                          ("folds", self.folds_spin), ("seed", self.seed_spin)):
+            value = settings.value(f"training/{key}")
+            if value is not None:
+                try:
+                    spin.setValue(int(value))
+                except (TypeError, ValueError):
+                    pass
+
+    def save_settings(self, settings: QSettings) -> None:
+        settings.setValue("training/model", self.model_box.currentText())
+        for key, spin in (("size", self.size_spin), ("epochs", self.epochs_spin), ("batch", self.batch_spin),
+                          ("folds", self.folds_spin), ("seed", self.seed_spin)):
+            settings.setValue(f"training/{key}", spin.value())
+
+    def shutdown(self, timeout_ms: int = 120_000) -> None:
+        """Cancel training and wait for every worker (the window is closing)."""
+        self.runner.shutdown(timeout_ms)
+        self.model_runner.shutdown(timeout_ms)
+
+
+if __name__ == "__main__":  # a quick look: python -m ctviewer.gui.training_panel
+    import sys
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication(sys.argv)
+    panel = TrainingPanel(Session())
+    panel.resize(420, 760)
+    panel.show()
+    sys.exit(app.exec())

@@ -1,0 +1,388 @@
+"""Image viewer: window/level in HU, zoom/pan, slice scrolling, value under the cursor, Grad-CAM overlay.
+
+Mouse: left-drag = window/level (horizontal: width, vertical: centre), shift+left or middle drag
+= pan, right drag or ctrl+wheel = zoom, wheel = previous/next slice of the series.
+Keys: Up/Down or PgUp/PgDn = slice, Home/End = first/last slice, R = reset view.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget,
+)
+
+from ctviewer.core.errors import ImageReadError
+from ctviewer.core.imaging import WINDOW_PRESETS, Image, load, parse_window, resolve_window
+
+pg.setConfigOptions(imageAxisOrder="row-major")
+
+PRESET_NAMES = (*WINDOW_PRESETS, "dicom", "minmax")
+DEFAULT_PRESET = "soft_tissue"
+
+
+class WindowLevelViewBox(pg.ViewBox):
+    """A ViewBox whose left drag sets window/level and whose wheel steps through slices."""
+
+    def __init__(self) -> None:
+        super().__init__(lockAspect=True, invertY=True, enableMenu=False)
+        self.on_window_drag: Callable[[float, float, bool], None] | None = None
+        self.on_slice_step: Callable[[int], None] | None = None
+
+    def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: ANN001, N802 - pyqtgraph API
+        shift = bool(ev.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+        if ev.button() == Qt.MouseButton.LeftButton and not shift and self.on_window_drag is not None:
+            ev.accept()
+            delta = ev.screenPos() - ev.buttonDownScreenPos()
+            self.on_window_drag(float(delta.x()), float(delta.y()), bool(ev.isStart()))
+            return
+        super().mouseDragEvent(ev, axis)
+
+    def wheelEvent(self, ev, axis=None) -> None:  # noqa: ANN001, N802 - pyqtgraph API
+        if ev.modifiers() & Qt.KeyboardModifier.ControlModifier or self.on_slice_step is None:
+            super().wheelEvent(ev, axis)
+            return
+        ev.accept()
+        if ev.delta():
+            self.on_slice_step(-1 if ev.delta() > 0 else 1)
+
+
+def overlay_lut() -> np.ndarray:
+    """Heat colours whose alpha grows with the heat, so cold areas leave the CT visible."""
+    lut = pg.colormap.get("inferno").getLookupTable(0.0, 1.0, 256, alpha=True)
+    lut[:, 3] = np.clip(np.linspace(0, 255 * 1.6, 256), 0, 255).astype(np.uint8)
+    return lut
+
+
+class ImageViewer(QWidget):
+    """Shows one image of a series with HU window/level and an optional heat-map overlay."""
+
+    image_shown = Signal(str)  # path
+    levels_changed = Signal(float, float)  # centre, width
+    cursor_text = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None, cache_images: int = 32) -> None:
+        super().__init__(parent)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.series: list[str] = []
+        self.index = -1
+        self.image: Image | None = None
+        self.preset = DEFAULT_PRESET
+        self.center, self.width = WINDOW_PRESETS[DEFAULT_PRESET]
+        self._drag_start = (self.center, self.width)
+        self._images: OrderedDict[str, Image] = OrderedDict()
+        self._cache_images = cache_images
+        self._overlay_path: str | None = None
+        self._build()
+
+    # ------------------------------------------------------------------ layout
+
+    def _build(self) -> None:
+        self.preset_box = QComboBox()
+        self.preset_box.addItems([*PRESET_NAMES, "manual"])
+        self.preset_box.setCurrentText(self.preset)
+        self.preset_box.setToolTip("Window presets in Hounsfield units (left-drag on the image to adjust)")
+        self.preset_box.currentTextChanged.connect(self._on_preset_chosen)
+        self.center_spin = self._spin("Window centre (level)", -3000, 5000)
+        self.width_spin = self._spin("Window width", 1, 10000)
+        self.center_spin.editingFinished.connect(self._on_spin_edited)
+        self.width_spin.editingFinished.connect(self._on_spin_edited)
+        self.overlay_check = QCheckBox("Grad-CAM")
+        self.overlay_check.setToolTip("Show where the model looked (needs a model)")
+        self.overlay_check.toggled.connect(self._on_overlay_toggled)
+        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setValue(50)
+        self.opacity_slider.setMaximumWidth(100)
+        self.opacity_slider.setToolTip("Overlay opacity")
+        self.opacity_slider.valueChanged.connect(self._on_opacity_changed)
+
+        bar = QHBoxLayout()
+        for widget in (QLabel("Window"), self.preset_box, QLabel("C"), self.center_spin, QLabel("W"),
+                       self.width_spin):
+            bar.addWidget(widget)
+        bar.addStretch(1)
+        bar.addWidget(self.overlay_check)
+        bar.addWidget(self.opacity_slider)
+
+        self.view = pg.GraphicsView()
+        self.view.setBackground("k")
+        self.view_box = WindowLevelViewBox()
+        self.view_box.on_window_drag = self._on_window_drag
+        self.view_box.on_slice_step = self.step
+        self.view.setCentralItem(self.view_box)
+        self.image_item = pg.ImageItem(axisOrder="row-major")
+        self.overlay_item = pg.ImageItem(axisOrder="row-major")
+        self.overlay_item.setLookupTable(overlay_lut())
+        self.overlay_item.setOpacity(self.opacity_slider.value() / 100)
+        self.overlay_item.setZValue(10)
+        self.overlay_item.hide()
+        self.view_box.addItem(self.image_item)
+        self.view_box.addItem(self.overlay_item)
+        self.message_item = pg.TextItem("Open a folder (File > Open) or drop one here", color=(200, 200, 200),
+                                        anchor=(0.5, 0.5))
+        self.view_box.addItem(self.message_item)
+        self.view.scene().sigMouseMoved.connect(self._on_mouse_moved)
+
+        self.slice_slider = QSlider(Qt.Orientation.Horizontal)
+        self.slice_slider.setRange(0, 0)
+        self.slice_slider.setToolTip("Slice in the series (wheel, Up/Down)")
+        self.slice_slider.valueChanged.connect(self.show_index)
+        self.slice_label = QLabel("–")
+        self.value_label = QLabel("")
+        self.value_label.setMinimumWidth(220)
+        bottom = QHBoxLayout()
+        bottom.addWidget(QLabel("Slice"))
+        bottom.addWidget(self.slice_slider, 1)
+        bottom.addWidget(self.slice_label)
+        bottom.addWidget(self.value_label)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addLayout(bar)
+        layout.addWidget(self.view, 1)
+        layout.addLayout(bottom)
+
+        for keys, handler in (
+            (("Up", "PgUp"), lambda: self.step(-1)),
+            (("Down", "PgDown"), lambda: self.step(1)),
+            (("Home",), lambda: self.show_index(0)),
+            (("End",), lambda: self.show_index(len(self.series) - 1)),
+            (("R",), self.reset_view),
+        ):
+            for key in keys:
+                shortcut = QShortcut(QKeySequence(key), self)
+                shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+                shortcut.activated.connect(handler)
+
+    @staticmethod
+    def _spin(tip: str, low: float, high: float) -> QDoubleSpinBox:
+        spin = QDoubleSpinBox()
+        spin.setRange(low, high)
+        spin.setDecimals(0)
+        spin.setToolTip(tip)
+        spin.setKeyboardTracking(False)
+        return spin
+
+    # ------------------------------------------------------------------ images
+
+    def clear(self) -> None:
+        self.series, self.index, self.image = [], -1, None
+        self.image_item.clear()
+        self.clear_overlay()
+        self.slice_slider.setRange(0, 0)
+        self.slice_label.setText("–")
+        self._show_message("Open a folder (File > Open) or drop one here")
+
+    def show_series(self, paths: list[str], index: int = 0) -> None:
+        """Show ``paths`` (one series, in slice order) starting at ``index``."""
+        self.series = list(paths)
+        self.slice_slider.blockSignals(True)
+        self.slice_slider.setRange(0, max(0, len(self.series) - 1))
+        self.slice_slider.blockSignals(False)
+        self.index = -1
+        self.show_index(index)
+
+    def show_path(self, path: str) -> None:
+        """Show a single image (and keep the series if it is part of it)."""
+        if path in self.series:
+            self.show_index(self.series.index(path))
+        else:
+            self.show_series([path], 0)
+
+    def step(self, delta: int) -> None:
+        if self.series:
+            self.show_index(min(max(self.index + delta, 0), len(self.series) - 1))
+
+    def show_index(self, index: int) -> None:
+        if not self.series or not 0 <= index < len(self.series) or index == self.index:
+            return
+        self.index = index
+        self.slice_slider.blockSignals(True)
+        self.slice_slider.setValue(index)
+        self.slice_slider.blockSignals(False)
+        self.slice_label.setText(f"{index + 1}/{len(self.series)}")
+        path = self.series[index]
+        try:
+            image = self._load(path)
+        except ImageReadError as exc:
+            self.image = None
+            self.image_item.clear()
+            self._show_message(f"Cannot show {Path(path).name}:\n{exc.reason}")
+            return
+        first = self.image is None
+        self.image = image
+        self.message_item.hide()
+        if self.preset not in ("manual",):
+            self.center, self.width = self._resolve(self.preset)
+        self.image_item.setImage(image.frame(), autoLevels=False, levels=self.levels())
+        self._sync_spins()
+        if self._overlay_path != path:
+            self.clear_overlay()
+        if first:
+            self.reset_view()
+        self.image_shown.emit(path)
+
+    def _load(self, path: str) -> Image:
+        image = self._images.get(path)
+        if image is None:
+            image = load(path)
+            self._images[path] = image
+            while len(self._images) > self._cache_images:
+                self._images.popitem(last=False)
+        else:
+            self._images.move_to_end(path)
+        return image
+
+    def current_path(self) -> str | None:
+        return self.series[self.index] if 0 <= self.index < len(self.series) else None
+
+    def reset_view(self) -> None:
+        if self.image is not None:
+            h, w = self.image.frame().shape
+            self.view_box.setRange(QRectF(0, 0, w, h), padding=0.02)
+
+    def _show_message(self, text: str) -> None:
+        self.message_item.setText(text)
+        rect = self.view_box.viewRect()
+        self.message_item.setPos(rect.center())
+        self.message_item.show()
+
+    # ------------------------------------------------------------------ window / level
+
+    def levels(self) -> tuple[float, float]:
+        """Display levels (low, high) from the current centre and width."""
+        return self.center - self.width / 2.0, self.center + self.width / 2.0
+
+    def displayed_levels(self) -> tuple[float, float]:
+        """The levels the image item actually draws with."""
+        lo, hi = self.image_item.getLevels()
+        return float(lo), float(hi)
+
+    def apply_preset(self, name: str) -> None:
+        """Use a named window ("lung", "bone", "dicom", ...), resolved for the current image."""
+        if name == "manual":
+            return
+        parse_window(name)  # raises ValueError for a name that does not exist
+        self.preset = name
+        self.center, self.width = self._resolve(name)
+        self._apply_levels()
+        self.preset_box.blockSignals(True)
+        self.preset_box.setCurrentText(name)
+        self.preset_box.blockSignals(False)
+
+    def set_window(self, center: float, width: float) -> None:
+        self.preset = "manual"
+        self.center, self.width = float(center), max(float(width), 1.0)
+        self.preset_box.blockSignals(True)
+        self.preset_box.setCurrentText("manual")
+        self.preset_box.blockSignals(False)
+        self._apply_levels()
+
+    def _resolve(self, name: str) -> tuple[float, float]:
+        if self.image is None:
+            return WINDOW_PRESETS.get(name, (self.center, self.width))
+        single = Image(self.image.frame(), self.image.meta)
+        return resolve_window(parse_window(name), single)
+
+    def _apply_levels(self) -> None:
+        if self.image is not None:
+            self.image_item.setLevels(self.levels())
+        self._sync_spins()
+        self.levels_changed.emit(self.center, self.width)
+
+    def _sync_spins(self) -> None:
+        for spin, value in ((self.center_spin, self.center), (self.width_spin, self.width)):
+            spin.blockSignals(True)
+            spin.setValue(value)
+            spin.blockSignals(False)
+
+    def _on_preset_chosen(self, name: str) -> None:
+        self.apply_preset(name)
+
+    def _on_spin_edited(self) -> None:
+        if (self.center_spin.value(), self.width_spin.value()) != (self.center, self.width):
+            self.set_window(self.center_spin.value(), self.width_spin.value())
+
+    def _on_window_drag(self, dx: float, dy: float, start: bool) -> None:
+        if start:
+            self._drag_start = (self.center, self.width)
+        center, width = self._drag_start
+        # Sensitivity follows the current width, so fine windows stay controllable.
+        scale = max(width / 256.0, 0.5)
+        self.set_window(center - dy * scale, max(1.0, width + dx * scale))
+
+    # ------------------------------------------------------------------ cursor
+
+    def _on_mouse_moved(self, scene_pos: QPointF) -> None:
+        text = self.value_at(self.view_box.mapSceneToView(scene_pos))
+        self.value_label.setText(text)
+        self.cursor_text.emit(text)
+
+    def value_at(self, view_pos: QPointF) -> str:
+        """"x, y: value HU" for a point in image coordinates, or "" outside the image."""
+        if self.image is None:
+            return ""
+        pixels = self.image.frame()
+        x, y = int(np.floor(view_pos.x())), int(np.floor(view_pos.y()))
+        if not (0 <= y < pixels.shape[0] and 0 <= x < pixels.shape[1]):
+            return ""
+        unit = " HU" if self.image.meta.is_hu else ""
+        return f"x {x}, y {y}: {pixels[y, x]:.0f}{unit}"
+
+    # ------------------------------------------------------------------ overlay
+
+    def set_overlay(self, path: str, heatmap: np.ndarray, resize: str = "pad") -> None:
+        """Lay a heat map (H, W in [0, 1], on the model's input square) over image ``path``.
+
+        The model saw the image letterboxed (``pad``) or centre-cropped (``crop``) to a square;
+        the overlay is stretched back over that same square of the original image.
+        """
+        if path != self.current_path() or self.image is None:
+            return
+        h, w = self.image.frame().shape
+        side = max(h, w) if resize == "pad" else min(h, w)
+        rect = QRectF((w - side) / 2.0, (h - side) / 2.0, side, side)
+        self.overlay_item.setImage(np.asarray(heatmap, dtype=np.float32), autoLevels=False, levels=(0.0, 1.0))
+        self.overlay_item.setRect(rect)
+        self._overlay_path = path
+        self.overlay_item.setVisible(self.overlay_check.isChecked())
+
+    def has_overlay(self) -> bool:
+        return self._overlay_path is not None and self._overlay_path == self.current_path()
+
+    def clear_overlay(self) -> None:
+        self._overlay_path = None
+        self.overlay_item.clear()
+        self.overlay_item.hide()
+
+    def _on_overlay_toggled(self, on: bool) -> None:
+        self.overlay_item.setVisible(on and self.has_overlay())
+
+    def _on_opacity_changed(self, value: int) -> None:
+        self.overlay_item.setOpacity(value / 100.0)
+
+
+if __name__ == "__main__":  # a quick look: python -m ctviewer.gui.viewer [image files...]
+    import sys
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication(sys.argv)
+    viewer = ImageViewer()
+    viewer.resize(800, 800)
+    viewer.show()
+    files = sys.argv[1:]
+    if not files:
+        from ctviewer.core.demo import demo_dataset_dir
+
+        files = sorted(str(p) for p in (demo_dataset_dir() / "contrast").rglob("*.dcm"))[:3]
+    viewer.show_series(files)
+    sys.exit(app.exec())

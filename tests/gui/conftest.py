@@ -1,0 +1,58 @@
+"""GUI fixtures: private QSettings and folders per test, a tiny demo dataset, the real window."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QSettings  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def gui_settings(tmp_path: Path) -> QSettings:
+    """Each test's own settings file: nothing read from or written to the user's settings."""
+    folder = tmp_path / "settings"
+    folder.mkdir()
+    for scope in (QSettings.Scope.UserScope, QSettings.Scope.SystemScope):
+        QSettings.setPath(QSettings.Format.IniFormat, scope, str(folder))
+        QSettings.setPath(QSettings.Format.NativeFormat, scope, str(folder))
+    return QSettings(str(folder / "ctviewer.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture(scope="session")
+def demo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 patients per class, 2 slices each, 64 x 64 px: 12 CT DICOM files in class folders."""
+    from ctviewer.core.demo import make_demo_dataset
+
+    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "demo", n_patients=3, slices_per_patient=2, size=64)
+
+
+@pytest.fixture
+def window(qtbot, gui_settings: QSettings, _private_cache: Path):  # noqa: ANN001, ANN201
+    """The real main window with private settings and cache; closed (workers stopped) after the test."""
+    from ctviewer.core.cache import Cache
+    from ctviewer.gui.main_window import MainWindow
+    from ctviewer.gui.session import Session
+
+    win = MainWindow(gui_settings, Session(cache=Cache(_private_cache)))
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.close()
+
+
+@pytest.fixture
+def open_folder(qtbot) -> Callable:  # noqa: ANN001
+    """open_folder(window, folder): open through the window's loader and wait for the first image."""
+
+    def _open(win, folder: Path | str) -> None:  # noqa: ANN001
+        with qtbot.waitSignal(win.dataset_loaded, timeout=60_000):
+            win.open_source(str(folder))
+        qtbot.waitUntil(lambda: win.viewer.image is not None, timeout=10_000)
+
+    return _open
