@@ -183,8 +183,9 @@ def holdout_assignment(y: Sequence[int], groups: Sequence[Any], fraction: float,
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"hold-out fraction must be between 0 and 1 (got {fraction})")
     _require_patients(y, groups, 2, "hold out a patient-grouped validation set")
-    n_groups = len(np.unique(groups))
-    k = int(min(max(2, round(1.0 / fraction)), n_groups))
+    # No more folds than the smallest class has patients, so every fold can hold both classes.
+    smallest = min(Counter(_patient_classes(y, groups).values()).values())
+    k = int(min(max(2, round(1.0 / fraction)), smallest))
     folds = _sgkf_folds(y, groups, k, seed)
     rng = np.random.default_rng(seed)
     for fold in rng.permutation(k):
