@@ -367,9 +367,11 @@ def check_history(history: Any) -> list[Finding]:
                 "(Keras' validation_split on class-sorted data).",
             ))
             break
-    for key in _ACCURACY_KEYS[:-1]:  # AUC cannot be all-or-nothing on a proper set either, but accuracy is telling
+    for key in _ACCURACY_KEYS[:-1]:  # accuracies only: Keras reports AUC 0 for a one-class set anyway
         val = h.get(f"val_{key}")
-        if val and len(val) >= EARLY_EPOCHS and all(v in (0.0, 1.0) for v in val):
+        # All 1.0 may be a perfect model; a 0.0 among only 0s and 1s cannot happen on a two-class set
+        # unless every image flips together.
+        if val and len(val) >= EARLY_EPOCHS and all(v in (0.0, 1.0) for v in val) and 0.0 in val:
             findings.append(Finding(
                 "validation-all-or-nothing", "warning",
                 f"Validation {key} is only ever 0 or 1 over {len(val)} epochs: every validation image gets the "

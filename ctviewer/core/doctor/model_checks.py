@@ -247,7 +247,7 @@ def check_unnormalised_input(report: ScaleReport, scale_predictions: dict[str, d
                                 "input_ranges": report.ranges, "normalising_layers": report.normalising_layers}
     if report.batchnorm_mismatch:
         evidence["batchnorm_layer"] = report.batchnorm_layer
-        evidence["batchnorm_std_factor"] = {k: math.exp(v) for k, v in report.batchnorm_mismatch.items()}
+        evidence["batchnorm_mismatch_score"] = dict(report.batchnorm_mismatch)
     if scale_predictions:
         evidence["predictions_by_scale"] = scale_predictions
     if report.normalising_layers:

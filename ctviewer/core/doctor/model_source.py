@@ -313,11 +313,16 @@ def _batchnorm_scores(model: Any, arrays: dict[str, np.ndarray]) -> tuple[str | 
     for scale, x in arrays.items():
         feats = np.asarray(keras.ops.convert_to_numpy(probe(x, training=False)), dtype=np.float64)
         feats = np.moveaxis(feats, axes_keep, -1).reshape(-1, feats.shape[axes_keep])
-        std = feats.std(axis=0)
+        std, mean = feats.std(axis=0), feats.mean(axis=0)
         ok = (moving_var > 1e-12) & (std > 1e-12)
         if not ok.any():
             continue
-        scores[scale] = float(np.median(np.abs(np.log(std[ok] / np.sqrt(moving_var[ok])))))
+        # Spread mismatch (log of the std ratio) plus location mismatch (mean offset in moving stds):
+        # raw stored values and HU differ mostly by an offset, [0, 1] and HU by a factor of ~2000.
+        sd = np.sqrt(moving_var[ok])
+        spread = np.abs(np.log(std[ok] / sd))
+        offset = np.log1p(np.abs(mean[ok] - moving_mean[ok]) / sd)
+        scores[scale] = float(np.median(spread) + np.median(offset))
     return bn.name, scores, ""
 
 
@@ -350,8 +355,8 @@ def detect_input_scale(mut: ModelUnderTest, arrays: dict[str, np.ndarray], force
         if scores:
             best = min(scores, key=lambda k: scores[k])
             report = ScaleReport(best, f"the statistics {bn_name} learnt in training match {SCALE_WORDS[best]} "
-                                 f"(typical std off by a factor {math.exp(scores[best]):.2g}; "
-                                 + ", ".join(f"{k}: x{math.exp(v):.2g}" for k, v in scores.items() if k != best)
+                                 f"(mismatch score {scores[best]:.2g}; "
+                                 + ", ".join(f"{k}: {v:.2g}" for k, v in scores.items() if k != best)
                                  + ")", "batchnorm", batchnorm_layer=bn_name, batchnorm_mismatch=scores,
                                  ranges=ranges, detected=best)
         else:
