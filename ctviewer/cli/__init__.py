@@ -25,6 +25,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "cv",
     "evaluate",
     "doctor",
+    "install_desktop",
 )
 
 
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def command_names() -> set[str]:
-    return set(SUBCOMMANDS)
+    return {name.replace("_", "-") for name in SUBCOMMANDS}  # module install_desktop -> install-desktop
 
 
 def main(argv: Sequence[str] | None = None) -> int:
