@@ -293,6 +293,21 @@ def _spread(x: np.ndarray) -> float:
     return float(hi - lo)
 
 
+def _normalised_misfit(y: np.ndarray, last: Any) -> float:
+    """How far values that went through the model's own normalisation are from what it was built for.
+
+    A ``Normalization`` layer is built for z-scores (mean 0, std 1). A ``Rescaling`` layer
+    is built to map the training images onto [0, 1] (or [-1, 1] with a negative offset):
+    the spread should be about the target width and few values should fall outside it.
+    """
+    if type(last).__name__ == "Normalization":
+        return abs(math.log(max(float(y.std()), 1e-12))) + abs(float(y.mean()))
+    offset = float(np.mean(np.asarray(getattr(last, "offset", 0.0), dtype=np.float64)))
+    low, high = (-1.0, 1.0) if offset < 0 else (0.0, 1.0)
+    outside = float(np.mean((y < low - 0.05) | (y > high + 0.05)))
+    return abs(math.log(max(_spread(y), 1e-12) / (high - low))) + 10.0 * outside
+
+
 def _batchnorm_scores(model: Any, arrays: dict[str, np.ndarray]) -> tuple[str | None, dict[str, float], str]:
     import keras
 
@@ -339,13 +354,12 @@ def detect_input_scale(mut: ModelUnderTest, arrays: dict[str, np.ndarray], force
         layers = [layer for layer in first if type(layer).__name__ in _NORMALISING]
         import keras
 
-        # The scale whose values, after the model's own normalisation, spread over about one unit.
         misfit = {}
         for scale, x in arrays.items():
             y = x
             for layer in layers:
-                y = np.asarray(keras.ops.convert_to_numpy(layer(y)))
-            misfit[scale] = abs(math.log(max(_spread(y), 1e-12)))
+                y = np.asarray(keras.ops.convert_to_numpy(layer(y)), dtype=np.float64)
+            misfit[scale] = _normalised_misfit(y, layers[-1])
         best = min(misfit, key=lambda k: misfit[k])
         report = ScaleReport(best, f"the model normalises its input itself ({', '.join(l.name for l in layers)}); "
                              f"{SCALE_WORDS[best]} come out of it with about unit spread", "normalisation-layer",
