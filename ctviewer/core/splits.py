@@ -247,7 +247,7 @@ def keras_tail_split(dataset: Any, validation: float, seed: int = 0) -> Split:
     Only for reproducing the original question's mistake; `ctviewer doctor` flags it.
     """
     n = len(dataset)
-    n_val = int(n * validation)  # Keras rounds down the same way
+    n_val = n - int(np.floor(n * (1.0 - validation)))  # Keras 3: the first floor(n * (1 - f)) train
     roles = [TRAIN] * (n - n_val) + [VALIDATION] * n_val
     return Split(
         paths=tuple(dataset.paths), patients=tuple(dataset.patients.tolist()), roles=tuple(roles),

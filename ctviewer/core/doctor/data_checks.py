@@ -87,8 +87,12 @@ def _both_classes(dataset: Any) -> bool:
 
 
 def tail_contents(labels: Sequence[str | None], fraction: float) -> tuple[int, dict[str, int]]:
-    """What Keras' ``validation_split=fraction`` holds: ``int(n * fraction)`` last images, class counts."""
-    n_val = int(len(labels) * fraction)
+    """What Keras' ``validation_split=fraction`` holds: the last images and their class counts.
+
+    Keras 3 trains on the first ``floor(n * (1 - fraction))`` samples and validates on the
+    rest (``keras/src/trainers/data_adapters/array_slicing.py``), e.g. 5 of 24 at 0.2.
+    """
+    n_val = len(labels) - int(np.floor(len(labels) * (1.0 - fraction)))
     tail = [lab for lab in labels[len(labels) - n_val:] if lab is not None]
     return n_val, dict(Counter(tail))
 
