@@ -1,0 +1,82 @@
+"""``ctviewer predict BUNDLE DATA --csv OUT.csv``: one prediction row per image, labelled or not."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ctviewer.cli._progress import ProgressBars, add_progress_flag
+from ctviewer.core.errors import CTViewerError, DatasetError
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="predict images with a saved model bundle and write a CSV",
+        description="Predict every image of DATA (class subfolders, labels.csv, an unlabelled folder or files) "
+                    "with the model bundle BUNDLE, using its preprocessing and threshold. If the images are "
+                    "labelled, the metrics are printed too.",
+    )
+    parser.add_argument("bundle", metavar="BUNDLE", help="model bundle folder (from ctviewer train)")
+    parser.add_argument("data", metavar="DATA", nargs="+", help="dataset folder, labels.csv, or image files")
+    parser.add_argument("--csv", required=True, metavar="OUT.csv", help="prediction CSV to write")
+    parser.add_argument("--tta", action="store_true", help="test-time augmentation: average image and mirror")
+    parser.add_argument("--batch-size", type=int, default=32, metavar="B", help="images per forward pass")
+    parser.add_argument("--pseudonymise", metavar="SALT",
+                        help="replace patient/study/series ids in the CSV by salted pseudonyms")
+    parser.add_argument("--cache-dir", metavar="DIR", help="preprocessing cache (default: the user cache folder)")
+    add_progress_flag(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ctviewer.core.bundle import load_bundle
+    from ctviewer.core.cache import Cache
+    from ctviewer.core.dataset import discover
+    from ctviewer.core.events import Progress
+    from ctviewer.core.inference import predict
+    from ctviewer.core.report import write_predictions_csv
+
+    if args.batch_size < 1:
+        raise CTViewerError(f"--batch-size must be a positive number (got {args.batch_size})")
+    bundle = load_bundle(args.bundle)  # fail fast on a bad bundle, before scanning
+    cache = Cache(args.cache_dir) if args.cache_dir else Cache()
+    source = args.data[0] if len(args.data) == 1 else args.data
+    with ProgressBars(disable=args.quiet) as bars:
+        dataset = discover(source, cache=cache,
+                           progress=lambda done, total, _path: bars(Progress(done, total, "scanning")))
+        if dataset.report.skipped:
+            first = dataset.report.skipped[0]
+            bars.write(f"warning: skipped {len(dataset.report.skipped)} unreadable files "
+                       f"(e.g. {first.path}: {first.reason})")
+        if not dataset.items:
+            raise DatasetError(f"{source}: no readable images")
+        pred = predict(bundle, dataset, tta=args.tta, batch_size=args.batch_size, cache=cache, on_event=bars)
+    write_predictions_csv(pred, args.csv, pseudonymise_salt=args.pseudonymise)
+    print(format_prediction_summary(pred, bundle, Path(args.csv)))
+    return 0
+
+
+def format_prediction_summary(pred: Any, bundle: Any, csv_path: Path) -> str:
+    from ctviewer.cli.train import metrics_line
+
+    called = int(pred.y_pred().sum())
+    lines = [
+        f"predicted {len(pred)} images with {bundle.folder} ({bundle.card.model_name or 'model'}, "
+        f"id {bundle.model_id}): {called} {pred.positive}, {len(pred) - called} {pred.negative} "
+        f"at threshold {pred.threshold:.4f}",
+    ]
+    labelled = int(pred.is_labelled.sum())
+    if labelled:
+        from ctviewer.core.evaluation import metrics_from_predictions
+
+        try:
+            metrics = metrics_from_predictions(pred)
+        except ValueError as exc:
+            lines.append(f"  metrics: not available ({exc})")
+        else:
+            lines.append(f"  {labelled} labelled images: {metrics_line(metrics)}")
+            lines += [f"  warning: {w}" for w in metrics.warnings]
+    lines.append(f"  wrote {csv_path}")
+    return "\n".join(lines)

@@ -1,0 +1,165 @@
+"""``ctviewer train DATA --out BUNDLE``: train a model (or a k-fold ensemble) and save it as a bundle."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+from ctviewer.cli._progress import ProgressBars, add_progress_flag, quiet_tensorflow_logs
+from ctviewer.core.errors import CTViewerError, DatasetError
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", metavar="DATA", help="dataset: a folder of class subfolders, or a labels.csv")
+    parser.add_argument("--positive", metavar="CLASS", help="name of the positive class (default: guessed, e.g. "
+                        "the class whose partner is called no_*/normal)")
+    parser.add_argument("--cache-dir", metavar="DIR", help="preprocessing cache (default: the user cache folder)")
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options that override the chosen model's recipe defaults (see `ctviewer.core.models`)."""
+    parser.add_argument("--model", default="default", metavar="NAME",
+                        help="default, seed (the original question's network), efficientnetb0, resnet50, densenet121")
+    parser.add_argument("--epochs", type=int, metavar="N", help="maximum epochs (early stopping may end sooner)")
+    parser.add_argument("--size", type=int, metavar="S", help="input size in pixels (square)")
+    parser.add_argument("--seed", type=int, metavar="K", help="random seed for split, initialisation, augmentation")
+    parser.add_argument("--batch-size", type=int, metavar="B", help="images per training batch")
+    parser.add_argument("--window", metavar="W", help="input window: a preset (wide, soft_tissue...) or CENTER,WIDTH")
+    parser.add_argument("--validation", type=float, metavar="F",
+                        help="fraction of patients held out for early stopping and the threshold (default 0.2)")
+    parser.add_argument("--threshold-rule", choices=("youden", "sensitivity", "specificity"),
+                        help="how to choose the decision threshold on validation data (default youden)")
+    parser.add_argument("--target", type=float, metavar="T",
+                        help="target sensitivity/specificity for --threshold-rule sensitivity/specificity")
+    parser.add_argument("--weights", metavar="PATH", help="ImageNet weights file for transfer-learning models")
+    parser.add_argument("--tta", action="store_true", default=None,
+                        help="test-time augmentation (mirror) when predicting held-out folds")
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The model's recipe defaults with the command-line overrides applied."""
+    from ctviewer.core.models import default_config
+
+    config = default_config(args.model)
+    if args.threshold_rule in ("sensitivity", "specificity") and args.target is None:
+        raise CTViewerError(f"--threshold-rule {args.threshold_rule} needs --target (e.g. --target 0.9)")
+    for name, value in (("epochs", args.epochs), ("size", args.size), ("batch-size", args.batch_size)):
+        if value is not None and value < 1:
+            raise CTViewerError(f"--{name} must be a positive number (got {value})")
+    if args.validation is not None and not 0.0 < args.validation < 1.0:
+        raise CTViewerError(f"--validation must be between 0 and 1 (got {args.validation})")
+    return config.with_overrides(
+        epochs=args.epochs, input_size=args.size, seed=args.seed, batch_size=args.batch_size, window=args.window,
+        validation_fraction=args.validation, threshold_rule=args.threshold_rule, threshold_target=args.target,
+        weights=args.weights, tta=args.tta,
+    )
+
+
+def load_dataset(args: argparse.Namespace, bars: ProgressBars) -> tuple[Any, Any]:
+    """Discover DATA with a progress bar; return (dataset, cache). Skipped files are reported on stderr."""
+    from ctviewer.core.cache import Cache
+    from ctviewer.core.dataset import discover
+    from ctviewer.core.events import Progress
+
+    cache = Cache(args.cache_dir) if args.cache_dir else Cache()
+    dataset = discover(args.data, positive=args.positive, cache=cache,
+                       progress=lambda done, total, _path: bars(Progress(done, total, "scanning")))
+    if dataset.report.skipped:
+        first = dataset.report.skipped[0]
+        bars.write(f"warning: skipped {len(dataset.report.skipped)} unreadable files (e.g. {first.path}: {first.reason})")
+    for note in dataset.report.notes:
+        bars.write(f"note: {note}")
+    if not dataset.items:
+        raise DatasetError(f"{args.data}: no readable images")
+    dataset.require_binary()
+    return dataset, cache
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a classifier and save it as a model bundle",
+        description="Train a binary classifier on DATA with a patient-grouped, stratified validation split "
+                    "(early stopping, threshold choice) and save model.keras + model_card.json in BUNDLE. "
+                    "With --folds K, train K cross-validation fold models and save them as one ensemble.",
+    )
+    add_data_arguments(parser)
+    parser.add_argument("--out", required=True, metavar="BUNDLE", help="bundle folder to write")
+    add_recipe_arguments(parser)
+    parser.add_argument("--folds", type=int, metavar="K",
+                        help="train a K-fold ensemble (cross-validated metrics in the card)")
+    add_progress_flag(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ctviewer.core.bundle import save_bundle
+
+    quiet_tensorflow_logs()
+    config = config_from_args(args)
+    out = Path(args.out)
+    with ProgressBars(disable=args.quiet, epochs=config.epochs) as bars:
+        dataset, cache = load_dataset(args, bars)
+        if args.folds is not None:
+            return _train_ensemble(args, config, dataset, cache, bars, out)
+        from ctviewer.core.training import fit
+
+        trained = fit(dataset, config, on_event=bars, cache=cache)
+    save_bundle(trained, out)
+    print(format_training_summary(trained, out))
+    return 0
+
+
+def _train_ensemble(args: argparse.Namespace, config: Any, dataset: Any, cache: Any, bars: ProgressBars,
+                    out: Path) -> int:
+    from ctviewer.cli.cv import format_cv_summary
+    from ctviewer.core.bundle import save_bundle
+    from ctviewer.core.training import cross_validate
+
+    if args.folds < 2:
+        raise CTViewerError(f"--folds must be at least 2 (got {args.folds})")
+    result = cross_validate(dataset, config, folds=args.folds, on_event=bars, cache=cache, keep_models=True)
+    bars.close()
+    save_bundle(result.ensemble, out, metrics=result.metrics, extra={"cross_validation": result.to_json_extra()})
+    print(format_cv_summary(result))
+    print(f"  ensemble of {args.folds} fold models saved to {out} (model id {result.ensemble.model_id})")
+    return 0
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def metrics_line(metrics: Any) -> str:
+    """AUC, accuracy, sensitivity, specificity with their intervals on one line."""
+    parts = []
+    for name, label in (("auc", "AUC"), ("accuracy", "accuracy"), ("sensitivity", "sensitivity"),
+                        ("specificity", "specificity")):
+        value, ci = getattr(metrics, name), getattr(metrics, f"{name}_ci")
+        interval = "" if ci.is_nan else f" [{ci.low:.2f}-{ci.high:.2f}]"
+        parts.append(f"{label} {_fmt(value)}{interval}")
+    return ", ".join(parts)
+
+
+def format_training_summary(trained: Any, out: Path) -> str:
+    counts = trained.split.counts()
+    ds = trained.dataset
+    lines = [
+        f"trained {trained.config.model} on {ds.source}: {ds.n_images} images, {ds.n_patients} patients, "
+        f"positive class {trained.positive}",
+        f"  split:      {counts['train']} train / {counts['validation']} validation images "
+        f"({trained.split.method}, seed {trained.split.seed})",
+    ]
+    best = "none completed" if trained.best_epoch is None else str(trained.best_epoch + 1)
+    status = " (cancelled)" if trained.cancelled else ""
+    lines.append(f"  epochs:     {trained.epochs_run} run, best {best} by {trained.config.monitor}{status}")
+    lines.append(f"  threshold:  {trained.threshold:.4f} ({trained.config.threshold_rule}, chosen on validation)")
+    if trained.validation_metrics is not None:
+        lines.append(f"  validation: {metrics_line(trained.validation_metrics)} "
+                     f"(n={trained.validation_metrics.n}; small: see the intervals)")
+    for note in trained.notes:
+        lines.append(f"  note:       {note}")
+    lines.append(f"  bundle:     {out} (model id {trained.model_id}), {trained.seconds:.0f} s")
+    return "\n".join(lines)
