@@ -1,0 +1,230 @@
+"""Training throughput: images/s, peak memory and achieved FLOP/s against the measured matmul peak.
+
+Each measurement runs in a fresh process (so its peak RSS is its own) and feeds the model
+through ctviewer's own tf.data pipeline (`ctviewer.core.training.make_tf_dataset`): the
+in-memory path for the size table, the streamed-from-``.npy`` path for the 2,000-slice run.
+The first batch (graph tracing, thread pools) is timed apart from the steady-state batches.
+
+Run alone: ``python bench/run_all.py --only training [--quick]``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import bench_common as bc
+
+SIZES = (256, 512, 1024)
+MODELS = ("default", "seed")
+STREAM_SLICES = 2000
+STREAM_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class Throughput:
+    model: str
+    size: int
+    batch_size: int
+    images_timed: int
+    images_per_s: float
+    first_batch_s: float  # tracing + first step
+    forward_gflop: float  # per image
+    rss_before_mib: float  # after TF import, model build and data, before the first step
+    peak_rss_mib: float
+    streamed: bool = False
+
+
+def _timed_fit(model_name: str, size: int, images: Any, indices: np.ndarray, y: np.ndarray,
+               measured_batches: int, streamed: bool) -> Throughput:
+    """Compile ``model_name`` at ``size`` and time 1 + ``measured_batches`` training steps."""
+    import keras
+
+    from ctviewer.core.models import build_model, compile_model, config_for
+    from ctviewer.core.training import _class_weights, make_tf_dataset
+
+    config = config_for(model_name, input_size=size)
+    bs = config.batch_size
+    weights = _class_weights(y[indices]) if config.class_weight else None
+    ds = make_tf_dataset(images, indices, y, bs, shuffle=True, seed=0, weights=weights)
+    steps = 1 + measured_batches
+    model = build_model(config)
+    compile_model(model, config, steps_per_epoch=steps)
+    flops = bc.count_flops(model)
+    stamps: list[float] = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            float(np.asarray((logs or {}).get("loss", 0.0)))  # wait for the step to finish
+            stamps.append(time.perf_counter())
+
+    rss_before = bc.current_rss_mib()
+    start = time.perf_counter()
+    model.fit(ds, epochs=1, steps_per_epoch=steps, callbacks=[Clock()], verbose=0, shuffle=False)
+    first = stamps[0] - start
+    timed = stamps[-1] - stamps[0]
+    n_timed = (len(stamps) - 1) * bs
+    return Throughput(model=model_name, size=size, batch_size=bs, images_timed=n_timed,
+                      images_per_s=n_timed / timed if timed > 0 else float("nan"), first_batch_s=first,
+                      forward_gflop=flops.forward_per_image / 1e9, rss_before_mib=rss_before,
+                      peak_rss_mib=bc.peak_rss_mib(), streamed=streamed)
+
+
+def in_memory_throughput(model_name: str, size: int, measured_batches: int) -> Throughput:
+    """Child process: synthetic images stacked in memory, the trainer's in-memory tf.data path."""
+    from ctviewer.core.models import config_for
+    from ctviewer.core.training import _Images
+
+    bs = config_for(model_name).batch_size
+    n = bs * (1 + measured_batches)
+    rng = np.random.default_rng(0)
+    stacked = rng.uniform(0.0, 1.0, size=(n, size, size)).astype(np.float32)
+    y = np.arange(n, dtype=np.int32) % 2
+    return _timed_fit(model_name, size, _Images(files=[], stacked=stacked, size=size), np.arange(n), y,
+                      measured_batches, streamed=False)
+
+
+def streamed_throughput(model_name: str, files: list[str], measured_batches: int) -> Throughput:
+    """Child process: the same, but every batch read from memory-mapped ``.npy`` files on disk."""
+    from ctviewer.core.training import _Images
+
+    y = np.arange(len(files), dtype=np.int32) % 2
+    images = _Images(files=list(files), stacked=None, size=STREAM_SIZE)
+    return _timed_fit(model_name, STREAM_SIZE, images, np.arange(len(files)), y, measured_batches, streamed=True)
+
+
+@dataclass(frozen=True)
+class PipelinePass:
+    slices: int
+    seconds: float
+    peak_rss_mib: float
+    rss_before_mib: float
+
+
+def streamed_pipeline_pass(files: list[str], batch_size: int) -> PipelinePass:
+    """Child process: one full pass of the streamed tf.data pipeline over every file (no model)."""
+    import tensorflow as tf  # noqa: F401 - imported before the RSS baseline is read
+
+    from ctviewer.core.training import _Images, make_tf_dataset
+
+    y = np.arange(len(files), dtype=np.int32) % 2
+    ds = make_tf_dataset(_Images(files=list(files), stacked=None, size=STREAM_SIZE), np.arange(len(files)), y,
+                         batch_size, shuffle=True, seed=0)
+    rss_before = bc.current_rss_mib()
+    start = time.perf_counter()
+    seen = 0
+    for x, _ in ds:
+        seen += int(x.shape[0])
+    return PipelinePass(slices=seen, seconds=time.perf_counter() - start, peak_rss_mib=bc.peak_rss_mib(),
+                        rss_before_mib=rss_before)
+
+
+MATMUL_SIZES = (1024, 2048, 4096)
+
+
+def matmul_peak() -> tuple[float, int]:
+    """Child process: TensorFlow's best float32 matmul rate (GFLOP/s) over a few square sizes."""
+    return max((bc.matmul_peak_gflops(n), n) for n in MATMUL_SIZES)
+
+
+# --------------------------------------------------------------------------- synthetic slices
+
+
+def write_synthetic_slices(folder: Path, n: int, size: int) -> list[str]:
+    """``n`` float32 ``size`` x ``size`` phantom slices in the wide window, one ``.npy`` each.
+
+    A few phantoms from `ctviewer.core.demo` are drawn, then each file gets its own shift
+    and noise-free offset, so every file differs without drawing ``n`` phantoms.
+    """
+    from ctviewer.core.demo import phantom_slice
+
+    rng = np.random.default_rng(0)
+    bases = []
+    for i in range(8):
+        hu = phantom_slice(rng, size, contrast=bool(i % 2), z=0.3 + 0.1 * (i // 2))
+        bases.append(np.clip((hu + 1000.0) / 2000.0, 0.0, 1.0).astype(np.float32))
+    files = []
+    for i in range(n):
+        arr = np.roll(bases[i % len(bases)], shift=(i % 17, i % 13), axis=(0, 1))
+        path = folder / f"slice_{i:05d}.npy"
+        np.save(path, arr)
+        files.append(str(path))
+    return files
+
+
+# --------------------------------------------------------------------------- section
+
+
+def _row(t: Throughput, peak_gflops: float) -> list[str]:
+    achieved = t.images_per_s * 3.0 * t.forward_gflop
+    return [
+        t.model + (" (streamed)" if t.streamed else ""), t.size, t.batch_size, f"{t.images_per_s:.2f}",
+        f"{t.first_batch_s:.1f} s", f"{3 * t.forward_gflop:.2f}", f"{achieved:.1f}",
+        f"{100 * achieved / peak_gflops:.1f}%", f"{t.rss_before_mib:.0f}", f"{t.peak_rss_mib:.0f}",
+    ]
+
+
+HEADERS = ["model", "input", "batch", "images/s", "1st batch", "GFLOP/img (train)", "GFLOP/s",
+           "of peak", "RSS before MiB", "peak RSS MiB"]
+
+
+def run(quick: bool = False, data: Path | None = None) -> None:
+    """Print the training-throughput tables (``data`` is unused: the images are synthetic)."""
+    sizes = (256, 512) if quick else SIZES
+    measured = 1 if quick else 3
+    n_stream = 120 if quick else STREAM_SLICES
+
+    peak, peak_n = bc.run_isolated(matmul_peak)
+    print(f"\nfloat32 matmul peak measured with TensorFlow: {peak:.1f} GFLOP/s (best single product of "
+          f"{' / '.join(map(str, MATMUL_SIZES))} squared float32 matrices, ~2 s each; best at {peak_n})")
+    rows = []
+    for name in MODELS:
+        for size in sizes:
+            t = bc.run_isolated(in_memory_throughput, name, size, measured)
+            rows.append(_row(t, peak))
+            print(f"  measured {name} @ {size}: {t.images_per_s:.2f} images/s", flush=True)
+    bc.print_table(
+        f"Training throughput, in-memory tf.data (steady state over {measured} batches after the first)",
+        HEADERS, rows,
+        notes=[
+            "FLOPs = 2 x multiply-adds of the Conv2D/Dense layers from the layer shapes; training = 3 x forward",
+            "the 1st batch (graph tracing + first step) is shown apart and not in images/s",
+            "peak RSS = ru_maxrss of a fresh process per row (TensorFlow itself included); "
+            "'RSS before' = after model build and data, before the first step",
+            "each model at its recipe batch size (default 16, seed 10); synthetic uniform-noise images",
+        ],
+    )
+
+    data_gib = n_stream * STREAM_SIZE * STREAM_SIZE * 4 / 1024**3
+    tmp = Path(tempfile.mkdtemp(prefix="ctviewer-bench-stream-"))
+    try:
+        start = time.perf_counter()
+        files = write_synthetic_slices(tmp, n_stream, STREAM_SIZE)
+        written = time.perf_counter() - start
+        print(f"\nwrote {n_stream} synthetic {STREAM_SIZE}x{STREAM_SIZE} float32 slices "
+              f"({data_gib:.2f} GiB) to {tmp} in {written:.0f} s", flush=True)
+        p = bc.run_isolated(streamed_pipeline_pass, files, 16)
+        rows = []
+        for name in MODELS:
+            t = bc.run_isolated(streamed_throughput, name, files, measured)
+            rows.append(_row(t, peak))
+        bc.print_table(
+            f"Training throughput, tf.data streaming from {n_stream} .npy slices on disk "
+            f"({STREAM_SIZE}x{STREAM_SIZE}, {data_gib:.2f} GiB)",
+            HEADERS, rows,
+            notes=[
+                f"full pass of the streamed pipeline (no model) over all {p.slices} slices: "
+                f"{p.slices / p.seconds:.0f} slices/s, {p.seconds:.0f} s, peak RSS {p.peak_rss_mib:.0f} MiB "
+                f"(RSS {p.rss_before_mib:.0f} MiB before) = {p.peak_rss_mib / 1024 / data_gib:.1%} of the data size",
+                f"training rows: {measured} timed batches after the first, drawn (shuffled) from all {n_stream} files",
+                "the files were just written, so most reads come from the OS page cache, not the disk",
+            ],
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
