@@ -199,6 +199,38 @@ def licence_text(component: Component) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class DicomCodec:
+    """Which installed plugins can decode one compressed DICOM transfer syntax."""
+
+    transfer_syntax: str  # DICOM keyword, e.g. "JPEGLosslessSV1"
+    uid: str
+    plugins: tuple[str, ...]
+
+
+# The compressed transfer syntaxes CT archives use; README promises all of them.
+_COMPRESSED_SYNTAXES = (
+    "JPEGBaseline8Bit", "JPEGExtended12Bit", "JPEGLossless", "JPEGLosslessSV1", "JPEGLSLossless",
+    "JPEGLSNearLossless", "JPEG2000Lossless", "JPEG2000", "HTJ2KLossless", "RLELossless",
+)  # fmt: skip
+
+
+def dicom_codec_table() -> list[DicomCodec]:
+    """Return the DICOM pixel-data decoders available here, per compressed transfer syntax.
+
+    In a frozen app an empty ``plugins`` tuple means a decoder plugin or its metadata was left
+    out of the bundle (pylibjpeg finds its plugins through entry points).
+    """
+    from pydicom import uid as uids
+    from pydicom.pixels import get_decoder
+
+    table = []
+    for name in _COMPRESSED_SYNTAXES:
+        syntax = getattr(uids, name)
+        table.append(DicomCodec(name, str(syntax), tuple(get_decoder(syntax).available_plugins)))
+    return table
+
+
 def format_component_table(components: list[Component] | None = None) -> str:
     """Return the table as aligned plain text (for a terminal, a log or a bug report)."""
     components = component_table() if components is None else components

@@ -26,6 +26,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "evaluate",
     "doctor",
     "install_desktop",
+    "about",
 )
 
 
