@@ -131,16 +131,50 @@ def current_rss_mib() -> float:
     return float("nan")
 
 
+def _isolated_entry(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    import traceback
+
+    try:
+        conn.send((True, fn(*args)))
+    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+        conn.send((False, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+    finally:
+        conn.close()
+
+
 def run_isolated(fn: Callable[..., Any], *args: Any, timeout: float | None = None) -> Any:
     """Run ``fn(*args)`` in a fresh (spawned) Python process and return its result.
 
     Used wherever a number depends on the process being fresh: peak RSS (ru_maxrss never
     goes down), TensorFlow's first-call compilation, cold caches. ``fn`` must be a
-    module-level function of an importable module; exceptions come back re-raised.
+    module-level function of an importable module. Not a Pool: pool workers are daemonic
+    and may not start processes of their own (the GUI's workers do).
+
+    Raises
+    ------
+    RuntimeError
+        The child raised (its traceback is in the message) or died without an answer.
     """
     ctx = mp.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        return pool.apply_async(fn, args).get(timeout)
+    parent_end, child_end = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_isolated_entry, args=(child_end, fn, args), daemon=False)
+    proc.start()
+    child_end.close()
+    try:
+        if not parent_end.poll(timeout):
+            raise RuntimeError(f"{fn.__name__}: no answer within {timeout} s")
+        ok, value = parent_end.recv()
+    except EOFError:
+        proc.join()
+        raise RuntimeError(f"{fn.__name__}: child process died (exit code {proc.exitcode}; out of memory?)") from None
+    finally:
+        if proc.is_alive():
+            proc.join(30)
+        if proc.is_alive():
+            proc.terminate()
+    if not ok:
+        raise RuntimeError(f"{fn.__name__} failed in its child process: {value}")
+    return value
 
 
 # --------------------------------------------------------------------------- FLOPs
