@@ -39,4 +39,7 @@ def test_a_ctviewer_bundle_trained_the_default_way_has_no_split_problems(tmp_pat
     assert all(f.severity == "warning" for f in found.get("tail-split-one-class", []))
     assert all(f.severity == "info" for f in found.get("batchnorm-mode-mismatch", []))
     assert not [f for f in found.get("small-class", []) if f.severity == "error"]
+    # The doctor knows these are the bundle's own training images (card hash and recorded split).
+    [own] = found["evaluated-on-training-data"]
+    assert own.severity == "info" and "content hash" in own.evidence["how_known"]
 

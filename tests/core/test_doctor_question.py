@@ -73,6 +73,8 @@ def test_doctor_reports_tail_split_one_class_validation_and_collapse(question):
     # The seed network has BatchNorm and Dropout 0.7, the question called it with learning_phase=1.
     assert "batchnorm-mode-mismatch" in found and "unstable-predictions" in found
     assert found["unstable-predictions"][0].evidence["training_false"]["max_change_between_calls"] <= 1e-4
+    # A bare keras.Model carries no record of its training data.
+    assert "evaluated-on-training-data" not in found
 
 
 def test_cli_on_the_plain_keras_and_h5_files(question, capsys):

@@ -187,17 +187,47 @@ def _model_findings(mut: Any, dataset: Any, input_scale: str, baseline: bool, ma
     emit(on_event, Message("repeating calls, alone and batched"))
     findings += mc.check_unstable_predictions(mut.model, xs, ctviewer_model=mut.is_ctviewer)
 
+    trained_here = _trained_on_this_data(mut, dataset)
+    if trained_here:
+        findings.append(Finding(
+            "evaluated-on-training-data", "info",
+            f"The model was trained on these images ({trained_here}), so its accuracy and AUC on them are "
+            "optimistic; only held-out patients measure generalisation.",
+            {"how_known": trained_here, "validation_auc_in_card": mut.validation_auc},
+            "Judge the model by its validation or cross-validated metrics (ctviewer cv), or run it on new patients.",
+        ))
     if baseline and y is not None and len(set(y.tolist())) == 2:
         result, skipped = _baseline_result(data, cache, on_event)
         if skipped:
             findings.append(skipped)
         else:
-            from ctviewer.core.training import dataset_content_hash
+            from ctviewer.core.evaluation import delong_auc
 
-            same = None if mut.trained_on is None else mut.trained_on == dataset_content_hash(dataset)
-            findings += mc.check_baseline(probs, y, result, trained_on_this_data=same,
+            model_auc = delong_auc(y, probs).auc
+            emit(on_event, Message(f"histogram baseline AUC {result.auc:.3f} (patient-grouped {result.k}-fold CV) "
+                                   f"vs model AUC {model_auc:.3f} on these {len(y)} images"))
+            known = bool(trained_here) or mut.trained_on is not None or mut.split is not None
+            findings += mc.check_baseline(probs, y, result, trained_on_this_data=bool(trained_here) if known else None,
                                           validation_auc=mut.validation_auc)
     return findings
+
+
+def _trained_on_this_data(mut: Any, dataset: Any) -> str:
+    """How we know the model saw (some of) these images in training; "" when we do not."""
+    if mut.trained_on:
+        from ctviewer.core.training import dataset_content_hash
+
+        if mut.trained_on == dataset_content_hash(dataset):
+            return "same dataset content hash as in the model card"
+    split = mut.split
+    if split is not None and hasattr(split, "roles"):
+        from ctviewer.core.doctor.data_checks import normalise_path
+
+        trained = {normalise_path(p) for p, r in zip(split.paths, split.roles) if r == "train"}
+        overlap = sum(1 for p in dataset.paths if normalise_path(p) in trained)
+        if overlap:
+            return f"{overlap} of {len(dataset)} images were in its training split"
+    return ""
 
 
 def findings_to_json(findings: Sequence[Finding]) -> list[dict[str, Any]]:

@@ -45,7 +45,7 @@ class Assignment:
     method: str
 
 
-def _norm(path: str) -> str:
+def normalise_path(path: str) -> str:
     return os.path.normcase(os.path.realpath(path))
 
 
@@ -63,8 +63,8 @@ def assignment_of(split: Any, dataset: Any = None) -> Assignment:
         raise TypeError(f"expected a Split or Folds, got {type(split).__name__}")
     by_path: dict[str, Any] = {}
     if dataset is not None:
-        by_path = {_norm(it.path): it for it in dataset.items}
-    items = [by_path.get(_norm(p)) for p in split.paths]
+        by_path = {normalise_path(it.path): it for it in dataset.items}
+    items = [by_path.get(normalise_path(p)) for p in split.paths]
     return Assignment(
         paths=tuple(split.paths), patients=tuple(split.patients), roles=roles,
         labels=tuple(it.label if it is not None else None for it in items),

@@ -29,6 +29,7 @@ CODES: dict[str, str] = {
     "validation-all-or-nothing": "is validation accuracy only ever 0 or 1 (a one-class validation set)?",
     "unnormalised-input": "do raw HU or 0-4095 values reach the first layer?",
     "baseline-beats-model": "does a histogram logistic regression match or beat the model's AUC?",
+    "evaluated-on-training-data": "are the model's numbers on this data optimistic because it trained on it?",
     "check-skipped": "a check that could not run, and why",
 }
 
