@@ -275,3 +275,18 @@ def test_importing_the_doctor_does_not_import_tensorflow_or_sklearn():
             "print(sorted(m for m in ('tensorflow', 'keras', 'sklearn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.siim
+def test_siim_folder_order_is_a_tail_split_hazard_and_nothing_else(siim_dir):
+    from ctviewer.core.dataset import discover
+
+    ds = discover(siim_dir, positive="contrast")
+    found = run_checks(ds)
+    assert codes(found) == ["tail-split-one-class"]
+    assert found[0].evidence["tail_splits"]["0.2"]["class_counts"] == {"no_contrast": 20}
+    # The question's split itself: one class in validation, and (files are named by image, not by
+    # patient) patients on both sides.
+    found = run_checks(ds, keras_tail_split(ds, 0.2))
+    assert set(codes(found)) == {"tail-split-one-class", "small-class", "patient-leak"}
+    assert all(f.severity == "error" for f in found)
