@@ -32,6 +32,9 @@ def register(subparsers: Any) -> None:
                         help="a Keras history (JSON dict of per-epoch lists, e.g. json.dump(h.history, f))")
     parser.add_argument("--split", metavar="SPLIT.json", default=None,
                         help="a ctviewer split record (split.json of a bundle) to check for leaks")
+    parser.add_argument("--predictions", metavar="PREDICTIONS.csv", default=None,
+                        help="a per-image prediction report (ctviewer predict --csv / cv) to check for collapse "
+                             "and against the histogram baseline")
     parser.add_argument("--input-scale", choices=("auto", "unit", "hu", "raw"), default="auto",
                         help="how to feed a plain model: auto (detect from its layers/BatchNorm statistics), "
                              "unit ([0,1] wide window), hu (raw Hounsfield units), raw (stored values, 0-4095)")
@@ -83,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
         raise CTViewerError(f"--max-images must be at least 2 (got {args.max_images})")
     history = _load_history(args.history) if args.history else None
     split = _load_split(args.split) if args.split else None
+    predictions = None
+    if args.predictions:
+        from ctviewer.core.report import read_predictions_csv
+
+        predictions = read_predictions_csv(args.predictions, positive=args.positive)
     dataset = discover(args.data, positive=args.positive)
     if not len(dataset):
         raise CTViewerError(f"{args.data}: no readable images ({len(dataset.report.skipped)} skipped)")
@@ -94,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"input_scale": args.input_scale, "baseline": not args.no_baseline}
     if args.max_images is not None:
         options["max_images"] = args.max_images
-    findings = run_checks(dataset, split=split, history=history, model=args.model, on_event=on_event, **options)
+    findings = run_checks(dataset, split=split, history=history, model=args.model, predictions=predictions,
+                          on_event=on_event, **options)
     if args.json:
         print(json.dumps(findings_to_json(findings), indent=2, ensure_ascii=False, allow_nan=False))
         return 0

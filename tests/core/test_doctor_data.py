@@ -290,3 +290,32 @@ def test_siim_folder_order_is_a_tail_split_hazard_and_nothing_else(siim_dir):
     found = run_checks(ds, keras_tail_split(ds, 0.2))
     assert set(codes(found)) == {"tail-split-one-class", "small-class", "patient-leak"}
     assert all(f.severity == "error" for f in found)
+
+
+def test_cli_checks_a_prediction_report_and_a_split_record(tmp_path, capsys):
+    """No model needed: a collapsed prediction CSV and a recorded tail split are enough evidence."""
+    from ctviewer.cli import main
+    from ctviewer.core.dataset import discover
+    from ctviewer.core.demo import make_demo_dataset
+    from ctviewer.core.predictions import Predictions
+    from ctviewer.core.report import write_predictions_csv
+
+    folder = make_demo_dataset(tmp_path / "ct", n_patients=5, slices_per_patient=2, size=48)
+    ds = discover(folder)
+    collapsed = Predictions(paths=ds.paths, probs=np.full(len(ds), 0.8), threshold=0.5,
+                            classes=("no_contrast", "contrast"), labels=[it.label for it in ds.items],
+                            patients=ds.patients.tolist())
+    write_predictions_csv(collapsed, tmp_path / "pred.csv")
+    (tmp_path / "split.json").write_text(json.dumps(keras_tail_split(ds, 0.2).to_json_dict()))
+    code = main(["doctor", str(folder), "--predictions", str(tmp_path / "pred.csv"),
+                 "--split", str(tmp_path / "split.json"), "--json"])
+    assert code == 0
+    found = {f["code"]: f for f in json.loads(capsys.readouterr().out)}
+    assert found["prediction-collapse"]["severity"] == "error"
+    assert found["tail-split-one-class"]["severity"] == "error"
+    # Constant probabilities rank nothing (AUC 0.5): the histogram baseline beats them.
+    assert found["baseline-beats-model"]["evidence"]["model_auc"] == pytest.approx(0.5)
+    assert found["baseline-beats-model"]["evidence"]["baseline_auc"] > 0.6
+    (tmp_path / "bad_split.json").write_text(json.dumps({"items": [{"path": "x"}]}))
+    assert main(["doctor", str(folder), "--split", str(tmp_path / "bad_split.json")]) == 1
+    assert "not a ctviewer split record" in capsys.readouterr().err

@@ -133,10 +133,13 @@ def _prediction_findings(predictions: Any, dataset: Any, baseline: bool, cache: 
     out = check_prediction_collapse(predictions.probs, predictions.threshold, y, predictions.classes,
                                     where="the given predictions", mode="the given predictions")
     if baseline and dataset is not None and y is not None and dataset.is_labelled:
-        index = {p: i for i, p in enumerate(dataset.paths)}
-        rows = [i for i, p in enumerate(predictions.paths) if p in index and labelled[i]]
+        from ctviewer.core.doctor.data_checks import normalise_path
+
+        index = {normalise_path(p): i for i, p in enumerate(dataset.paths)}
+        keys = [normalise_path(p) for p in predictions.paths]
+        rows = [i for i, k in enumerate(keys) if k in index and labelled[i]]
         if len(rows) >= 4:
-            sub = dataset.subset([index[predictions.paths[i]] for i in rows])
+            sub = dataset.subset([index[keys[i]] for i in rows])
             result, skipped = _baseline_result(sub, cache, on_event)
             out += [skipped] if skipped else check_baseline(predictions.probs[rows], sub.y, result)
     return out

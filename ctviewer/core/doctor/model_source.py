@@ -165,13 +165,16 @@ def as_model_under_test(model: Any) -> ModelUnderTest:
         return _plain(keras_model, str(path))
     if hasattr(model, "card") and hasattr(model, "model"):
         return _from_bundle(model, str(getattr(model, "folder", "bundle")))
-    if hasattr(model, "model") and hasattr(model, "preprocessing") and hasattr(model, "history"):
+    if hasattr(model, "model") and hasattr(model, "preprocessing"):
+        # A TrainedModel (or an Ensemble of them) still in memory, e.g. in the GUI after training.
         val = getattr(model, "validation_metrics", None)
         dataset = getattr(model, "dataset", None)
+        history = getattr(model, "history", None)
         return ModelUnderTest(
-            model=model.model, source="trained model", kind="trained", size=model.preprocessing.size, channels=1,
-            preprocessing=model.preprocessing, classes=tuple(model.classes), threshold=float(model.threshold),
-            history=dict(model.history) if model.history else None, split=getattr(model, "split", None),
+            model=model.model, source=type(model).__name__, kind="trained", size=model.preprocessing.size,
+            channels=1, preprocessing=model.preprocessing, classes=tuple(model.classes),
+            threshold=float(model.threshold), history=dict(history) if history else None,
+            split=getattr(model, "split", None),
             validation_auc=None if val is None or math.isnan(val.auc) else float(val.auc),
             trained_on=getattr(dataset, "content_hash", None),
         )
