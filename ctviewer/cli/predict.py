@@ -21,7 +21,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("bundle", metavar="BUNDLE", help="model bundle folder (from ctviewer train)")
     parser.add_argument("data", metavar="DATA", nargs="+", help="dataset folder, labels.csv, or image files")
     parser.add_argument("--csv", required=True, metavar="OUT.csv", help="prediction CSV to write")
-    parser.add_argument("--tta", action="store_true", help="test-time augmentation: average image and mirror")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="test-time augmentation: average image and mirror (default: as the model's recipe)")
     parser.add_argument("--batch-size", type=int, default=32, metavar="B", help="images per forward pass")
     parser.add_argument("--pseudonymise", metavar="SALT",
                         help="replace patient/study/series ids in the CSV by salted pseudonyms")

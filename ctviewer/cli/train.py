@@ -34,8 +34,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", type=float, metavar="T",
                         help="target sensitivity/specificity for --threshold-rule sensitivity/specificity")
     parser.add_argument("--weights", metavar="PATH", help="ImageNet weights file for transfer-learning models")
-    parser.add_argument("--tta", action="store_true", default=None,
-                        help="test-time augmentation (mirror) when predicting held-out folds")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="test-time augmentation (image + mirror averaged) for this model's predictions, "
+                             "stored in the bundle (default: as the recipe says)")
 
 
 def config_from_args(args: argparse.Namespace) -> Any:

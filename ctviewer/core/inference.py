@@ -128,10 +128,21 @@ def _predict_batch(model: Any, batch: np.ndarray, batch_size: int, tta: bool) ->
 # --------------------------------------------------------------------------- datasets
 
 
+def recipe_tta(model_or_bundle: Any) -> bool:
+    """Whether the model's recipe asks for test-time augmentation (False for a bare Keras model)."""
+    config = getattr(model_or_bundle, "config", None)
+    if config is not None:
+        return bool(getattr(config, "tta", False))
+    card = getattr(model_or_bundle, "card", None)
+    if card is not None:
+        return bool(card.raw.get("training", {}).get("tta", False))
+    return False
+
+
 def predict(
     model_or_bundle: Any,
     data: Any,
-    tta: bool = False,
+    tta: bool | None = None,
     batch_size: int = 32,
     cache: Any = None,
     on_event: EventCallback | None = None,
@@ -149,7 +160,8 @@ def predict(
     data
         A `ctviewer.core.dataset.Dataset`, or preprocessed images (N, S, S[, 1]).
     tta
-        Average the image and its mirror (see `tta_views`).
+        Average the image and its mirror (see `tta_views`); None: as the model's recipe
+        says (``TrainConfig.tta``, stored in the bundle's card).
     batch_size
         Images per forward pass; memory stays bounded by it (images stream from the cache).
     cache
@@ -166,6 +178,7 @@ def predict(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1 (got {batch_size})")
     model, prep, classes, threshold, model_id = _unwrap(model_or_bundle, preprocessing)
+    tta = recipe_tta(model_or_bundle) if tta is None else bool(tta)
     size = input_size(model)
     if size != prep.size:
         raise ModelError(f"model input is {size} px but the preprocessing makes {prep.size} px images")

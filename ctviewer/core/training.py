@@ -176,10 +176,13 @@ def _load_images(dataset: Any, prep: Preprocessing, cache: Any, on_event: EventC
     return _Images(files=files, stacked=stacked, size=prep.size)
 
 
-def _class_weights(y: np.ndarray) -> dict[int, float]:
+def class_weights(y: np.ndarray) -> dict[int, float]:
     """n / (2 n_c): each class contributes equally to the loss."""
     counts = np.bincount(y, minlength=2).astype(np.float64)
     return {c: (len(y) / (2.0 * counts[c]) if counts[c] else 0.0) for c in (0, 1)}
+
+
+_class_weights = class_weights  # the name bench/bench_training.py imports
 
 
 def make_tf_dataset(images: _Images, indices: np.ndarray, y: np.ndarray, batch_size: int,
@@ -437,7 +440,7 @@ def fit(
 
     seed_everything(config.seed, deterministic)
     strategy = strategy if strategy is not None else tf.distribute.get_strategy()
-    weights = _class_weights(y[train_idx]) if config.class_weight else None
+    weights = class_weights(y[train_idx]) if config.class_weight else None
     train_ds = make_tf_dataset(images, train_idx, y, config.batch_size, shuffle=config.shuffle_training_data,
                                seed=config.seed, weights=weights)
     val_ds = make_tf_dataset(images, val_idx, y, config.batch_size) if len(val_idx) else None
@@ -468,7 +471,7 @@ def _choose_threshold_on_validation(trained: TrainedModel, val_dataset: Any, ima
 
     x = images.stacked[val_idx] if images.stacked is not None else np.stack(
         [np.load(images.files[i], mmap_mode="r") for i in val_idx])
-    probs = predict_arrays(trained.model, x, batch_size=max(1, trained.config.batch_size))
+    probs = predict_arrays(trained.model, x, batch_size=max(1, trained.config.batch_size), tta=trained.config.tta)
     pred = Predictions(
         paths=val_dataset.paths, probs=probs, threshold=0.5, classes=trained.classes,
         labels=[it.label for it in val_dataset.items], patients=[it.patient for it in val_dataset.items],
@@ -582,7 +585,7 @@ def cross_validate(
                       should_stop, cache=cache, strategy=strategy, stream=stream, fold=k)
         if trained.cancelled:
             raise Cancelled(f"cross-validation cancelled during fold {k + 1}")
-        fold_pred = predict(trained, dataset.subset(test_idx.tolist()), tta=config.tta,
+        fold_pred = predict(trained, dataset.subset(test_idx.tolist()),
                             batch_size=config.batch_size, cache=cache)
         probs[test_idx] = fold_pred.probs
         thresholds.append(trained.threshold)

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from _trainkit import TINY_SIZE, bn_dropout_model, tiny_demo
 
-from ctviewer.core.cache import Cache
 from ctviewer.core.dataset import discover
 from ctviewer.core.errors import Cancelled, ModelError
 from ctviewer.core.events import Progress
@@ -145,4 +144,10 @@ def test_predict_uses_bundle_preprocessing_from_trained_model(tmp_path: Path):
     x = np.stack([cache.array(p, Preprocessing("soft_tissue", TINY_SIZE, "pad")) for p in dataset.paths])
     np.testing.assert_array_equal(pred.probs, predict_arrays(trained.model, x))
     assert pred.threshold == trained.threshold and pred.model_id == trained.model_id
-    assert isinstance(Cache, type)
+    # A recipe with TTA gets TTA by default; an explicit tta=False still wins.
+    import dataclasses
+
+    with_tta = dataclasses.replace(trained, config=trained.config.with_overrides(tta=True))
+    np.testing.assert_array_equal(predict(with_tta, dataset, cache=cache).probs,
+                                  predict(trained, dataset, tta=True, cache=cache).probs)
+    np.testing.assert_array_equal(predict(with_tta, dataset, tta=False, cache=cache).probs, pred.probs)
