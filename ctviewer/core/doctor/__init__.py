@@ -160,8 +160,7 @@ def _model_findings(mut: Any, dataset: Any, input_scale: str, baseline: bool, ma
     findings: list[Finding] = []
     selection = _spread_indices(len(dataset), max_images)
     data = dataset.subset(selection.tolist())
-    labelled = data.is_labelled and len(set(data.y.tolist())) >= 1
-    y = data.y if labelled else None
+    y = data.y if data.is_labelled else None
     classes = mut.classes or (str(data.negative or "negative"), str(data.positive or "positive"))
     scales = ["unit"] if mut.is_ctviewer else list(SCALES)
     emit(on_event, Message(f"preparing {len(data)} images at {mut.size} px ({', '.join(scales)})"))
@@ -210,8 +209,8 @@ def _model_findings(mut: Any, dataset: Any, input_scale: str, baseline: bool, ma
             emit(on_event, Message(f"histogram baseline AUC {result.auc:.3f} (patient-grouped {result.k}-fold CV) "
                                    f"vs model AUC {model_auc:.3f} on these {len(y)} images"))
             known = bool(trained_here) or mut.trained_on is not None or mut.split is not None
-            findings += mc.check_baseline(probs, y, result, trained_on_this_data=bool(trained_here) if known else None,
-                                          validation_auc=mut.validation_auc)
+            findings += mc.check_baseline(probs, y, result, validation_auc=mut.validation_auc,
+                                          trained_on_this_data=bool(trained_here) if known else None)
     return findings
 
 

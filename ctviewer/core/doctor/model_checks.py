@@ -122,7 +122,9 @@ def check_prediction_collapse(probs: np.ndarray, threshold: float, y: np.ndarray
     else:
         message = (f"The model's probabilities on {where} span only {spread:.4f} ({probs.min():.4f}-"
                    f"{probs.max():.4f}) in {mode}: its output hardly depends on the image.")
-    severity = "error" if both_labelled or y is None else "warning"
+    # On labelled data of both classes one answer for all is certainly wrong; on unlabelled or
+    # one-class data it may be right, so it is only a warning there.
+    severity = "error" if both_labelled else "warning"
     return [Finding(
         "prediction-collapse", severity, message, evidence,
         "Check labels and split first (one-class validation, class-sorted data), normalise inputs, weight the "
@@ -263,7 +265,8 @@ def check_unnormalised_input(report: ScaleReport, scale_predictions: dict[str, d
             "Map images to [0, 1] with a fixed HU window (or add a Rescaling/Normalization layer first) and retrain; "
             "unscaled HU make the first layers' gradients huge and the model sensitive to scanner offsets.",
         )]
-    if report.evidence_kind == "forced" and report.chosen in ("hu", "raw") and report.detected not in (None, report.chosen):
+    mismatched = report.detected is not None and report.detected != report.chosen
+    if report.evidence_kind == "forced" and report.chosen in ("hu", "raw") and mismatched:
         return [Finding(
             "unnormalised-input", "warning",
             f"Images are fed as {SCALE_WORDS[report.chosen]} but the model was trained on "

@@ -213,7 +213,8 @@ def _native(path: str, size: int) -> tuple[np.ndarray, np.ndarray]:
     return fit(hu), fit(stored)
 
 
-def images_at_scales(mut: ModelUnderTest, items: Sequence[Any], scales: Sequence[str], cache: Any = None) -> dict[str, np.ndarray]:
+def images_at_scales(mut: ModelUnderTest, items: Sequence[Any], scales: Sequence[str],
+                     cache: Any = None) -> dict[str, np.ndarray]:
     """Model-ready arrays (N, S, S[, C]) of ``items`` for each requested scale."""
     from ctviewer.core.cache import Cache
 
