@@ -287,7 +287,7 @@ def _card_dict(trained: Any, model_sha: str, metrics: Any, extra: dict[str, Any]
 
 
 def save_bundle(trained: Any, folder: str | Path, metrics: Any = None, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``trained`` (a TrainedModel or Ensemble) as a bundle folder, atomically.
+    """Write ``trained`` (a TrainedModel, an Ensemble or a loaded Bundle) as a bundle folder, atomically.
 
     Everything is written to a temporary folder next to ``folder`` and renamed into place;
     an existing bundle at ``folder`` is replaced, any other existing content is refused.
@@ -307,15 +307,23 @@ def save_bundle(trained: Any, folder: str | Path, metrics: Any = None, extra: di
     folder = Path(folder)
     if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not (folder / CARD_FILE).is_file())):
         raise ModelError(f"{folder}: exists and is not a ctviewer model bundle; choose a new folder")
+    if isinstance(trained, Bundle) and folder.resolve() == trained.folder.resolve():
+        return folder  # saving a loaded bundle onto itself: nothing to do
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
     try:
-        model_path = tmp / MODEL_FILE
-        trained.model.save(model_path)
-        card = _card_dict(trained, _sha256(model_path), metrics, extra)
-        (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, allow_nan=False, ensure_ascii=False) + "\n",
-                                     encoding="utf-8")
-        if not isinstance(trained, Ensemble):
+        if isinstance(trained, Bundle):
+            # A loaded bundle is saved as the files it came from (its card cannot be rebuilt).
+            for name in (MODEL_FILE, CARD_FILE, SPLIT_FILE):
+                if (trained.folder / name).is_file():
+                    shutil.copy2(trained.folder / name, tmp / name)
+        else:
+            model_path = tmp / MODEL_FILE
+            trained.model.save(model_path)
+            card = _card_dict(trained, _sha256(model_path), metrics, extra)
+            (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, allow_nan=False, ensure_ascii=False) + "\n",
+                                         encoding="utf-8")
+        if not isinstance(trained, (Ensemble, Bundle)):
             (tmp / SPLIT_FILE).write_text(json.dumps(_json_safe(trained.split.to_json_dict()), indent=1) + "\n",
                                           encoding="utf-8")
         old = None

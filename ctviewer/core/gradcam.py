@@ -66,11 +66,31 @@ def grad_cam(model: Any, image: np.ndarray, layer_name: str | None = None, class
     Returns
     -------
     numpy.ndarray
-        (H, W) float32 in [0, 1] (all zeros when no region raises the score).
+        (H, W) float32 in [0, 1] (all zeros when no region raises the score). For an
+        ensemble (and no ``layer_name``), the normalised mean of its members' maps.
     """
+    model = getattr(model, "model", model)
+    members = ensemble_members(model)
+    if members and layer_name is None:
+        # An ensemble looks with each member's eyes: average the members' maps.
+        maps = [grad_cam(member, image, None, class_index) for member in members]
+        mean = np.mean(maps, axis=0)
+        top = float(mean.max())
+        return (mean / top).astype(np.float32) if top > 0 else np.zeros_like(mean, dtype=np.float32)
+    return _grad_cam_single(model, image, layer_name, class_index)
+
+
+def ensemble_members(model: Any) -> list[Any]:
+    """The member models of a ctviewer ensemble (outputs averaged by ``mean_probabilities``), else []."""
+    names = {layer.name for layer in getattr(model, "layers", [])}
+    if "mean_probabilities" not in names:
+        return []
+    return [layer for layer in model.layers if getattr(layer, "layers", None) and conv_layers(layer)]
+
+
+def _grad_cam_single(model: Any, image: np.ndarray, layer_name: str | None, class_index: int) -> np.ndarray:
     import tensorflow as tf
 
-    model = getattr(model, "model", model)
     x = np.asarray(image, dtype=np.float32)
     if x.ndim == 3 and x.shape[-1] == 1:
         x = x[..., 0]

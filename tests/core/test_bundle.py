@@ -199,3 +199,21 @@ def test_ensemble_bundle_round_trip(trained_set, tmp_path: Path):
                                   predict(loaded, dataset, cache=cache).probs)
     mean = (predict(trained, dataset, cache=cache).probs + predict(other, dataset, cache=cache).probs) / 2
     np.testing.assert_allclose(predict(loaded, dataset, cache=cache).probs, mean, atol=1e-6)
+
+    # Grad-CAM of an ensemble: the normalised mean of its members' maps.
+    from ctviewer.core.gradcam import ensemble_members, grad_cam
+
+    image = np.asarray(cache.array(dataset.paths[0], trained.preprocessing))
+    assert len(ensemble_members(loaded.model)) == 2
+    heat = grad_cam(loaded, image)
+    maps = np.mean([grad_cam(trained, image), grad_cam(other, image)], axis=0)
+    np.testing.assert_allclose(heat, maps / maps.max(), atol=1e-5)
+
+
+def test_a_loaded_bundle_can_be_saved_again(trained_set, tmp_path: Path):
+    _, dataset, cache, bundle_dir = trained_set
+    loaded = load_bundle(bundle_dir)
+    assert save_bundle(loaded, bundle_dir) == bundle_dir  # onto itself: untouched
+    again = load_bundle(save_bundle(loaded, tmp_path / "elsewhere"))
+    assert again.card.raw == loaded.card.raw and (tmp_path / "elsewhere" / SPLIT_FILE).is_file()
+    np.testing.assert_array_equal(predict(again, dataset, cache=cache).probs, predict(loaded, dataset, cache=cache).probs)
