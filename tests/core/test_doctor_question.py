@@ -107,3 +107,15 @@ def test_cli_text_output_and_bad_input(question, capsys):
     assert "cannot be read" in capsys.readouterr().err
     assert main(["doctor", folder, "--model", str(question["root"] / "history.json")]) == 1
     assert "not a Keras model file" in capsys.readouterr().err
+
+
+def test_a_diverged_model_is_reported_not_crashed_on(question):
+    inputs = keras.Input((SIZE, SIZE, 1))
+    dense = keras.layers.Dense(2, activation="softmax")
+    model = keras.Model(inputs, dense(keras.layers.GlobalAveragePooling2D()(inputs)))
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel, np.array([np.nan, 0.0], dtype=np.float32)])
+    found = by_code(run_checks(question["dataset"], model=model, baseline=False))
+    [nan] = found["non-finite-output"]
+    assert nan.severity == "error" and nan.evidence["n_non_finite"] == len(question["dataset"])
+    assert "prediction-collapse" not in found

@@ -23,6 +23,7 @@ CODES: dict[str, str] = {
     "class-imbalance": "is one class so frequent that accuracy says little?",
     "no-patient-ids": "can a split keep one patient's slices together at all?",
     "prediction-collapse": "does the model call every image the same class?",
+    "non-finite-output": "does the model output NaN or infinity (diverged training, wrong input scale)?",
     "batchnorm-mode-mismatch": "do outputs change between training=True and training=False?",
     "unstable-predictions": "does the same image get different outputs from call to call, or alone vs batched?",
     "perfect-validation": "are validation metrics perfect from the first epochs while training metrics are not?",
