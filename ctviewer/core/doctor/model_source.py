@@ -14,7 +14,8 @@ its images were prepared. The doctor can feed three *input scales*:
 layer or a ``Rescaling``/``Normalization`` layer at the input says it directly; otherwise
 the first ``BatchNormalization`` layer's moving mean/variance are compared with the
 statistics its input has under each scale (a model trained on raw HU has moving variances
-about 10^6 times larger than one trained on [0, 1]). With neither, ``unit`` is assumed.
+about 10^6 times larger than one trained on [0, 1]; raw stored values differ from HU by an
+offset, which the moving mean shows). With neither, ``unit`` is assumed, and said so.
 Images are resized to the model's square input with padding; grey is repeated to 3
 channels when the model wants 3.
 
@@ -261,7 +262,9 @@ class ScaleReport:
     evidence_kind: str  # "ctviewer-layer", "normalisation-layer", "batchnorm", "assumed", "forced"
     normalising_layers: list[str] = field(default_factory=list)
     batchnorm_layer: str | None = None
-    batchnorm_mismatch: dict[str, float] = field(default_factory=dict)  # scale -> |log std ratio|
+    # scale -> median |log(batch std / moving std)| + median log(1 + |batch mean - moving mean| / moving std);
+    # 0 when the images at that scale have exactly the statistics BatchNorm learnt in training.
+    batchnorm_mismatch: dict[str, float] = field(default_factory=dict)
     ranges: dict[str, list[float]] = field(default_factory=dict)  # scale -> [p0.5, p99.5]
     detected: str | None = None  # what the evidence says, when there is evidence
 
