@@ -35,13 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
 def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
     """Run the event loop until ``predicate()`` is true or the time is up."""
     from PySide6.QtCore import QEventLoop
-    from PySide6.QtWidgets import QApplication
 
+    loop = QEventLoop()
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > deadline:
             return False
-        QApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+        loop.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
         time.sleep(0.01)
     return True
 

@@ -1,5 +1,5 @@
-"""Grad-CAM for the image on screen: computed in a worker (TensorFlow never runs on the GUI
-thread), drawn by the viewer. Keeps the last heat maps of the current model."""
+"""Grad-CAM for the image on screen: computed by the model engine (TensorFlow never runs in
+the GUI process), drawn by the viewer. Keeps the last heat maps of the current model."""
 
 from __future__ import annotations
 
@@ -13,16 +13,9 @@ from ctviewer.gui.viewer import ImageViewer
 from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner
 
 
-def compute_cam(model: object, path: str, session_cache: object) -> np.ndarray:
-    """Heat map (model input square, values in [0, 1]) of ``model`` for image ``path``."""
-    from ctviewer.core.gradcam import grad_cam
-    from ctviewer.gui.session import model_preprocessing
-
-    prep = model_preprocessing(model)
-    if prep is None:
-        raise ValueError("the model does not say how it preprocesses images")
-    array = np.asarray(session_cache.array(path, prep), dtype=np.float32)
-    heat = np.asarray(grad_cam(model, array), dtype=np.float32)
+def normalise(heat: np.ndarray) -> np.ndarray:
+    """Scale a heat map to a maximum of 1 (all zeros stay zeros)."""
+    heat = np.asarray(heat, dtype=np.float32)
     top = float(heat.max()) if heat.size else 0.0
     return heat / top if top > 0 else heat
 
@@ -63,8 +56,9 @@ class CamController(QObject):
         if self.runner.is_running():
             self._pending = path  # only the latest request matters
             return
-        model, cache = self.session.model, self.session.cache
-        worker = Worker(lambda on_event, should_stop: compute_cam(model, path, cache), "Grad-CAM")
+        engine, model = self.session.engine, self.session.model
+        worker = Worker(lambda on_event, should_stop: normalise(engine.call("grad_cam", model_id=model.id, path=path)),
+                        "Grad-CAM")
         worker.finished.connect(lambda heat, p=path: self._on_finished(p, heat))
         worker.failed.connect(self._on_failed)
         self.runner.start(worker)

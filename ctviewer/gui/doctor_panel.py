@@ -1,7 +1,8 @@
 """Doctor findings: pitfalls in the dataset, split, training history, model and predictions,
 each with its fix. The checks are `ctviewer.core.doctor.run_checks`, run in a worker:
-the quick ones (data, split, history, predictions) whenever predictions arrive, the full
-ones (the model's own checks and the histogram baseline) on request."""
+the quick ones (data, split, history, predictions) in a thread whenever predictions arrive,
+the full ones (the model's own checks and the histogram baseline) in the model engine on
+request."""
 
 from __future__ import annotations
 
@@ -16,28 +17,17 @@ from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner
 _ICONS = {"error": "⛔", "warning": "⚠", "info": "ℹ"}
 
 
-def collect_findings(session: Session, full: bool = False, on_event: Any = None) -> list[Any]:
-    """Run the doctor over what the session holds (called in a worker thread).
+def quick_findings(dataset: Any, model: Any, predictions: Any, cache: Any, on_event: Any = None) -> list[Any]:
+    """The cheap checks (data, split, training history, predictions): no model run, no baseline.
 
-    ``full`` adds the model checks (they run the model, so TensorFlow) and the baseline
-    comparison (a cross-validated logistic regression); without it only cheap checks run.
+    ``model`` is the session's `ModelHandle` (or None): its recorded split and history are checked.
+    Runs in a worker thread of the GUI process: numpy only, no TensorFlow.
     """
     from ctviewer.core.doctor import run_checks
 
-    model = session.model
-    history = getattr(model, "history", None)
-    if isinstance(history, list):  # a CVResult-like list of per-fold histories is not one history
-        history = None
-    return list(run_checks(
-        dataset=session.dataset,
-        split=getattr(model, "split", None),
-        history=history,
-        model=model if full else None,
-        predictions=session.predictions,
-        baseline=full,
-        cache=session.cache,
-        on_event=on_event,
-    ))
+    return list(run_checks(dataset=dataset, split=getattr(model, "split", None),
+                           history=getattr(model, "history", None), predictions=predictions,
+                           baseline=False, cache=cache, on_event=on_event))
 
 
 class DoctorPanel(QWidget):
@@ -56,6 +46,7 @@ class DoctorPanel(QWidget):
         self.title = QLabel("<b>Doctor</b> — pitfall checks")
         self.full_button = QPushButton("Run full checks")
         self.full_button.setToolTip("Also run the model's own checks and compare with a simple histogram baseline")
+        self.full_button.setEnabled(False)
         self.full_button.clicked.connect(lambda: self.run(full=True))
         head = QHBoxLayout()
         head.addWidget(self.title, 1)
@@ -81,9 +72,16 @@ class DoctorPanel(QWidget):
         if self.runner.is_running():
             self._queued = full if self._queued is None else (self._queued or full)
             return
-        session = Session(cache=self.session.cache, dataset=self.session.dataset, model=self.session.model,
-                          predictions=self.session.predictions)
-        worker = Worker(lambda on_event, should_stop: collect_findings(session, full, on_event), "Doctor")
+        dataset, model, predictions = self.session.dataset, self.session.model, self.session.predictions
+        if full and model is not None:
+            # The model's own checks run the model: that happens in the engine process.
+            engine = self.session.engine
+            worker = Worker(lambda on_event, should_stop: engine.call(
+                "doctor", on_event, dataset=dataset, model_id=model.id, predictions=predictions), "Doctor")
+        else:
+            cache = self.session.cache
+            worker = Worker(lambda on_event, should_stop: quick_findings(dataset, model, predictions, cache, on_event),
+                            "Doctor")
         worker.finished.connect(self.set_findings)
         worker.failed.connect(self._on_failed)
         worker.message.connect(lambda event: self.title.setText(f"<b>Doctor</b> — {event.text}…"))
@@ -98,7 +96,7 @@ class DoctorPanel(QWidget):
 
     def _done(self) -> None:
         self.title.setText("<b>Doctor</b> — pitfall checks")
-        self.full_button.setEnabled(True)
+        self.full_button.setEnabled(self.session.model is not None)
 
     def _run_queued(self) -> None:
         queued, self._queued = self._queued, None

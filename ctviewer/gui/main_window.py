@@ -46,6 +46,7 @@ class MainWindow(QMainWindow):
         self.last_error: WorkerError | None = None
         self.error_boxes: list[QMessageBox] = []
         self.first_image_time: float | None = None
+        self._closing = False
         self._build_panels()
         self._build_menus()
         self._build_status_bar()
@@ -329,6 +330,8 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(text, 8000)
 
     def show_error(self, error: WorkerError) -> None:
+        if self._closing:
+            return  # tasks cut short by closing the window are not errors
         self.last_error = error
         self.error_boxes = [b for b in self.error_boxes if b.isVisible()]
         self.error_boxes.append(error_box(self, error))
@@ -397,9 +400,14 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
         if self.training.is_running():
             self._show_status("stopping training…")
+        self._closing = True
         self.save_settings()
-        # Cancel everything and wait, so no thread outlives the window (Qt would abort).
-        self.training.shutdown()
+        # Training first: a cancel stops it within one batch and keeps the best epoch.
+        self.training.shutdown(60_000)
+        # Then the engine (it cancels what is left, and is killed if it does not quit),
+        # then every thread still waiting on it, so no thread outlives the window.
+        self.session.engine.shutdown(10.0)
+        self.training.wait_idle(10_000)
         self.cam.shutdown()
         self.results.shutdown()
         self.loader.shutdown(10_000)

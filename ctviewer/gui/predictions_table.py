@@ -101,12 +101,20 @@ class PredictionsFilter(QSortFilterProxyModel):
         self.setSortRole(SORT_ROLE)
 
     def set_errors_only(self, on: bool) -> None:
-        self.errors_only = on
-        self.invalidateFilter()
+        self._change_filter(lambda: setattr(self, "errors_only", on))
 
     def set_text(self, text: str) -> None:
-        self.text = text.strip().lower()
-        self.invalidateFilter()
+        self._change_filter(lambda: setattr(self, "text", text.strip().lower()))
+
+    def _change_filter(self, change: Any) -> None:
+        # Qt 6.10 replaced invalidateFilter() (deprecated) by begin/endFilterChange().
+        if hasattr(self, "endFilterChange"):
+            self.beginFilterChange()
+            change()
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:  # pragma: no cover - Qt < 6.10
+            change()
+            self.invalidateFilter()
 
     def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:  # noqa: N802 - Qt API
         model = self.sourceModel()

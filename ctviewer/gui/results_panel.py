@@ -148,16 +148,22 @@ class ResultsPanel(QWidget):
         self.refresh_findings()
 
     def _fill_roc(self) -> None:
-        from ctviewer.core.evaluation import roc_curve
+        # Numpy only (no scikit-learn import on the GUI thread): the counts at every candidate
+        # threshold are the ROC's corners, plus the (0, 0) and (1, 1) ends.
+        from ctviewer.core.evaluation import delong_auc, metrics_at_thresholds
 
         keep = self._y >= 0
-        try:
-            self._roc = roc_curve(self._y[keep], self.predictions.probs[keep])
-        except ValueError:
+        y, p = self._y[keep], self.predictions.probs[keep]
+        if not ((y == 1).any() and (y == 0).any()):
             self._roc = None
             self.roc.set_curve(None, None)
-        else:
-            self.roc.set_curve(self._roc.fpr, self._roc.tpr, self._roc.auc)
+            return
+        table = metrics_at_thresholds(y, p)
+        order = np.argsort(-table.thresholds)
+        fpr = np.concatenate([[0.0], 1.0 - table.specificity[order], [1.0]])
+        tpr = np.concatenate([[0.0], table.sensitivity[order], [1.0]])
+        self._roc = (fpr, tpr)
+        self.roc.set_curve(fpr, tpr, delong_auc(y, p).auc)
 
     def set_threshold(self, threshold: float) -> None:
         """Move the decision threshold: table, matrix and ROC point follow at once."""

@@ -13,18 +13,23 @@ from ctviewer.core.cache import Cache
 from ctviewer.core.dataset import Dataset
 from ctviewer.core.imaging import Preprocessing
 from ctviewer.core.predictions import Predictions
+from ctviewer.gui.engine import EngineClient
 
 
 @dataclass
 class Session:
-    """The window's state. ``model`` is a core TrainedModel (or a loaded bundle) or None."""
+    """The window's state. ``model`` is a `ModelHandle` of a model living in the engine, or None."""
 
     cache: Cache = field(default_factory=Cache)
     dataset: Dataset | None = None
-    model: Any = None
+    model: Any = None  # ctviewer.gui.engine_child.ModelHandle
     model_source: str = ""  # "trained in this session" or the bundle folder
     predictions: Predictions | None = None
-    history: list[dict[str, float]] = field(default_factory=list)
+    engine: EngineClient | None = None
+
+    def __post_init__(self) -> None:
+        if self.engine is None:
+            self.engine = EngineClient(str(self.cache.root))
 
     def model_preprocessing(self) -> Preprocessing | None:
         """How the model wants its input (window, size, resize), from its card or config."""

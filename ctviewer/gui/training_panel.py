@@ -165,7 +165,7 @@ class TrainingPanel(QWidget):
         self.start_button.setEnabled(not busy and has_data)
         self.cancel_button.setEnabled(training)
         self.load_button.setEnabled(not busy)
-        self.save_button.setEnabled(not busy and has_model and hasattr(self.session.model, "model"))
+        self.save_button.setEnabled(not busy and has_model)
         self.predict_button.setEnabled(not busy and has_model and has_data)
         for widget in (self.model_box, self.size_spin, self.epochs_spin, self.batch_spin, self.folds_spin,
                        self.validation_spin, self.seed_spin):
@@ -191,18 +191,13 @@ class TrainingPanel(QWidget):
         dataset = self.session.dataset
         if dataset is None or self.runner.is_running() or self.model_runner.is_running():
             return None
-        name, overrides, folds, cache = self.model_box.currentText(), self.overrides(), self.folds_spin.value(), \
-            self.session.cache
+        name, overrides, folds = self.model_box.currentText(), self.overrides(), self.folds_spin.value()
 
-        def job(on_event, should_stop):  # noqa: ANN001, ANN202 - runs in the worker thread
-            from ctviewer.core import training
-            from ctviewer.core.models import default_config
+        engine = self.session.engine
 
-            config = default_config(name).with_overrides(**overrides)
-            if folds >= 2:
-                return training.cross_validate(dataset, config, folds=folds, on_event=on_event,
-                                               should_stop=should_stop, keep_models=True, cache=cache)
-            return training.fit(dataset, config, on_event=on_event, should_stop=should_stop, cache=cache)
+        def job(on_event, should_stop):  # noqa: ANN001, ANN202 - runs in a worker thread, waits on the engine
+            return engine.call("train", on_event, should_stop, dataset=dataset, model_name=name,
+                               overrides=overrides, folds=folds)
 
         worker = Worker(job, "Training")
         worker.epoch_ended.connect(self._on_epoch_ended)
@@ -272,30 +267,21 @@ class TrainingPanel(QWidget):
     def _log(self, text: str) -> None:
         self.log.appendPlainText(text)
 
-    def _on_training_finished(self, result: Any) -> None:
+    def _on_training_finished(self, outcome: Any) -> None:
+        """``outcome`` is an engine `TrainingOutcome` (also after a cancel: the best epoch is kept)."""
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(1)
         self.progress_bar.setFormat("done")
         seconds = time.perf_counter() - self._started
-        if hasattr(result, "fold_thresholds"):  # a CVResult
-            model = getattr(result, "ensemble", None)
-            self.epoch_label.setText(f"{len(result.fold_thresholds)}-fold cross-validation done in {seconds:.0f} s")
-            if model is not None:
-                self._set_model(model, f"ensemble of {len(result.fold_thresholds)} fold models (this session)")
-            self.predictions_ready.emit(result.predictions, "out-of-fold predictions (cross-validation)")
-        else:
-            best = "none" if result.best_epoch is None else str(result.best_epoch + 1)
-            what = "cancelled" if result.cancelled else "done"
-            self.epoch_label.setText(f"Training {what}: {result.epochs_run} epochs in {seconds:.0f} s, "
-                                     f"best epoch {best}, threshold {result.threshold:.3f}")
-            if result.cancelled and result.best_epoch is None:
+        self.epoch_label.setText(f"{outcome.summary} ({seconds:.0f} s)")
+        handle = outcome.handle
+        if handle is not None:
+            if handle.cancelled and handle.best_epoch is None:
                 self._log("cancelled before the first epoch ended: the model is untrained")
-            self._set_model(result, f"{result.config.model} trained in this session"
-                            + (" (cancelled, best epoch kept)" if result.cancelled else ""))
-            if result.validation_predictions is not None:
-                self.predictions_ready.emit(result.validation_predictions,
-                                            "validation hold-out of the training run")
-        self.training_finished.emit(result)
+            self._set_model(handle, handle.source)
+        if outcome.predictions is not None:
+            self.predictions_ready.emit(outcome.predictions, outcome.description)
+        self.training_finished.emit(outcome)
         self.status.emit(self.epoch_label.text())
 
     def _on_training_cancelled(self) -> None:
@@ -346,46 +332,37 @@ class TrainingPanel(QWidget):
         return worker
 
     def load_bundle(self, folder: str | Path) -> Worker | None:
-        """Load a saved model folder in the background; it becomes the session's model."""
-        folder = str(folder)
-
-        def job(on_event, should_stop):  # noqa: ANN001, ANN202
-            from ctviewer.core.bundle import load_bundle
-
-            return load_bundle(folder)
-
-        return self._run_model_job(job, "Open model",
-                                   lambda bundle: self._set_model(bundle, f"bundle {folder}"))
+        """Load a saved model folder (in the engine); it becomes the session's model."""
+        engine, folder = self.session.engine, str(folder)
+        return self._run_model_job(lambda on_event, should_stop: engine.call("load_bundle", folder=folder),
+                                   "Open model", lambda handle: self._set_model(handle, handle.source))
 
     def save_bundle(self, folder: str | Path) -> Worker | None:
-        """Save the session's trained model as a bundle folder."""
-        model, folder = self.session.model, str(folder)
-
-        def job(on_event, should_stop):  # noqa: ANN001, ANN202
-            from ctviewer.core.bundle import save_bundle
-
-            return save_bundle(model, folder)
-
-        return self._run_model_job(job, "Save model", lambda _r: self._saved(folder))
+        """Save the session's model as a bundle folder."""
+        engine, model, folder = self.session.engine, self.session.model, str(folder)
+        if model is None:
+            self.status.emit("no model to save: train or open one first")
+            return None
+        return self._run_model_job(
+            lambda on_event, should_stop: engine.call("save_bundle", model_id=model.id, folder=folder),
+            "Save model", lambda _path: self._saved(folder))
 
     def _saved(self, folder: str) -> None:
         self._log(f"model saved to {folder}")
         self.status.emit(f"model saved to {folder}")
 
     def predict_dataset(self) -> Worker | None:
-        """Predict every image of the open dataset with the session's model."""
-        model, dataset, cache = self.session.model, self.session.dataset, self.session.cache
+        """Predict every image of the open dataset with the session's model (in the engine)."""
+        engine, model, dataset = self.session.engine, self.session.model, self.session.dataset
         if model is None or dataset is None:
             self.status.emit("predicting needs a model and a dataset")
             return None
 
         def job(on_event, should_stop):  # noqa: ANN001, ANN202
-            from ctviewer.core.inference import predict
-
-            return predict(model, dataset, cache=cache, on_event=on_event, should_stop=should_stop)
+            return engine.call("predict", on_event, should_stop, model_id=model.id, dataset=dataset)
 
         what = "whole dataset"
-        if "this session" in self.session.model_source:
+        if model.kind != "bundle":
             what += " (includes the training images: optimistic)"
         return self._run_model_job(job, "Predict", lambda pred: self.predictions_ready.emit(pred, what))
 
@@ -415,10 +392,13 @@ class TrainingPanel(QWidget):
                           ("folds", self.folds_spin), ("seed", self.seed_spin)):
             settings.setValue(f"training/{key}", spin.value())
 
-    def shutdown(self, timeout_ms: int = 120_000) -> None:
-        """Cancel training and wait for every worker (the window is closing)."""
-        self.runner.shutdown(timeout_ms)
-        self.model_runner.shutdown(timeout_ms)
+    def shutdown(self, timeout_ms: int = 60_000) -> bool:
+        """Cancel training and wait until it has stopped (the window is closing)."""
+        self.model_runner.cancel()
+        return self.runner.shutdown(timeout_ms)
+
+    def wait_idle(self, timeout_ms: int = 60_000) -> bool:
+        return self.runner.wait(timeout_ms) and self.model_runner.wait(timeout_ms)
 
 
 if __name__ == "__main__":  # a quick look: python -m ctviewer.gui.training_panel

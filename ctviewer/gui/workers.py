@@ -35,6 +35,9 @@ class WorkerError:
     def from_exception(cls, title: str, exc: BaseException) -> "WorkerError":
         details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         user_error = isinstance(exc, CTViewerError)
+        if hasattr(exc, "details") and hasattr(exc, "user_error"):  # an EngineError: the engine's own story
+            details, user_error = exc.details or details, bool(exc.user_error)
+            return cls(title=title, message=str(exc), details=details, user_error=user_error)
         message = str(exc) if user_error else f"{type(exc).__name__}: {exc}"
         return cls(title=title, message=message or type(exc).__name__, details=details, user_error=user_error)
 

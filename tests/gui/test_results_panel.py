@@ -1,0 +1,119 @@
+"""Results panel with known predictions: table, confusion matrix, threshold, ROC point, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage
+
+from ctviewer.core.predictions import Predictions
+from ctviewer.core.report import read_predictions_csv
+from ctviewer.gui.predictions_table import PATH_ROLE
+from ctviewer.gui.results_panel import ResultsPanel
+from ctviewer.gui.session import Session
+
+
+@pytest.fixture
+def predictions() -> Predictions:
+    rng = np.random.default_rng(3)
+    n = 30
+    labels = ["contrast" if i % 3 else "no_contrast" for i in range(n)]
+    probs = np.clip(rng.normal([0.65 if lab == "contrast" else 0.35 for lab in labels], 0.2), 0.0, 1.0)
+    labels[5] = None  # one unlabelled image
+    return Predictions(paths=[f"/data/p{i // 2}/img{i:02d}.dcm" for i in range(n)], probs=probs, threshold=0.5,
+                       classes=("no_contrast", "contrast"), labels=labels,
+                       patients=[f"p{i // 2}" for i in range(n)])
+
+
+@pytest.fixture
+def panel(qtbot, predictions: Predictions, _private_cache: Path) -> ResultsPanel:  # noqa: ANN001
+    from ctviewer.core.cache import Cache
+
+    widget = ResultsPanel(Session(cache=Cache(_private_cache)))
+    qtbot.addWidget(widget)
+    widget.show()
+    widget.set_predictions(predictions, "test predictions")
+    yield widget
+    widget.shutdown()
+
+
+def _expected(pred: Predictions, t: float) -> dict[str, int]:
+    y, called = pred.y_true, (pred.probs >= t).astype(int)
+    keep = y >= 0
+    y, called = y[keep], called[keep]
+    return {"tp": int(((y == 1) & (called == 1)).sum()), "fn": int(((y == 1) & (called == 0)).sum()),
+            "fp": int(((y == 0) & (called == 1)).sum()), "tn": int(((y == 0) & (called == 0)).sum())}
+
+
+def test_one_row_per_image_and_matrix_sums_to_labelled_n(panel: ResultsPanel, predictions: Predictions):
+    assert panel.model.rowCount() == len(predictions)
+    counts = panel.confusion.counts()
+    assert sum(counts.values()) == int(predictions.is_labelled.sum()) == len(predictions) - 1
+    assert counts == _expected(predictions, 0.5)
+    assert panel.confusion.cells["tp"].text() == str(counts["tp"])
+
+
+def test_threshold_slider_updates_matrix_table_and_roc_point(panel: ResultsPanel, predictions: Predictions):
+    before = panel.confusion.counts()
+    panel.slider.setValue(800)  # 0.8: fewer positive calls
+    assert panel.threshold == pytest.approx(0.8)
+    assert panel.spin.value() == pytest.approx(0.8)
+    after = panel.confusion.counts()
+    assert after == _expected(predictions, 0.8)
+    assert after["tp"] + after["fp"] < before["tp"] + before["fp"]
+    tp, fn, fp, tn = after["tp"], after["fn"], after["fp"], after["tn"]
+    assert panel.roc.operating_point() == pytest.approx((fp / (fp + tn), tp / (tp + fn)))
+    called = [panel.model.data(panel.model.index(r, 4)) for r in range(len(predictions))]
+    assert called == predictions.pred_names(0.8)
+    panel.reset_button.click()
+    assert panel.threshold == pytest.approx(predictions.threshold)
+
+
+def test_errors_only_filter_and_sorting(panel: ResultsPanel, predictions: Predictions):
+    wrong = sum(1 for c in predictions.correct(0.5) if c is False)
+    panel.errors_check.setChecked(True)
+    assert panel.visible_rows() == wrong
+    panel.errors_check.setChecked(False)
+    assert panel.visible_rows() == len(predictions)
+    panel.table.sortByColumn(3, Qt.SortOrder.AscendingOrder)
+    shown = [float(panel.proxy.index(r, 3).data()) for r in range(panel.visible_rows())]
+    assert shown == sorted(shown)
+
+
+def test_clicking_a_row_asks_for_that_image(panel: ResultsPanel, qtbot):  # noqa: ANN001
+    index = panel.proxy.index(4, 0)
+    expected = index.data(PATH_ROLE)
+    assert Path(expected).name == index.data()
+    with qtbot.waitSignal(panel.image_requested, timeout=1000) as blocker:
+        panel.table.setCurrentIndex(index)
+    assert blocker.args == [expected]
+
+
+def test_export_csv_reads_back_at_the_chosen_threshold(panel: ResultsPanel, predictions: Predictions,
+                                                       tmp_path: Path):
+    panel.set_threshold(0.6)
+    path = panel.export_csv(tmp_path / "predictions.csv")
+    back = read_predictions_csv(path)
+    assert back.paths == predictions.paths
+    np.testing.assert_array_equal(back.probs, predictions.probs)
+    assert back.threshold == pytest.approx(0.6)
+    assert back.labels == predictions.labels
+
+
+def test_export_plots_writes_pngs(panel: ResultsPanel, tmp_path: Path):
+    written = panel.export_plots(tmp_path / "plots")
+    assert [p.name for p in written] == ["roc.png", "confusion_matrix.png"]
+    for path in written:
+        image = QImage(str(path))
+        assert not image.isNull() and image.width() > 50
+
+
+def test_doctor_findings_are_listed(panel: ResultsPanel, qtbot):  # noqa: ANN001
+    qtbot.waitUntil(lambda: not panel.doctor.is_running(), timeout=30_000)
+    rows = panel.doctor.tree.topLevelItemCount()
+    assert rows == max(1, len(panel.doctor.findings))
+    texts = [panel.doctor.tree.topLevelItem(i).text(0) for i in range(rows)]
+    assert all(f.message in t for f, t in zip(panel.doctor.findings, texts))
