@@ -55,6 +55,15 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "hist_wide": {"arch": {"hist_low_hu": -1000.0, "hist_high_hu": 1000.0, "hist_bins": 48}},
     "dropout0.5": {"arch": {"dropout": 0.5}},
     "small_cnn": {"arch": {"filters": (8, 16, 32, 32)}},
+    "avgmax": {"arch": {"cnn_pooling": "avgmax"}},
+    "down2": {"arch": {"cnn_downsample": 2, "filters": (16, 32, 64)}},
+    "down2_avgmax": {"arch": {"cnn_downsample": 2, "filters": (16, 32, 64), "cnn_pooling": "avgmax"}},
+    "last_epoch": {"config": {"restore_best": False}},
+    "bn0.9": {"arch": {"bn_momentum": 0.9}},
+    "attn4_bn0.9": {"arch": {"attention_masks": 4, "cnn_pooling": "none", "bn_momentum": 0.9}},
+    "attn4": {"arch": {"attention_masks": 4, "cnn_pooling": "none"}},
+    "attn4_pool": {"arch": {"attention_masks": 4}},
+    "attn4_down2": {"arch": {"attention_masks": 4, "cnn_pooling": "none", "cnn_downsample": 2, "filters": (16, 32, 64)}},
 }
 
 
@@ -104,6 +113,13 @@ def youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
     fpr, tpr, thr = roc_curve(y, p)
     best = int(np.argmax(tpr - fpr))
     return float(min(max(thr[best], 1e-6), 1.0))
+
+
+def save_result(result: "Result", labels: np.ndarray, folder: Path | None) -> None:
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in result.name)
+        np.savez(folder / f"{safe}.npz", probs=result.probs, thresholds=result.thresholds, labels=labels)
 
 
 @dataclass
@@ -230,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--list", action="store_true", help="list the variants and exit")
     parser.add_argument("--verbose", type=int, default=0)
+    parser.add_argument("--save", type=Path, default=None, help="folder for out-of-fold probabilities (.npz)")
     args = parser.parse_args(argv)
     if args.list:
         for name, spec in VARIANTS.items():
@@ -249,10 +266,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"loaded {len(data.labels)} images ({int(data.labels.sum())} {POSITIVE}), "
           f"{len(set(data.patients))} patients, {size} px in {time.perf_counter() - t0:.0f} s", flush=True)
     if not args.no_baseline:
-        print(summarise(run_histogram_lr(data, folds), data.labels), flush=True)
+        baseline = run_histogram_lr(data, folds)
+        save_result(baseline, data.labels, args.save)
+        print(summarise(baseline, data.labels), flush=True)
     overrides = {"input_size": size, "epochs": args.epochs, "seed": args.seed}
     for name in args.variant:
         result = run_keras(data, folds, name, args.model, VARIANTS[name], overrides, args.verbose)
+        save_result(result, data.labels, args.save)
         print(summarise(result, data.labels), flush=True)
     return 0
 

@@ -167,6 +167,43 @@ class SoftHistogram(keras.layers.Layer):
         }
 
 
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class MaskedSoftHistogram(SoftHistogram):
+    """Soft HU histograms inside K learned soft masks: ``[hu (N,H,W,1), masks (N,H,W,K)]`` -> (N, K*bins).
+
+    Like :class:`SoftHistogram`, but each pixel's vote is weighted by a mask value in
+    [0, 1] (times the body indicator), and each of the K histograms is normalised by its
+    mask's mass. A CNN that predicts the masks learns *where* to look (e.g. the aorta and
+    heart), while what it measures there stays in physical units (HU), which keeps the
+    classifier's inputs comparable between patients, scanners and training runs.
+    """
+
+    def call(self, inputs):
+        hu, masks = inputs
+        step = (self.high_hu - self.low_hu) / (self.bins - 1)
+        centres = ops.convert_to_tensor(
+            [self.low_hu + i * step for i in range(self.bins)], dtype=self.compute_dtype
+        )
+        hu = ops.cast(hu, self.compute_dtype)
+        body = ops.cast(hu > self.body_threshold_hu, self.compute_dtype)  # (N, H, W, 1)
+        weights = ops.cast(masks, self.compute_dtype) * body  # (N, H, W, K)
+        votes = ops.relu(1.0 - ops.abs(hu - centres) / step)  # (N, H, W, bins)
+        # (N, HW, K)^T @ (N, HW, bins) -> (N, K, bins): every mask's weighted histogram at once.
+        n_pixels = ops.shape(hu)[1] * ops.shape(hu)[2]
+        w_flat = ops.reshape(weights, (-1, n_pixels, weights.shape[-1]))
+        v_flat = ops.reshape(votes, (-1, n_pixels, self.bins))
+        counts = ops.matmul(ops.transpose(w_flat, (0, 2, 1)), v_flat)  # (N, K, bins)
+        mass = ops.sum(w_flat, axis=1)[:, :, None]  # (N, K, 1)
+        density = counts / ops.maximum(mass, 1e-3)
+        if self.log:
+            density = ops.log(density + self.eps)
+        return ops.reshape(density, (-1, weights.shape[-1] * self.bins))
+
+    def compute_output_shape(self, input_shape):
+        hu_shape, mask_shape = input_shape
+        return (hu_shape[0], mask_shape[-1] * self.bins)
+
+
 # ImageNet input conventions of keras.applications backbones, for one grey channel in [0, 1].
 _BACKBONE_MODES = ("efficientnet", "caffe", "torch")
 _IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)

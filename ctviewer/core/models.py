@@ -138,6 +138,11 @@ class DefaultArchitecture:
 
     windows: tuple[tuple[float, float], ...] = ((40.0, 400.0), (150.0, 300.0), (-600.0, 1500.0))
     filters: tuple[int, ...] = (16, 32, 64, 64)
+    cnn_downsample: int = 1  # average-pool the window channels by this factor before the CNN
+    cnn_pooling: str = "avg"  # global pooling of the last conv block: "avg", "max", "avgmax" or "none"
+    attention_masks: int = 0  # K > 0: the CNN predicts K soft masks; HU histograms inside each are features
+    attention_bins: int = 16
+    bn_momentum: float = 0.99
     histogram: bool = True
     cnn: bool = True
     hist_low_hu: float = -200.0
@@ -186,15 +191,32 @@ def build_default(
     regulariser = keras.regularizers.L2(arch.l2) if arch.l2 else None
     if arch.cnn:
         y = ct_layers.WindowChannels(arch.windows, name="hu_windows")(hu)
+        if arch.cnn_downsample > 1:
+            y = layers.AveragePooling2D(arch.cnn_downsample, name="cnn_downsample")(y)
         for i, filters in enumerate(arch.filters):
             y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=regulariser, name=f"conv{i}")(y)
-            y = layers.BatchNormalization(name=f"bn{i}")(y)
+            y = layers.BatchNormalization(momentum=arch.bn_momentum, name=f"bn{i}")(y)
             y = layers.Activation("relu", name=f"relu{i}")(y)
             y = layers.MaxPooling2D(2, name=f"pool{i}")(y)
-        features.append(layers.GlobalAveragePooling2D(name="cnn_features")(y))
+        if arch.cnn_pooling in ("avg", "avgmax"):
+            features.append(layers.GlobalAveragePooling2D(name="cnn_avg")(y))
+        if arch.cnn_pooling in ("max", "avgmax"):
+            features.append(layers.GlobalMaxPooling2D(name="cnn_max")(y))
+        if arch.attention_masks:
+            masks = layers.Conv2D(arch.attention_masks, 1, activation="sigmoid", name="attention_logits")(y)
+            factor = size // int(masks.shape[1])
+            if factor > 1:
+                masks = layers.UpSampling2D(factor, interpolation="bilinear", name="attention_masks")(masks)
+            features.append(
+                layers.BatchNormalization(momentum=arch.bn_momentum, name="attention_features")(
+                    ct_layers.MaskedSoftHistogram(
+                        arch.hist_low_hu, arch.hist_high_hu, arch.attention_bins, name="attention_histograms"
+                    )([hu, masks])
+                )
+            )
     if arch.histogram:
         h = ct_layers.SoftHistogram(arch.hist_low_hu, arch.hist_high_hu, arch.hist_bins, name="hu_histogram")(hu)
-        features.append(layers.BatchNormalization(name="histogram_features")(h))
+        features.append(layers.BatchNormalization(momentum=arch.bn_momentum, name="histogram_features")(h))
     if not features:
         raise ModelError("the default architecture needs the CNN branch, the histogram branch or both")
     z = features[0] if len(features) == 1 else layers.Concatenate(name="features")(features)
