@@ -40,7 +40,7 @@ class ProgressBars:
         self._bars: dict[str, Any] = {}
         self._fold = ""
 
-    def __enter__(self) -> "ProgressBars":
+    def __enter__(self) -> ProgressBars:
         return self
 
     def __exit__(self, *exc: object) -> None:

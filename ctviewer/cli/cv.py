@@ -72,8 +72,8 @@ def format_cv_summary(result: Any) -> str:
     m = result.metrics
     ds = result.dataset
     lines = [
-        f"{result.folds.k}-fold patient-grouped cross-validation of {result.config.model} on {ds.source}: "
-        f"{ds.n_images} images, {ds.n_patients} patients, positive class {ds.positive}",
+        (f"{result.folds.k}-fold patient-grouped cross-validation of {result.config.model} on {ds.source}: "
+         f"{ds.n_images} images, {ds.n_patients} patients, positive class {ds.positive}"),
         f"  pooled out-of-fold: {metrics_line(m)}",
         f"  confusion at threshold {m.threshold:.4f}: TP {m.tp}  FN {m.fn}  FP {m.fp}  TN {m.tn}",
         "",

@@ -64,9 +64,9 @@ def format_prediction_summary(pred: Any, bundle: Any, csv_path: Path) -> str:
 
     called = int(pred.y_pred().sum())
     lines = [
-        f"predicted {len(pred)} images with {bundle.folder} ({bundle.card.model_name or 'model'}, "
-        f"id {bundle.model_id}): {called} {pred.positive}, {len(pred) - called} {pred.negative} "
-        f"at threshold {pred.threshold:.4f}",
+        (f"predicted {len(pred)} images with {bundle.folder} ({bundle.card.model_name or 'model'}, "
+         f"id {bundle.model_id}): {called} {pred.positive}, {len(pred) - called} {pred.negative} "
+         f"at threshold {pred.threshold:.4f}"),
     ]
     labelled = int(pred.is_labelled.sum())
     if labelled:

@@ -148,10 +148,10 @@ def format_training_summary(trained: Any, out: Path) -> str:
     counts = trained.split.counts()
     ds = trained.dataset
     lines = [
-        f"trained {trained.config.model} on {ds.source}: {ds.n_images} images, {ds.n_patients} patients, "
-        f"positive class {trained.positive}",
-        f"  split:      {counts['train']} train / {counts['validation']} validation images "
-        f"({trained.split.method}, seed {trained.split.seed})",
+        (f"trained {trained.config.model} on {ds.source}: {ds.n_images} images, {ds.n_patients} patients, "
+         f"positive class {trained.positive}"),
+        (f"  split:      {counts['train']} train / {counts['validation']} validation images "
+         f"({trained.split.method}, seed {trained.split.seed})"),
     ]
     best = "none completed" if trained.best_epoch is None else str(trained.best_epoch + 1)
     status = " (cancelled)" if trained.cancelled else ""

@@ -177,7 +177,7 @@ class Ensemble:
         return weights_id(self.model)
 
     @classmethod
-    def from_trained(cls, members: list[Any], threshold: float | None = None) -> "Ensemble":
+    def from_trained(cls, members: list[Any], threshold: float | None = None) -> Ensemble:
         """Average ``members`` (TrainedModel, same preprocessing and classes); threshold = median of theirs."""
         import keras
         import numpy as np

@@ -9,8 +9,8 @@ This module never imports TensorFlow, so the GUI can import it at start-up.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Union
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class Progress:
     what: str
 
 
-Event = Union[FoldStarted, EpochEnded, BatchEnded, Message, Progress]
+Event = FoldStarted | EpochEnded | BatchEnded | Message | Progress
 EventCallback = Callable[[Event], None]
 StopCheck = Callable[[], bool]
 

@@ -12,7 +12,8 @@ Localization", ICCV 2017.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 

@@ -13,11 +13,14 @@ Import is cheap: TensorFlow/Keras load on the first prediction.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
+from ctviewer.core.cache import Cache
+from ctviewer.core.dataset import Dataset
 from ctviewer.core.errors import Cancelled, ModelError
 from ctviewer.core.events import EventCallback, Message, Progress, StopCheck, emit, stop_requested
 from ctviewer.core.imaging import Preprocessing
@@ -144,7 +147,7 @@ def predict(
     data: Any,
     tta: bool | None = None,
     batch_size: int = 32,
-    cache: Any = None,
+    cache: Cache | None = None,
     on_event: EventCallback | None = None,
     should_stop: StopCheck | None = None,
     preprocessing: Preprocessing | None = None,
@@ -197,12 +200,10 @@ def predict(
                             on_event, should_stop, report)
 
 
-def _predict_dataset(model: Any, dataset: Any, prep: Preprocessing, classes: tuple[str, str] | None,
-                     threshold: float, model_id: str, tta: bool, batch_size: int, cache: Any,
+def _predict_dataset(model: Any, dataset: Dataset, prep: Preprocessing, classes: tuple[str, str] | None,
+                     threshold: float, model_id: str, tta: bool, batch_size: int, cache: Cache | None,
                      on_event: EventCallback | None, should_stop: StopCheck | None,
                      report: Callable[[int, int], None]) -> Predictions:
-    from ctviewer.core.cache import Cache
-
     cache = cache if cache is not None else Cache()
     if classes is None:
         negative = dataset.negative or DEFAULT_CLASSES[0]

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
+from ctviewer.core.dataset import Dataset
 from ctviewer.core.errors import DatasetError
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
@@ -67,7 +69,7 @@ class Split:
         }
 
     @classmethod
-    def from_json_dict(cls, data: dict[str, Any]) -> "Split":
+    def from_json_dict(cls, data: dict[str, Any]) -> Split:
         items = data["items"]
         return cls(
             paths=tuple(it["path"] for it in items),
@@ -103,7 +105,7 @@ class Folds:
         }
 
     @classmethod
-    def from_json_dict(cls, data: dict[str, Any]) -> "Folds":
+    def from_json_dict(cls, data: dict[str, Any]) -> Folds:
         items = data["items"]
         return cls(
             paths=tuple(it["path"] for it in items),
@@ -206,13 +208,13 @@ def holdout_assignment(y: Sequence[int], groups: Sequence[Any], fraction: float,
 # --------------------------------------------------------------------------- dataset-level
 
 
-def _y_and_groups(dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+def _y_and_groups(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
     dataset.require_binary()
     return dataset.y, dataset.patients
 
 
 def train_validation_test_split(
-    dataset: Any, validation: float = 0.2, test: float = 0.0, seed: int = 0
+    dataset: Dataset, validation: float = 0.2, test: float = 0.0, seed: int = 0
 ) -> Split:
     """Split a labelled dataset into train / validation / (optional) test, grouped by patient.
 
@@ -241,7 +243,7 @@ def train_validation_test_split(
     )
 
 
-def keras_tail_split(dataset: Any, validation: float, seed: int = 0) -> Split:
+def keras_tail_split(dataset: Dataset, validation: float, seed: int = 0) -> Split:
     """What ``model.fit(validation_split=...)`` does: the last ``validation`` fraction, unshuffled.
 
     Only for reproducing the original question's mistake; `ctviewer doctor` flags it.
@@ -255,7 +257,7 @@ def keras_tail_split(dataset: Any, validation: float, seed: int = 0) -> Split:
     )
 
 
-def kfold(dataset: Any, k: int = 5, seed: int = 0) -> Folds:
+def kfold(dataset: Dataset, k: int = 5, seed: int = 0) -> Folds:
     """Patient-grouped, stratified, shuffled k-fold assignment of a labelled dataset."""
     y, groups = _y_and_groups(dataset)
     fold_of = kfold_assignment(y, groups, k, seed)

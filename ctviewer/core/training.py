@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from ctviewer.core.cache import Cache
 from ctviewer.core.config import TrainConfig
+from ctviewer.core.dataset import Dataset
 from ctviewer.core.errors import Cancelled, DatasetError, ImageReadError, ModelError
 from ctviewer.core.events import (
     BatchEnded,
@@ -71,7 +73,7 @@ class DatasetSummary:
         }
 
 
-def dataset_content_hash(dataset: Any) -> str:
+def dataset_content_hash(dataset: Dataset) -> str:
     """Order-independent hash of the dataset's files (sorted per-file content hashes)."""
     h = hashlib.blake2b(digest_size=16)
     for chash in sorted(item.content_hash for item in dataset.items):
@@ -80,7 +82,7 @@ def dataset_content_hash(dataset: Any) -> str:
     return h.hexdigest()
 
 
-def summarize_dataset(dataset: Any) -> DatasetSummary:
+def summarize_dataset(dataset: Dataset) -> DatasetSummary:
     return DatasetSummary(
         source=str(dataset.source), n_images=len(dataset), n_patients=len(set(dataset.patients.tolist())),
         class_counts=dataset.class_counts(), positive=str(dataset.positive), negative=str(dataset.negative),
@@ -148,9 +150,20 @@ class _Images:
     files: list[str]
     stacked: np.ndarray | None
     size: int
+    tensor: Any = None  # ``stacked`` as one TF tensor, made once and shared by the train/validation pipelines
+
+    def as_tensor(self) -> Any:
+        import tensorflow as tf
+
+        if self.tensor is None:
+            self.tensor = tf.constant(self.stacked)
+        return self.tensor
 
 
-def _load_images(dataset: Any, prep: Preprocessing, cache: Any, on_event: EventCallback | None,
+PreprocessedImages = _Images  # public name (bench scripts build their own)
+
+
+def _load_images(dataset: Dataset, prep: Preprocessing, cache: Cache, on_event: EventCallback | None,
                  should_stop: StopCheck | None, stream: bool | None) -> _Images:
     """Preprocess every image into the cache once (so epochs only read), then stack if small."""
     n = len(dataset)
@@ -201,7 +214,7 @@ def make_tf_dataset(images: _Images, indices: np.ndarray, y: np.ndarray, batch_s
     labels = tf.constant(np.asarray(y, dtype=np.int32))
     size = images.size
     if images.stacked is not None:
-        pixels = tf.constant(images.stacked)
+        pixels = images.as_tensor()
 
         def image_of(i: Any) -> Any:
             return tf.gather(pixels, i)[..., None]
@@ -226,7 +239,7 @@ def make_tf_dataset(images: _Images, indices: np.ndarray, y: np.ndarray, batch_s
     return ds.batch(batch_size).prefetch(2)
 
 
-def _full_labels(dataset: Any) -> np.ndarray:
+def _full_labels(dataset: Dataset) -> np.ndarray:
     return dataset.y.astype(np.int32)
 
 
@@ -258,6 +271,7 @@ def _make_control_callback(epochs: int, batches: int, config: TrainConfig, monit
             self.wait = 0
             self.cancelled = False
             self.epochs_run = 0
+            self.epoch = 0
             self.sign = 1.0 if _monitor_mode(monitor) == "max" else -1.0
 
         def _check_cancel(self) -> None:
@@ -266,19 +280,17 @@ def _make_control_callback(epochs: int, batches: int, config: TrainConfig, monit
                 self.model.stop_training = True
 
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.epoch = epoch
             self._check_cancel()
 
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-            emit(on_event, BatchEnded(batch, batches, self._epoch_now(), _floats(logs)))
+            emit(on_event, BatchEnded(batch, batches, self.epoch, _floats(logs)))
             self._check_cancel()
 
         def on_test_batch_end(self, batch: int, logs: Any = None) -> None:
             self._check_cancel()
             if self.cancelled:
                 self.model.stop_evaluating = True
-
-        def _epoch_now(self) -> int:
-            return self.epochs_run
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             if self.cancelled:
@@ -334,7 +346,7 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
             pass
 
 
-def _make_split(dataset: Any, config: TrainConfig) -> Split:
+def _make_split(dataset: Dataset, config: TrainConfig) -> Split:
     if config.keras_validation_split:
         return keras_tail_split(dataset, float(config.keras_validation_split), seed=config.seed)
     if config.validation_fraction and config.validation_fraction > 0:
@@ -363,11 +375,11 @@ def _check_config(config: TrainConfig) -> None:
 
 
 def fit(
-    dataset: Any,
+    dataset: Dataset,
     config: TrainConfig,
     on_event: EventCallback | None = None,
     should_stop: StopCheck | None = None,
-    cache: Any = None,
+    cache: Cache | None = None,
     strategy: Any = None,
     split: Split | None = None,
     stream: bool | None = None,
@@ -410,8 +422,6 @@ def fit(
     Cancelled
         ``should_stop()`` became true while the images were still loading.
     """
-    from ctviewer.core.cache import Cache
-
     started = time.perf_counter()
     _check_config(config)
     dataset.require_binary()
@@ -460,11 +470,13 @@ def fit(
     )
     if len(val_idx):
         _choose_threshold_on_validation(trained, dataset.subset(val_idx.tolist()), images, val_idx, on_event)
+    else:
+        trained.notes.append("no validation set: no early stopping on held-out data, threshold left at 0.5")
     trained.seconds = time.perf_counter() - started
     return trained
 
 
-def _choose_threshold_on_validation(trained: TrainedModel, val_dataset: Any, images: _Images,
+def _choose_threshold_on_validation(trained: TrainedModel, val_dataset: Dataset, images: _Images,
                                     val_idx: np.ndarray, on_event: EventCallback | None) -> None:
     from ctviewer.core.evaluation import choose_threshold, metrics_from_predictions
     from ctviewer.core.inference import predict_arrays
@@ -537,13 +549,13 @@ class CVResult:
 
 
 def cross_validate(
-    dataset: Any,
+    dataset: Dataset,
     config: TrainConfig,
     folds: int = 5,
     on_event: EventCallback | None = None,
     should_stop: StopCheck | None = None,
     keep_models: bool = False,
-    cache: Any = None,
+    cache: Cache | None = None,
     strategy: Any = None,
     stream: bool | None = None,
 ) -> CVResult:

@@ -30,7 +30,7 @@ def tiny_config(**overrides: object) -> TrainConfig:
     return base.with_overrides(**overrides)
 
 
-def bn_dropout_model(size: int = TINY_SIZE, seed: int = 0):  # noqa: ANN201 - keras.Model
+def bn_dropout_model(size: int = TINY_SIZE, seed: int = 0):
     """A throwaway model with BatchNorm and Dropout (the original question's ingredients), trained one step
     so that BatchNorm's moving statistics differ from the batch statistics."""
     import keras

@@ -97,7 +97,7 @@ def test_read_card_does_not_import_tensorflow(trained_set):
 
 
 def test_refuses_foreign_or_plain_model_files(trained_set, tmp_path: Path):
-    trained, _, _, bundle_dir = trained_set
+    trained = trained_set[0]
     plain = tmp_path / "plain.keras"
     trained.model.save(plain)
     with pytest.raises(ModelError, match="is a file, not a ctviewer model bundle"):

@@ -205,7 +205,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path: Path):
     env = {"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "CTVIEWER_CACHE_DIR": str(tmp_path / "c"),
            "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     out = subprocess.run([sys.executable, str(script), str(Path(__file__).parent)], capture_output=True, text=True,
-                         env=env, timeout=300)
+                         env=env, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["replicas"] == 2
