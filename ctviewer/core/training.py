@@ -481,9 +481,15 @@ def _choose_threshold_on_validation(trained: TrainedModel, val_dataset: Dataset,
     from ctviewer.core.evaluation import choose_threshold, metrics_from_predictions
     from ctviewer.core.inference import predict_arrays
 
-    x = images.stacked[val_idx] if images.stacked is not None else np.stack(
-        [np.load(images.files[i], mmap_mode="r") for i in val_idx])
-    probs = predict_arrays(trained.model, x, batch_size=max(1, trained.config.batch_size), tta=trained.config.tta)
+    batch_size = max(1, trained.config.batch_size)
+    chunks = []
+    # Chunk by chunk, so a streamed (larger than memory) validation set is never stacked whole.
+    for start in range(0, len(val_idx), 16 * batch_size):
+        part = val_idx[start : start + 16 * batch_size]
+        x = images.stacked[part] if images.stacked is not None else np.stack(
+            [np.load(images.files[i], mmap_mode="r") for i in part])
+        chunks.append(predict_arrays(trained.model, x, batch_size=batch_size, tta=trained.config.tta))
+    probs = np.concatenate(chunks)
     pred = Predictions(
         paths=val_dataset.paths, probs=probs, threshold=0.5, classes=trained.classes,
         labels=[it.label for it in val_dataset.items], patients=[it.patient for it in val_dataset.items],

@@ -211,3 +211,22 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path: Path):
     assert result["replicas"] == 2
     assert result["epochs"] == 1 and result["finite"] and result["n"] == 12
     assert result["model_replicas"] == 2 and "Mirrored" in result["var_type"]
+
+
+def test_large_sets_stream_from_the_cache_files(demo, monkeypatch: pytest.MonkeyPatch):
+    """Above the in-memory limit nothing is stacked: batches are read from the memory-mapped .npy files."""
+    from ctviewer.core import training
+    from ctviewer.core.imaging import Preprocessing
+
+    dataset, cache = demo
+    prep = Preprocessing("wide", 32, "pad")
+    monkeypatch.setattr(training, "IN_MEMORY_LIMIT_BYTES", 1000)
+    images = training._load_images(dataset, prep, cache, None, None, stream=None)
+    assert images.stacked is None and len(images.files) == len(dataset)
+    y = dataset.y.astype(np.int32)
+    batches = list(training.make_tf_dataset(images, np.arange(len(dataset)), y, batch_size=7))
+    assert [len(b[1]) for b in batches] == [7, 7, 6]
+    first = np.asarray(batches[0][0])[..., 0]
+    np.testing.assert_array_equal(first, np.stack([cache.array(p, prep) for p in dataset.paths[:7]]))
+    monkeypatch.setattr(training, "IN_MEMORY_LIMIT_BYTES", 10**9)
+    assert training._load_images(dataset, prep, cache, None, None, stream=None).stacked is not None
