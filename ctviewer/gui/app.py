@@ -66,6 +66,11 @@ def _settings() -> object:
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Open the main window (blocking until it closes), or do one offscreen job; returns the exit code."""
+    import multiprocessing
+
+    # A frozen (PyInstaller) app starts its model engine by running itself again: that child
+    # must stop here, before any argument parsing. A no-op when not frozen.
+    multiprocessing.freeze_support()
     parser = build_parser()
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -80,6 +85,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(f"ctviewer: --size {args.size!r}: use WIDTHxHEIGHT, e.g. 1400x860", file=sys.stderr)
         return 2
     offscreen = bool(args.screenshot or args.self_test)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the engine's TensorFlow: no C++ log noise
     app = _make_app(offscreen)
 
     import pyqtgraph as pg

@@ -5,11 +5,18 @@ from __future__ import annotations
 from collections import defaultdict
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 # (plot, colour) per Keras log key without the "val_" prefix.
 _SERIES = {"loss": (0, "#4e79a7"), "accuracy": (1, "#59a14f"), "auc": (1, "#e15759")}
+
+
+class _Plot(pg.PlotWidget):
+    """A plot whose preferred size is modest, so a dock shares its height instead of scrolling."""
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        return QSize(320, 160)
 
 
 class CurvesWidget(QWidget):
@@ -19,15 +26,17 @@ class CurvesWidget(QWidget):
         super().__init__(parent)
         self.data: dict[tuple[int | None, str], tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
         self._items: dict[tuple[int | None, str], pg.PlotDataItem] = {}
-        self.loss_plot = pg.PlotWidget(background="w")
-        self.metric_plot = pg.PlotWidget(background="w")
-        self.loss_plot.setMinimumHeight(120)
-        self.metric_plot.setMinimumHeight(120)
-        for plot, title in ((self.loss_plot, "Loss"), (self.metric_plot, "Accuracy and AUC")):
+        self.loss_plot = _Plot(background="w")
+        self.metric_plot = _Plot(background="w")
+        self.loss_plot.setMinimumHeight(100)
+        self.metric_plot.setMinimumHeight(100)
+        # Loss falls, accuracy/AUC rise: legends go where the lines usually are not.
+        for plot, title, corner in ((self.loss_plot, "Loss", (-10, 10)), (self.metric_plot, "Accuracy and AUC", (-10, -30))):
             plot.setTitle(title, color="#333", size="10pt")
             plot.showGrid(x=True, y=True, alpha=0.25)
             plot.setLabel("bottom", "epoch")
-            plot.addLegend(offset=(-10, 10), labelTextSize="8pt")
+            plot.addLegend(offset=corner, labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 210),
+                           pen=pg.mkPen("#ccc"))
         self.metric_plot.setYRange(0.0, 1.0)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
 from ctviewer.core.predictions import Predictions
 from ctviewer.gui.confusion_widget import ConfusionMatrixWidget, operating_point
 from ctviewer.gui.doctor_panel import DoctorPanel
-from ctviewer.gui.predictions_table import PATH_ROLE, PredictionsFilter, PredictionsModel
+from ctviewer.gui.predictions_table import COLUMNS, PATH_ROLE, PredictionsFilter, PredictionsModel
 from ctviewer.gui.roc_plot import RocPlot
 from ctviewer.gui.session import Session
 from ctviewer.gui.workers import WorkerError
@@ -43,7 +43,6 @@ class ResultsPanel(QWidget):
 
     def _build(self) -> None:
         self.source_label = QLabel("No predictions yet: train a model, or open one and predict.")
-        self.source_label.setWordWrap(True)
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(0, SLIDER_STEPS)
         self.slider.setToolTip("Decision threshold: an image is called positive when P(positive) >= threshold")
@@ -80,6 +79,7 @@ class ResultsPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.selectionModel().currentRowChanged.connect(self._on_row_changed)
@@ -142,6 +142,7 @@ class ResultsPanel(QWidget):
                                   + (f" — {description}" if description else "")
                                   + (f"; {len(predictions) - labelled} unlabelled" if labelled < len(predictions) else ""))
         self.confusion.set_classes(predictions.classes)
+        self.table.setColumnHidden(COLUMNS.index("Fold"), predictions.folds is None)
         self._fill_roc()
         self.threshold = -1.0  # force a full update
         self.set_threshold(predictions.threshold)

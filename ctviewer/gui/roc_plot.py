@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import QWidget
 
 
@@ -25,6 +25,9 @@ class RocPlot(pg.PlotWidget):
         self.point = pg.ScatterPlotItem(size=11, brush=pg.mkBrush("#e15759"), pen=pg.mkPen("k"))
         self.addItem(self.point)
         self.setTitle("ROC", color="#333", size="10pt")
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API: modest, so the results dock does not scroll
+        return QSize(280, 220)
 
     def set_curve(self, fpr: np.ndarray | None, tpr: np.ndarray | None, auc: float | None = None) -> None:
         if fpr is None or tpr is None:

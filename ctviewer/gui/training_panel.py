@@ -10,7 +10,7 @@ from typing import Any
 
 from PySide6.QtCore import QSettings, Signal
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QLabel, QPlainTextEdit, QProgressBar,
+    QCheckBox, QComboBox, QDoubleSpinBox, QGridLayout, QLabel, QPlainTextEdit, QProgressBar,
     QPushButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
@@ -88,15 +88,17 @@ class TrainingPanel(QWidget):
         self.seed_spin.setRange(0, 2**31 - 1)
         self.seed_spin.setToolTip("Random seed: same seed, same split and same result")
 
-        form = QFormLayout()
-        form.addRow("Model", self.model_box)
-        form.addRow("Input size", self.size_spin)
-        form.addRow("Epochs", self.epochs_spin)
-        form.addRow("Batch size", self.batch_spin)
-        form.addRow("Validation", self.validation_spin)
-        form.addRow("Folds", self.folds_spin)
-        form.addRow("Seed", self.seed_spin)
-        form.addRow("", self.augment_check)
+        # Two label/field pairs per row: the panel stays short enough for a laptop screen.
+        form = QGridLayout()
+        pairs = (("Model", self.model_box), ("Input size", self.size_spin), ("Epochs", self.epochs_spin),
+                 ("Batch size", self.batch_spin), ("Validation", self.validation_spin), ("Folds", self.folds_spin),
+                 ("Seed", self.seed_spin), ("", self.augment_check))
+        for i, (label, widget) in enumerate(pairs):
+            row, col = divmod(i, 2)
+            form.addWidget(QLabel(label), row, 2 * col)
+            form.addWidget(widget, row, 2 * col + 1)
+        form.setColumnStretch(1, 1)
+        form.setColumnStretch(3, 1)
 
         self.start_button = QPushButton("Start training")
         self.cancel_button = QPushButton("Cancel")
@@ -113,9 +115,9 @@ class TrainingPanel(QWidget):
         buttons = QGridLayout()
         buttons.addWidget(self.start_button, 0, 0)
         buttons.addWidget(self.cancel_button, 0, 1)
+        buttons.addWidget(self.predict_button, 0, 2)
         buttons.addWidget(self.load_button, 1, 0)
         buttons.addWidget(self.save_button, 1, 1)
-        buttons.addWidget(self.predict_button, 2, 0, 1, 2)
 
         self.epoch_label = QLabel("Not trained")
         self.progress_bar = QProgressBar()
@@ -126,9 +128,8 @@ class TrainingPanel(QWidget):
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(500)
-        self.log.setMaximumHeight(90)
+        self.log.setMaximumHeight(70)
         self.model_label = QLabel("No model")
-        self.model_label.setWordWrap(True)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
