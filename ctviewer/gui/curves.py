@@ -38,6 +38,7 @@ class CurvesWidget(QWidget):
             plot.addLegend(offset=corner, labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 210),
                            pen=pg.mkPen("#ccc"))
         self.metric_plot.setYRange(0.0, 1.0)
+        self.clear()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.loss_plot)
@@ -50,6 +51,7 @@ class CurvesWidget(QWidget):
             legend = plot.plotItem.legend
             if legend is not None:
                 legend.clear()
+                legend.hide()  # an empty legend is a stray box
         self._items.clear()
 
     def add_epoch(self, epoch: int, logs: dict[str, float], fold: int | None = None) -> None:
@@ -75,6 +77,8 @@ class CurvesWidget(QWidget):
             plot = (self.loss_plot, self.metric_plot)[plot_index]
             item = plot.plot([], [], pen=pen, symbol="o", symbolSize=4, symbolBrush=colour,
                              name=name if not fold else None)
+            if plot.plotItem.legend is not None:
+                plot.plotItem.legend.show()
             self._items[(fold, key)] = item
         return item
 
