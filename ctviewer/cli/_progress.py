@@ -102,3 +102,43 @@ class ProgressBars:
         elif isinstance(event, Message):
             prefix = "" if event.level == "info" else f"{event.level}: "
             self.write(prefix + event.text)
+
+
+class InterruptToStop:
+    """First Ctrl-C: ask the running work to stop gracefully (training keeps its best epoch and is
+    saved); a second Ctrl-C aborts at once. Use as ``with InterruptToStop(bars) as stop: fit(...,
+    should_stop=stop)``. Outside the main thread (no signals there) it never asks to stop.
+    """
+
+    def __init__(self, bars: ProgressBars | None = None) -> None:
+        self.bars = bars
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> InterruptToStop:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_interrupt)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _on_interrupt(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        message = "stopping after this batch (the best epoch so far is kept); press Ctrl-C again to abort"
+        if self.bars is not None:
+            self.bars.write(f"warning: {message}")
+        else:
+            print(message, file=sys.stderr)
+
+    def __call__(self) -> bool:
+        return self.requested

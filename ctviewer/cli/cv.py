@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ctviewer.cli._progress import ProgressBars, add_progress_flag, quiet_tensorflow_logs
+from ctviewer.cli._progress import InterruptToStop, ProgressBars, add_progress_flag, quiet_tensorflow_logs
 from ctviewer.cli.train import add_data_arguments, add_recipe_arguments, config_from_args, load_dataset, metrics_line
 from ctviewer.core.errors import CTViewerError
 
@@ -46,9 +46,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CTViewerError(f"{out}: exists and is not a folder")
-    with ProgressBars(disable=args.quiet, epochs=config.epochs) as bars:
+    with ProgressBars(disable=args.quiet, epochs=config.epochs) as bars, InterruptToStop(bars) as stop:
         dataset, cache = load_dataset(args, bars)
-        result = cross_validate(dataset, config, folds=args.folds, on_event=bars, cache=cache,
+        result = cross_validate(dataset, config, folds=args.folds, on_event=bars, should_stop=stop, cache=cache,
                                 keep_models=args.keep_models)
     out.mkdir(parents=True, exist_ok=True)
     write_predictions_csv(result.predictions, out / "predictions.csv")

@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ctviewer.cli._progress import ProgressBars, add_progress_flag, quiet_tensorflow_logs
-from ctviewer.core.errors import CTViewerError, DatasetError
+from ctviewer.cli._progress import InterruptToStop, ProgressBars, add_progress_flag, quiet_tensorflow_logs
+from ctviewer.core.errors import Cancelled, CTViewerError, DatasetError
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,27 +101,30 @@ def run(args: argparse.Namespace) -> int:
     quiet_tensorflow_logs()
     config = config_from_args(args)
     out = Path(args.out)
-    with ProgressBars(disable=args.quiet, epochs=config.epochs) as bars:
+    with ProgressBars(disable=args.quiet, epochs=config.epochs) as bars, InterruptToStop(bars) as stop:
         dataset, cache = load_dataset(args, bars)
         if args.folds is not None:
-            return _train_ensemble(args, config, dataset, cache, bars, out)
+            return _train_ensemble(args, config, dataset, cache, bars, out, stop)
         from ctviewer.core.training import fit
 
-        trained = fit(dataset, config, on_event=bars, cache=cache)
+        trained = fit(dataset, config, on_event=bars, should_stop=stop, cache=cache)
+    if trained.cancelled and trained.best_epoch is None:
+        raise Cancelled("training stopped before the first epoch ended; nothing saved")
     save_bundle(trained, out)
     print(format_training_summary(trained, out))
     return 0
 
 
 def _train_ensemble(args: argparse.Namespace, config: Any, dataset: Any, cache: Any, bars: ProgressBars,
-                    out: Path) -> int:
+                    out: Path, stop: InterruptToStop) -> int:
     from ctviewer.cli.cv import format_cv_summary
     from ctviewer.core.bundle import save_bundle
     from ctviewer.core.training import cross_validate
 
     if args.folds < 2:
         raise CTViewerError(f"--folds must be at least 2 (got {args.folds})")
-    result = cross_validate(dataset, config, folds=args.folds, on_event=bars, cache=cache, keep_models=True)
+    result = cross_validate(dataset, config, folds=args.folds, on_event=bars, should_stop=stop, cache=cache,
+                            keep_models=True)
     bars.close()
     save_bundle(result.ensemble, out, metrics=result.metrics, extra={"cross_validation": result.to_json_extra()})
     print(format_cv_summary(result))

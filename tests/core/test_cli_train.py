@@ -119,3 +119,45 @@ def test_bad_input_gives_one_line_errors(data: Path, tmp_path: Path, capsys: pyt
 
     assert main(["predict", str(data), str(data), "--csv", str(tmp_path / "p.csv"), "-q"]) == 1
     assert "not a ctviewer model bundle" in _one_line_error(capsys, "predict")
+
+
+def test_ctrl_c_once_stops_gracefully_and_saves_the_best_epoch(data: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture):
+    import os
+    import signal
+
+    from ctviewer.cli import _progress
+    from ctviewer.core.events import BatchEnded
+
+    original = _progress.ProgressBars.__call__
+
+    def press_ctrl_c_in_epoch_2(self, event):  # noqa: ANN001, ANN202
+        original(self, event)
+        if isinstance(event, BatchEnded) and event.epoch == 1 and event.batch == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(_progress.ProgressBars, "__call__", press_ctrl_c_in_epoch_2)
+    bundle = tmp_path / "bundle"
+    args = ["train", str(data), "--out", str(bundle), "--size", "32", "--epochs", "5", "--batch-size", "4", "-q"]
+    assert main(args) == 0
+    card = json.loads((bundle / "model_card.json").read_text())
+    assert card["cancelled"] is True and card["epochs_run"] == 1 and card["best_epoch"] == 0
+    assert "stopping after this batch" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_interrupt_to_stop_second_ctrl_c_aborts():
+    import os
+    import signal
+
+    from ctviewer.cli._progress import InterruptToStop
+
+    with InterruptToStop() as stop:
+        assert not stop()
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # the handler runs between bytecodes
+                pass
