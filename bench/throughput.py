@@ -24,8 +24,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def measure(model_name: str, size: int, n_images: int, epochs: int, stream: bool) -> tuple[float, int, float]:
-    """(images per second, batch size, seconds of the warm-up epoch)."""
+def measure(model_name: str, size: int, n_images: int, epochs: int, stream: bool) -> tuple[float, float, int, float]:
+    """(images per wall-clock second, images per CPU second, batch size, seconds of the warm-up epoch).
+
+    CPU seconds are this process's, all threads: on a shared machine the wall-clock rate
+    drops with other people's load, the per-CPU-second rate much less.
+    """
     import keras
 
     from ctviewer.core.models import build_model, compile_model, default_config
@@ -53,11 +57,11 @@ def measure(model_name: str, size: int, n_images: int, epochs: int, stream: bool
     start = time.perf_counter()
     model.fit(dataset, epochs=1, verbose=0, shuffle=False)
     warmup = time.perf_counter() - start
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     model.fit(dataset, epochs=epochs, verbose=0, shuffle=False)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     keras.backend.clear_session()
-    return n_images * epochs / seconds, config.batch_size, warmup
+    return n_images * epochs / seconds, n_images * epochs / cpu_seconds, config.batch_size, warmup
 
 
 def main() -> None:
@@ -74,11 +78,13 @@ def main() -> None:
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, devices: "
           f"{', '.join(d.device_type for d in tf.config.list_physical_devices())}, "
           f"{'streamed' if args.stream else 'in-memory'} tf.data, {args.images} images x {args.epochs} timed epochs")
-    print(f"{'model':<10} {'input':>6} {'batch':>6} {'images/s':>9} {'warm-up s':>10}")
+    print(f"load average before: {os.getloadavg()[0]:.1f}")
+    print(f"{'model':<10} {'input':>6} {'batch':>6} {'images/s':>9} {'img/CPU-s':>10} {'warm-up s':>10}")
     for name in args.models:
         for size in args.sizes:
-            rate, batch, warmup = measure(name, size, args.images, args.epochs, args.stream)
-            print(f"{name:<10} {size:>6} {batch:>6} {rate:>9.1f} {warmup:>10.1f}", flush=True)
+            rate, cpu_rate, batch, warmup = measure(name, size, args.images, args.epochs, args.stream)
+            print(f"{name:<10} {size:>6} {batch:>6} {rate:>9.1f} {cpu_rate:>10.2f} {warmup:>10.1f}", flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
