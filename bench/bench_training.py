@@ -39,6 +39,7 @@ class Throughput:
     rss_before_mib: float  # after TF import, model build and data, before the first step
     peak_rss_mib: float
     streamed: bool = False
+    cpu_per_wall: float = float("nan")  # process CPU seconds per wall second while timed (2 = both cores)
 
 
 MAX_STEPS = 400
@@ -67,12 +68,14 @@ def _timed_fit(model_name: str, size: int, images: Any, indices: np.ndarray, y: 
     compile_model(model, config, steps_per_epoch=MAX_STEPS)
     flops = bc.count_flops(model)
     stamps: list[float] = []
+    cpu: list[float] = []
 
     class Clock(keras.callbacks.Callback):
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
             float(np.asarray((logs or {}).get("loss", 0.0)))  # wait for the step to finish
             now = time.perf_counter()
             stamps.append(now)
+            cpu.append(time.process_time())
             if len(stamps) > min_batches and now - stamps[0] >= min_seconds:
                 self.model.stop_training = True
 
@@ -85,7 +88,8 @@ def _timed_fit(model_name: str, size: int, images: Any, indices: np.ndarray, y: 
     return Throughput(model=model_name, size=size, batch_size=bs, images_timed=n_timed,
                       images_per_s=n_timed / timed if timed > 0 else float("nan"), first_batch_s=first,
                       forward_gflop=flops.forward_per_image / 1e9, rss_before_mib=rss_before,
-                      peak_rss_mib=bc.peak_rss_mib(), streamed=streamed)
+                      peak_rss_mib=bc.peak_rss_mib(), streamed=streamed,
+                      cpu_per_wall=(cpu[-1] - cpu[0]) / timed if timed > 0 else float("nan"))
 
 
 def in_memory_throughput(model_name: str, size: int, min_batches: int, min_seconds: float) -> Throughput:
@@ -178,12 +182,13 @@ def _row(t: Throughput, peak_gflops: float) -> list[str]:
     achieved = t.images_per_s * 3.0 * t.forward_gflop
     return [
         t.model + (" (streamed)" if t.streamed else ""), t.size, t.batch_size, f"{t.images_per_s:.2f}",
-        t.images_timed, f"{t.first_batch_s:.1f} s", f"{3 * t.forward_gflop:.2f}", f"{achieved:.1f}",
-        f"{100 * achieved / peak_gflops:.1f}%", f"{t.rss_before_mib:.0f}", f"{t.peak_rss_mib:.0f}",
+        t.images_timed, f"{t.first_batch_s:.1f} s", f"{t.cpu_per_wall:.2f}", f"{3 * t.forward_gflop:.2f}",
+        f"{achieved:.1f}", f"{100 * achieved / peak_gflops:.1f}%", f"{t.rss_before_mib:.0f}", f"{t.peak_rss_mib:.0f}",
     ]
 
 
-HEADERS = ["model", "input", "batch", "images/s", "timed imgs", "1st batch", "GFLOP/img (train)", "GFLOP/s",
+HEADERS = ["model", "input", "batch", "images/s", "timed imgs", "1st batch", "cores used", "GFLOP/img (train)",
+           "GFLOP/s",
            "of peak", "RSS before MiB", "peak RSS MiB"]
 
 
@@ -238,6 +243,8 @@ def run(quick: bool = False, data: Path | None = None) -> None:
             "FLOPs = 2 x multiply-adds of the Conv2D/Dense layers from the layer shapes; training = 3 x forward",
             f"of peak = achieved GFLOP/s / {peak:.1f} GFLOP/s (TensorFlow float32 matmul, measured in this run)",
             "the 1st batch (graph tracing + first step) is shown apart and not in images/s",
+            "cores used = process CPU seconds / wall seconds while timed (2.00 = both cores to itself; "
+            "less = waiting for memory, or other processes held the cores)",
             "peak RSS = ru_maxrss of a fresh process per row (TensorFlow itself included); "
             "'RSS before' = after model build and data, before the first step",
             "each model at its recipe batch size (default 16, seed 10); synthetic uniform-noise images",
