@@ -50,6 +50,7 @@ from ctviewer.core.stats import (  # noqa: F401  (re-exported: the public metric
     Interval,
     _check_inputs,
     _check_threshold,
+    _check_thresholds,
     _none_if_nan,
     _ratio,
     _stratified_bootstrap,
@@ -136,7 +137,7 @@ CI_METHODS: dict[str, str] = {
 
 
 def compute_metrics(y_true: Sequence[int] | np.ndarray, probs: Sequence[float] | np.ndarray,
-                    threshold: float = 0.5, classes: tuple[str, str] | None = None,
+                    threshold: float | np.ndarray = 0.5, classes: tuple[str, str] | None = None,
                     confidence: float = CONFIDENCE) -> Metrics:
     """All metrics and intervals for labels ``y_true`` (0/1) and positive-class ``probs``.
 
@@ -145,7 +146,9 @@ def compute_metrics(y_true: Sequence[int] | np.ndarray, probs: Sequence[float] |
     y_true, probs
         Equal-length arrays; probs must be finite probabilities (NaN -> ValueError).
     threshold
-        An image is called positive when ``prob >= threshold``.
+        An image is called positive when ``prob >= threshold``. An array gives each image its
+        own threshold (out-of-fold predictions, each at its fold's threshold); ``Metrics.threshold``
+        is then their median.
     classes
         ``(negative, positive)`` names, used only to word the warnings.
     confidence
@@ -157,10 +160,11 @@ def compute_metrics(y_true: Sequence[int] | np.ndarray, probs: Sequence[float] |
         No images, labels other than 0/1, NaN or out-of-range probabilities.
     """
     y, p = _check_inputs(y_true, probs)
-    t = _check_threshold(threshold)
     if y.size == 0:
         raise ValueError("no labelled images to evaluate")
-    c = confusion(y, (p >= t).astype(np.int64))
+    per_image = _check_thresholds(threshold, y.size)
+    t = float(per_image[0]) if np.ndim(threshold) == 0 else float(np.median(per_image))
+    c = confusion(y, (p >= per_image).astype(np.int64))
     m, n = c.tp + c.fn, c.tn + c.fp
     sens, spec = _ratio(c.tp, m), _ratio(c.tn, n)
     auc = delong_auc(y, p, confidence)
@@ -189,12 +193,16 @@ def metrics_from_predictions(pred: Predictions, threshold: float | None = None,
                              confidence: float = CONFIDENCE) -> Metrics:
     """:func:`compute_metrics` over the labelled rows of ``pred`` (unlabelled rows are left out).
 
-    ``threshold`` defaults to ``pred.threshold``.
+    ``threshold`` defaults to each row's own threshold (``pred.row_thresholds``, set for
+    out-of-fold predictions) or else ``pred.threshold``.
     """
     labelled = pred.is_labelled
     if not labelled.any():
         raise ValueError(f"none of the {len(pred)} images has a label: nothing to evaluate")
-    t = pred.threshold if threshold is None else threshold
+    if threshold is None and pred.row_thresholds is not None:
+        t: float | np.ndarray = pred.row_thresholds[labelled]
+    else:
+        t = pred.threshold if threshold is None else threshold
     metrics = compute_metrics(pred.y_true[labelled], pred.probs[labelled], t, pred.classes, confidence)
     left_out = int((~labelled).sum())
     if left_out:

@@ -25,6 +25,9 @@ class Predictions:
     series: list[str] = field(default_factory=list)
     folds: np.ndarray | None = None
     model_id: str = ""
+    # Out-of-fold predictions: each row is called at its own fold's threshold, chosen on that
+    # fold's validation data, so no image's call depends on a threshold tuned with it.
+    row_thresholds: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.paths)
@@ -37,6 +40,10 @@ class Predictions:
                 raise ValueError(f"{name} has {len(values)} entries for {n} images")
         if self.probs.shape[0] != n:
             raise ValueError(f"probs has {self.probs.shape[0]} entries for {n} images")
+        if self.row_thresholds is not None:
+            self.row_thresholds = np.asarray(self.row_thresholds, dtype=np.float64).reshape(-1)
+            if self.row_thresholds.shape[0] != n:
+                raise ValueError(f"row_thresholds has {self.row_thresholds.shape[0]} entries for {n} images")
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -60,9 +67,16 @@ class Predictions:
             [-1 if lab is None else int(lab == self.positive) for lab in self.labels], dtype=np.int64
         )
 
+    def thresholds(self, threshold: float | None = None) -> np.ndarray:
+        """The threshold each row is called at: ``threshold`` if given, else its own or the common one."""
+        if threshold is not None:
+            return np.full(len(self), float(threshold))
+        if self.row_thresholds is not None:
+            return self.row_thresholds
+        return np.full(len(self), float(self.threshold))
+
     def y_pred(self, threshold: float | None = None) -> np.ndarray:
-        t = self.threshold if threshold is None else threshold
-        return (self.probs >= t).astype(np.int64)
+        return (self.probs >= self.thresholds(threshold)).astype(np.int64)
 
     def pred_names(self, threshold: float | None = None) -> list[str]:
         return [self.classes[int(p)] for p in self.y_pred(threshold)]

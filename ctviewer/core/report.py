@@ -148,16 +148,18 @@ def write_predictions_csv(pred: Predictions, path: str | os.PathLike[str], pseud
     salt = pseudonymise_salt
     preds = pred.y_pred()
     correct = pred.correct()
+    row_thresholds = pred.thresholds()
     with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(PREDICTION_COLUMNS)
         for i in range(len(pred)):
-            writer.writerow(_prediction_row(pred, i, int(preds[i]), correct[i], salt, pseudonymise_paths))
+            writer.writerow(_prediction_row(pred, i, int(preds[i]), correct[i], float(row_thresholds[i]), salt,
+                                            pseudonymise_paths))
     return Path(path)
 
 
-def _prediction_row(pred: Predictions, i: int, called: int, correct: bool | None, salt: str | None,
-                    hide_paths: bool) -> list[str]:
+def _prediction_row(pred: Predictions, i: int, called: int, correct: bool | None, row_threshold: float,
+                    salt: str | None, hide_paths: bool) -> list[str]:
     patient, study, series = pred.patients[i] or "", pred.studies[i] or "", pred.series[i] or ""
     path = pred.paths[i]
     if salt:
@@ -171,7 +173,7 @@ def _prediction_row(pred: Predictions, i: int, called: int, correct: bool | None
     label = pred.labels[i]
     return [
         path, patient, study, series, "" if label is None else label, repr(float(pred.probs[i])),
-        pred.classes[called], "" if correct is None else str(int(correct)), repr(float(pred.threshold)),
+        pred.classes[called], "" if correct is None else str(int(correct)), repr(float(row_threshold)),
         fold, pred.model_id,
     ]
 
@@ -194,7 +196,8 @@ def read_predictions_csv(path: str | os.PathLike[str], positive: str | None = No
     positive
         Name of the positive class, when the file cannot tell (or to check it).
     threshold
-        Overrides the threshold of the file. Required when rows carry different thresholds.
+        Overrides the thresholds of the file. Without it, rows that carry different thresholds
+        (out-of-fold predictions, one per fold) keep them as ``row_thresholds``.
 
     Raises
     ------
@@ -211,12 +214,14 @@ def read_predictions_csv(path: str | os.PathLike[str], positive: str | None = No
     classes = _infer_classes(source, rows, probs, row_thresholds, positive)
     labels = [(row.get("label") or "").strip() or None for _, row in rows]
     file_thresholds = sorted({t for t in row_thresholds if t is not None})
+    per_row = None
     if threshold is None:
         if len(file_thresholds) > 1:
-            shown = ", ".join(f"{t:g}" for t in file_thresholds[:5])
-            raise ReportError(source, f"rows use {len(file_thresholds)} different thresholds ({shown}); "
-                                      "give one threshold to evaluate them all at")
-        threshold = file_thresholds[0] if file_thresholds else DEFAULT_THRESHOLD
+            # Each row keeps the threshold it was called at; rows without one get the median.
+            threshold = float(np.median(file_thresholds))
+            per_row = np.array([threshold if t is None else t for t in row_thresholds], dtype=np.float64)
+        else:
+            threshold = file_thresholds[0] if file_thresholds else DEFAULT_THRESHOLD
     model_ids = list(dict.fromkeys(row.get("model_id") or "" for _, row in rows))
     return Predictions(
         paths=[row.get("path") or "" for _, row in rows],
@@ -230,6 +235,7 @@ def read_predictions_csv(path: str | os.PathLike[str], positive: str | None = No
         folds=_parse_folds(source, rows),
         # One id per report; a cross-validation report may list one per fold.
         model_id=";".join(m for m in model_ids if m),
+        row_thresholds=per_row,
     )
 
 

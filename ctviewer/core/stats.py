@@ -127,6 +127,18 @@ def _check_threshold(threshold: float) -> float:
     return t
 
 
+def _check_thresholds(threshold: float | np.ndarray, n: int) -> np.ndarray:
+    """One finite threshold per image: a scalar broadcast, or an array of length ``n``."""
+    t = np.asarray(threshold, dtype=np.float64)
+    if t.ndim == 0:
+        t = np.full(n, _check_threshold(float(t)))
+    elif t.shape != (n,):
+        raise ValueError(f"got {t.size} thresholds for {n} images")
+    if not np.isfinite(t).all():
+        raise ValueError("thresholds must be finite numbers")
+    return t
+
+
 def _ratio(num: float, den: float) -> float:
     return num / den if den else NAN
 

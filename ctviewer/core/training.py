@@ -522,7 +522,7 @@ def _choose_threshold_on_validation(trained: TrainedModel, val_dataset: Dataset,
 class CVResult:
     """Out-of-fold predictions for every image, pooled metrics and per-fold details."""
 
-    predictions: Predictions  # out of fold; ``folds`` set; threshold = median of the fold thresholds
+    predictions: Predictions  # out of fold; ``folds`` and per-fold ``row_thresholds`` set
     metrics: Any  # ctviewer.core.evaluation.Metrics, pooled over all images
     folds: Folds
     fold_thresholds: list[float]
@@ -568,9 +568,10 @@ def cross_validate(
     """Patient-grouped stratified k-fold: train on k-1 folds, predict the held-out one.
 
     Each fold's model gets its own grouped validation hold-out inside its training part
-    (early stopping and threshold), so no test image influences its own prediction. The
-    pooled metrics use the median of the k fold thresholds; per-fold thresholds and
-    metrics (each at its own threshold) are in the result.
+    (early stopping and threshold), so no test image influences its own prediction. Each
+    image is called at its own fold's threshold (``row_thresholds``), and the pooled metrics
+    count those calls; ``threshold`` is the median of the k fold thresholds (the operating
+    point of the ensemble). Per-fold thresholds and metrics are in the result.
 
     Raises
     ------
@@ -618,11 +619,13 @@ def cross_validate(
             del trained
     classes = (str(dataset.negative), str(dataset.positive))
     pooled_threshold = float(np.median(thresholds))
+    fold_of = np.asarray(assignment.fold_of, dtype=np.int64)
     oof = Predictions(
         paths=dataset.paths, probs=probs, threshold=pooled_threshold, classes=classes,
         labels=[it.label for it in dataset.items], patients=[it.patient for it in dataset.items],
         studies=[it.study for it in dataset.items], series=[it.series for it in dataset.items],
-        folds=np.asarray(assignment.fold_of, dtype=np.int64), model_id=f"cv{folds}-{config.model}",
+        folds=fold_of, model_id=f"cv{folds}-{config.model}",
+        row_thresholds=np.asarray(thresholds, dtype=np.float64)[fold_of],
     )
     result = CVResult(
         predictions=oof, metrics=metrics_from_predictions(oof), folds=assignment, fold_thresholds=thresholds,

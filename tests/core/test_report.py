@@ -138,7 +138,6 @@ def test_reader_tolerates_extra_columns_bom_and_missing_optionals(tmp_path: Path
         ("path,prob,label\na,nan,x\n", "line 2: prob is nan"),
         ("path,prob,label\na,1.5,x\n", "not a probability"),
         ("path,prob,label,pred\na,0.9,x,x\nb,0.1,y,y\nc,0.5,z,z\n", "more than two classes"),
-        ("path,prob,label,pred,threshold\na,0.9,x,x,0.5\nb,0.1,y,y,0.3\n", "2 different thresholds"),
         ("path,prob,label,pred\na,0.9,x,x\nb,0.1,y,x\n", "does not follow"),
         ("path,prob,label,pred,fold\na,0.9,x,x,one\n", "fold 'one'"),
     ],
@@ -226,3 +225,27 @@ def test_metrics_json(tmp_path: Path) -> None:
     assert data["model_id"] == "m1" and data["n_images"] == 4 and data["threshold"] == 0.5
     with pytest.raises(ValueError, match="overwrite"):
         write_metrics_json(metrics, tmp_path / "m2.json", extra={"auc": 1.0})
+
+
+def test_per_fold_thresholds_round_trip_and_count_each_row_at_its_own(tmp_path: Path) -> None:
+    from ctviewer.core.predictions import Predictions
+
+    probs = np.array([0.9, 0.45, 0.35, 0.2, 0.6, 0.3])
+    labels = ["pos", "pos", "neg", "neg", "pos", "neg"]
+    row_t = np.array([0.5, 0.5, 0.5, 0.3, 0.3, 0.3])  # fold 0 at 0.5, fold 1 at 0.3
+    pred = Predictions(paths=list("abcdef"), probs=probs, threshold=0.4, classes=("neg", "pos"),
+                       labels=labels, folds=np.array([0, 0, 0, 1, 1, 1]), row_thresholds=row_t)
+    # 0.45 < 0.5 is a miss in fold 0; 0.3 >= 0.3 is a false positive in fold 1.
+    assert pred.y_pred().tolist() == [1, 0, 0, 0, 1, 1]
+    m = metrics_from_predictions(pred)
+    assert (m.tp, m.fn, m.tn, m.fp) == (2, 1, 2, 1)
+    assert m.threshold == 0.4  # median of the row thresholds
+    path = report.write_predictions_csv(pred, tmp_path / "cv.csv")
+    back = report.read_predictions_csv(path)
+    np.testing.assert_array_equal(back.row_thresholds, row_t)
+    again = metrics_from_predictions(back)
+    assert (again.tp, again.fn, again.tn, again.fp) == (m.tp, m.fn, m.tn, m.fp)
+    # An explicit threshold overrides every row's own.
+    at_half = metrics_from_predictions(report.read_predictions_csv(path, threshold=0.5))
+    direct = compute_metrics(pred.y_true, probs, 0.5)
+    assert (at_half.tp, at_half.fp) == (direct.tp, direct.fp)

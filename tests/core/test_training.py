@@ -161,6 +161,8 @@ def test_cross_validation_predicts_every_image_out_of_fold(demo):
     assert sorted({e.fold for e in events if isinstance(e, EpochEnded)}) == [0, 1, 2]
     assert result.metrics.n == len(dataset)
     assert len(result.fold_thresholds) == 3 and pred.threshold == pytest.approx(np.median(result.fold_thresholds))
+    # Each image is called at its own fold's threshold, never at one tuned with other folds.
+    np.testing.assert_array_equal(pred.row_thresholds, np.asarray(result.fold_thresholds)[pred.folds])
     # Each fold model never saw its test patients (training part or inner validation).
     for k, member in enumerate(result.models):
         trained_on = set(member.split.patients)
