@@ -7,10 +7,10 @@ same metadata (``packaging/ctviewer.spec`` copies it), so the table reads the sa
 
 from __future__ import annotations
 
-import importlib.metadata as metadata
 import platform
 import sys
 from dataclasses import dataclass
+from importlib import metadata
 
 from ctviewer import __version__
 

@@ -39,7 +39,7 @@ if [[ ! -f resources/ctviewer.ico || ! -f ctviewer/resources/icons/ctviewer-256.
     "$PYTHON" resources/make_icons.py >/dev/null
 fi
 
-echo "build.sh: building ctviewer $VERSION with $("$PYTHON" -m PyInstaller --version) (this takes 10-20 min on 2 cores)"
+echo "build.sh: building ctviewer $VERSION with $("$PYTHON" -m PyInstaller --version) (3-7 min on 2 shared cores)"
 START=$(date +%s)
 # Bundled TensorFlow must not look for a GPU or spam logs while PyInstaller imports it for analysis.
 TF_CPP_MIN_LOG_LEVEL=2 "$PYTHON" -m PyInstaller --noconfirm "${CLEAN[@]}" \

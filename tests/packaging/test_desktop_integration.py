@@ -11,7 +11,13 @@ import pytest
 from ctviewer import desktop_integration
 from ctviewer.__main__ import main as ctviewer_main
 from ctviewer.cli import main as cli_main
-from ctviewer.desktop_integration import DesktopIntegrationError, install, quote_exec_argument, render_desktop_entry, uninstall
+from ctviewer.desktop_integration import (
+    DesktopIntegrationError,
+    install,
+    quote_exec_argument,
+    render_desktop_entry,
+    uninstall,
+)
 from ctviewer.resources import ICON_SIZES
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="freedesktop entries are Linux-only")

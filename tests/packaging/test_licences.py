@@ -9,7 +9,14 @@ import sys
 import pytest
 
 from ctviewer import __version__, licences
-from ctviewer.licences import COMPONENT_NAMES, Component, component_table, format_component_table, licence_of, licence_text
+from ctviewer.licences import (
+    COMPONENT_NAMES,
+    Component,
+    component_table,
+    format_component_table,
+    licence_of,
+    licence_text,
+)
 
 REQUIRED = {
     "ctviewer", "Python", "Qt", "PySide6 (Qt for Python)", "pyqtgraph", "TensorFlow", "Keras", "NumPy",
