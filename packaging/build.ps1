@@ -17,10 +17,10 @@ $Python = if ($env:PYTHON) { $env:PYTHON } elseif (Test-Path ".venv\Scripts\pyth
 if ($LASTEXITCODE -ne 0) { throw "PyInstaller is missing: $Python -m pip install -e "".[package]""" }
 
 $env:TF_CPP_MIN_LOG_LEVEL = "2"
-$Args = @("-m", "PyInstaller", "--noconfirm", "--distpath", "dist", "--workpath", "build")
-if ($Clean) { $Args += "--clean" }
+$PyiArgs = @("-m", "PyInstaller", "--noconfirm", "--distpath", "dist", "--workpath", "build")
+if ($Clean) { $PyiArgs += "--clean" }
 $Watch = [Diagnostics.Stopwatch]::StartNew()
-& $Python @Args "packaging\ctviewer.spec"
+& $Python @PyiArgs "packaging\ctviewer.spec"
 if ($LASTEXITCODE -ne 0) { throw "PyInstaller failed" }
 "build took {0:N0} s" -f $Watch.Elapsed.TotalSeconds
 
