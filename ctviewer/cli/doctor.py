@@ -32,6 +32,9 @@ def register(subparsers: Any) -> None:
                         help="a Keras history (JSON dict of per-epoch lists, e.g. json.dump(h.history, f))")
     parser.add_argument("--split", metavar="SPLIT.json", default=None,
                         help="a ctviewer split record (split.json of a bundle) to check for leaks")
+    parser.add_argument("--validation-split", type=float, default=None, metavar="F",
+                        help="the model was trained with Keras' model.fit(validation_split=F) on DATA's images in "
+                             "folder order (as in the original question): check that split")
     parser.add_argument("--predictions", metavar="PREDICTIONS.csv", default=None,
                         help="a per-image prediction report (ctviewer predict --csv / cv) to check for collapse "
                              "and against the histogram baseline")
@@ -84,6 +87,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_images is not None and args.max_images < 2:
         raise CTViewerError(f"--max-images must be at least 2 (got {args.max_images})")
+    if args.validation_split is not None:
+        if args.split:
+            raise CTViewerError("give --split or --validation-split, not both")
+        if not 0.0 < args.validation_split < 1.0:
+            raise CTViewerError(f"--validation-split must be between 0 and 1 (got {args.validation_split})")
     history = _load_history(args.history) if args.history else None
     split = _load_split(args.split) if args.split else None
     predictions = None
@@ -94,6 +102,10 @@ def run(args: argparse.Namespace) -> int:
     dataset = discover(args.data, positive=args.positive)
     if not len(dataset):
         raise CTViewerError(f"{args.data}: no readable images ({len(dataset.report.skipped)} skipped)")
+    if args.validation_split is not None:
+        from ctviewer.core.splits import keras_tail_split
+
+        split = keras_tail_split(dataset, args.validation_split)
 
     def on_event(event: Any) -> None:
         if isinstance(event, Message) and not args.json:

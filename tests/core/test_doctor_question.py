@@ -85,13 +85,25 @@ def test_cli_on_the_plain_keras_and_h5_files(question, capsys):
         assert code == 0
         findings = json.loads(capsys.readouterr().out)
         assert all(set(f) == {"code", "severity", "message", "evidence", "fix"} for f in findings)
-        codes = {f["code"] for f in findings}
+        codes = {f["code"]: f for f in findings}
         # No split record for a plain file: the tail split is the hazard the folder order creates.
-        assert {"tail-split-one-class", "prediction-collapse", "batchnorm-mode-mismatch"} <= codes
+        assert {"tail-split-one-class", "prediction-collapse", "batchnorm-mode-mismatch"} <= set(codes)
+        assert codes["tail-split-one-class"]["severity"] == "warning"
         collapse = next(f for f in findings if f["code"] == "prediction-collapse")
         assert collapse["evidence"]["n"] == 24
         severities = [f["severity"] for f in findings]
         assert severities == sorted(severities, key=["error", "warning", "info"].index)
+
+
+def test_cli_told_how_the_plain_model_was_validated(question, capsys):
+    root: Path = question["root"]
+    code = main(["doctor", str(question["folder"]), "--model", str(root / "question.keras"), "--validation-split",
+                 "0.2", "--no-baseline", "--json"])
+    assert code == 0
+    found = {f["code"]: f for f in json.loads(capsys.readouterr().out) if f["severity"] == "error"}
+    assert {"tail-split-one-class", "small-class", "prediction-collapse"} <= set(found)
+    assert main(["doctor", str(question["folder"]), "--validation-split", "1.5"]) == 1
+    assert "between 0 and 1" in capsys.readouterr().err
 
 
 def test_cli_text_output_and_bad_input(question, capsys):

@@ -221,7 +221,8 @@ def _model_findings(mut: Any, dataset: Any, input_scale: str, baseline: bool, ma
                                    f"vs model AUC {model_auc:.3f} on these {len(y)} images"))
             known = bool(trained_here) or mut.trained_on is not None or mut.split is not None
             findings += mc.check_baseline(probs, y, result, validation_auc=mut.validation_auc,
-                                          trained_on_this_data=bool(trained_here) if known else None)
+                                          trained_on_this_data=bool(trained_here) if known else None,
+                                          columns_known=mut.is_ctviewer)
     return findings
 
 

@@ -168,8 +168,8 @@ def check_mode_mismatch(model: Any, x: np.ndarray, threshold: float = 0.5, y: np
     collapsed = {name: len(set((p >= threshold).tolist())) == 1 for name, p in (("False", p_inf), ("True", p_train))}
     detail = ""
     if collapsed["False"] != collapsed["True"]:
-        mode = "training=False (model.predict)" if collapsed["False"] else "training=True"
-        detail = f"; only with {mode} does it call every image the same class"
+        one, other = ("False (model.predict)", "True") if collapsed["False"] else ("True", "False")
+        detail = f"; with training={one} all {len(x)} get the same class, with training={other} they do not"
     message = (f"The same {len(x)} images get probabilities up to {change.max():.2f} apart (mean {change.mean():.2f}) "
                f"with training=True and training=False, and {flips} change class: {kinds} behave differently in the "
                f"two modes{detail}.")
@@ -259,11 +259,11 @@ def check_unnormalised_input(report: ScaleReport, scale_predictions: dict[str, d
         rng = report.ranges.get(report.detected, [math.nan, math.nan])
         return [Finding(
             "unnormalised-input", "warning",
-            f"The model was trained on {SCALE_WORDS[report.detected]} (about {rng[0]:.0f} to {rng[1]:.0f}) reaching "
+            f"The model was trained on {SCALE_WORDS[report.detected]}, here {rng[0]:.0f} to {rng[1]:.0f}, that reach "
             f"its first layer unscaled: {report.reason}.",
             evidence,
             "Map images to [0, 1] with a fixed HU window (or add a Rescaling/Normalization layer first) and retrain; "
-            "unscaled HU make the first layers' gradients huge and the model sensitive to scanner offsets.",
+            "unscaled values make the first layers' gradients huge and the model sensitive to scanner offsets.",
         )]
     mismatched = report.detected is not None and report.detected != report.chosen
     if report.evidence_kind == "forced" and report.chosen in ("hu", "raw") and mismatched:
@@ -281,8 +281,13 @@ def check_unnormalised_input(report: ScaleReport, scale_predictions: dict[str, d
 
 
 def check_baseline(model_probs: np.ndarray, y: np.ndarray, baseline: Any, trained_on_this_data: bool | None = None,
-                   validation_auc: float | None = None, margin: float = BASELINE_MARGIN) -> list[Finding]:
-    """Does the histogram baseline's cross-validated AUC match or beat the model's AUC on the data?"""
+                   validation_auc: float | None = None, margin: float = BASELINE_MARGIN,
+                   columns_known: bool = False) -> list[Finding]:
+    """Does the histogram baseline's cross-validated AUC match or beat the model's AUC on the data?
+
+    ``columns_known``: the model's output columns are known to be (negative, positive), as for
+    a ctviewer model; otherwise an AUC below 0.5 is also worded as possibly swapped columns.
+    """
     from ctviewer.core.evaluation import delong_auc
 
     y = np.asarray(y)
@@ -301,8 +306,8 @@ def check_baseline(model_probs: np.ndarray, y: np.ndarray, baseline: Any, traine
         evidence["model_trained_on_this_data"] = trained_on_this_data
     if validation_auc is not None:
         evidence["model_validation_auc"] = validation_auc
-    caveat = " even on its own training images" if trained_on_this_data else ""
-    inverted = " (below 0.5: are the class columns swapped?)" if est.auc < 0.5 else ""
+    caveat = " on images it was (mostly) trained on" if trained_on_this_data else ""
+    inverted = " (below 0.5: are the class columns swapped?)" if est.auc < 0.5 and not columns_known else ""
     verdict = ("the model does worse than image brightness alone" if est.auc < baseline.auc - 0.1
                else "the model learns no more than image brightness")
     return [Finding(

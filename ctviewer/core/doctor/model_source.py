@@ -38,9 +38,9 @@ from ctviewer.core.imaging import Preprocessing, fit_square, load
 
 SCALES: tuple[str, ...] = ("unit", "hu", "raw")
 SCALE_WORDS = {
-    "unit": "[0, 1] (wide window, HU -1000..1000)",
+    "unit": "[0, 1] windowed values",
     "hu": "raw Hounsfield units",
-    "raw": "stored pixel values (e.g. 0-4095)",
+    "raw": "stored pixel values",
 }
 PLAIN_SUFFIXES = (".keras", ".h5", ".hdf5")
 DEFAULT_FREE_SIZE = 256  # input side for a model whose input shape leaves it open
@@ -375,11 +375,10 @@ def detect_input_scale(mut: ModelUnderTest, arrays: dict[str, np.ndarray], force
         bn_name, scores, why_not = _batchnorm_scores(mut.model, arrays)
         if scores:
             best = min(scores, key=lambda k: scores[k])
+            others = " and ".join(f"{v:.2g} for {SCALE_WORDS[k]}" for k, v in scores.items() if k != best)
             report = ScaleReport(best, f"the statistics {bn_name} learnt in training match {SCALE_WORDS[best]} "
-                                 f"(mismatch score {scores[best]:.2g}; "
-                                 + ", ".join(f"{k}: {v:.2g}" for k, v in scores.items() if k != best)
-                                 + ")", "batchnorm", batchnorm_layer=bn_name, batchnorm_mismatch=scores,
-                                 ranges=ranges, detected=best)
+                                 f"best (mismatch {scores[best]:.2g}, against {others})", "batchnorm",
+                                 batchnorm_layer=bn_name, batchnorm_mismatch=scores, ranges=ranges, detected=best)
         else:
             report = ScaleReport("unit", f"nothing in the model tells its input scale ({why_not}); assuming "
                                  "ctviewer's [0, 1] wide window", "assumed", batchnorm_layer=bn_name, ranges=ranges)
@@ -387,5 +386,5 @@ def detect_input_scale(mut: ModelUnderTest, arrays: dict[str, np.ndarray], force
         if forced not in SCALES:
             raise ModelError(f"unknown input scale {forced!r}; use auto, {', '.join(SCALES)}")
         report.chosen, report.evidence_kind = forced, "forced"
-        report.reason = f"input scale {forced} as asked ({SCALE_WORDS[forced]})"
+        report.reason = f"input scale {forced} ({SCALE_WORDS[forced]}) as asked"
     return report
