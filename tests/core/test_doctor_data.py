@@ -271,7 +271,8 @@ def test_run_checks_orders_by_severity_and_is_quiet_on_a_clean_setup():
 
 
 def test_importing_the_doctor_does_not_import_tensorflow_or_sklearn():
-    code = ("import sys, ctviewer.core.doctor, ctviewer.cli.doctor, ctviewer.core.baseline; "
+    code = ("import sys, ctviewer.core.doctor, ctviewer.cli.doctor, ctviewer.core.baseline, "
+            "ctviewer.core.doctor.model_checks, ctviewer.core.doctor.model_source; "
             "print(sorted(m for m in ('tensorflow', 'keras', 'sklearn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
