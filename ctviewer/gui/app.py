@@ -66,14 +66,15 @@ def _settings() -> object:
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Open the main window (blocking until it closes), or do one offscreen job; returns the exit code."""
-    import multiprocessing
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--engine"]:
+        # A frozen (PyInstaller) app starts its model engine by running itself with --engine.
+        from ctviewer.gui.engine_child import main as engine_main
 
-    # A frozen (PyInstaller) app starts its model engine by running itself again: that child
-    # must stop here, before any argument parsing. A no-op when not frozen.
-    multiprocessing.freeze_support()
+        return engine_main(argv[1:])
     parser = build_parser()
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed the message
         return int(exc.code or 0)
     if args.source and not Path(args.source).exists():

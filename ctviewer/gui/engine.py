@@ -8,12 +8,58 @@ from __future__ import annotations
 import itertools
 import os
 import queue
+import subprocess
+import sys
 import threading
+import time
 from typing import Any, Callable
 
 from ctviewer.core.errors import Cancelled, CTViewerError
 
 POLL_S = 0.1  # how often a waiting call checks should_stop()
+STARTUP_TIMEOUT_S = 120.0  # the engine connects before it imports anything heavy
+KEY_ENV = "CTVIEWER_ENGINE_KEY"  # the connection's secret, passed by environment (not visible in ps)
+
+
+def engine_command(address: str, cache_root: str | None) -> list[str]:
+    """How to start the engine: this Python with ``-m``, or a frozen app with ``--engine``."""
+    tail = [address, cache_root or ""]
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "--engine", *tail]
+    return [sys.executable, "-m", "ctviewer.gui.engine_child", *tail]
+
+
+def _accept(listener: Any, process: subprocess.Popen, timeout_s: float) -> Any:
+    """The engine's connection; fails (and stops the process) if it dies or never connects."""
+    result: dict[str, Any] = {}
+
+    def accept() -> None:
+        try:
+            result["conn"] = listener.accept()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            result["error"] = exc
+
+    thread = threading.Thread(target=accept, name="engine-accept", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while thread.is_alive() and process.poll() is None and time.monotonic() < deadline:
+        thread.join(0.1)
+    if "conn" in result:
+        return result["conn"]
+    if thread.is_alive():
+        from multiprocessing.connection import Client
+
+        try:  # wake the blocked accept(): a connection with a wrong key makes it raise
+            Client(listener.address, authkey=b"wake-up").close()
+        except Exception:  # noqa: BLE001, S110 - the refusal is the point
+            pass
+        thread.join(5)
+    if "conn" in result:
+        return result["conn"]
+    if process.poll() is None:
+        process.kill()
+    raise EngineError(f"the model engine did not start (exit code {process.poll()}); see the console for why",
+                      str(result.get("error", "")), False)
 
 
 class EngineError(CTViewerError):
@@ -41,24 +87,26 @@ class EngineClient:
     # ------------------------------------------------------------------ process
 
     def is_running(self) -> bool:
-        return self._process is not None and self._process.is_alive()
+        return self._process is not None and self._process.poll() is None
 
     def _ensure_started(self) -> None:
         if self.is_running():
             return
-        import multiprocessing
+        from multiprocessing.connection import Listener
 
-        # spawn, never fork: forking a process that runs Qt threads is unsafe.
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from ctviewer.gui.engine_child import serve
-
-        process = ctx.Process(target=serve, args=(child, self.cache_root), name="ctviewer-engine", daemon=True)
-        process.start()
-        child.close()
-        self._process, self._conn = process, parent
-        self._reader = threading.Thread(target=self._read, args=(parent, process), name="engine-router", daemon=True)
+        # A plain subprocess, not multiprocessing's spawn: spawn re-runs the parent's main
+        # script in the child, which a GUI script without a __main__ guard cannot survive.
+        key = os.urandom(32)
+        listener = Listener(authkey=key)
+        env = {**os.environ, KEY_ENV: key.hex()}
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        process = subprocess.Popen(engine_command(str(listener.address), self.cache_root), env=env)
+        try:
+            conn = _accept(listener, process, STARTUP_TIMEOUT_S)
+        finally:
+            listener.close()
+        self._process, self._conn = process, conn
+        self._reader = threading.Thread(target=self._read, args=(conn, process), name="engine-router", daemon=True)
         self._reader.start()
 
     def _read(self, conn: Any, process: Any) -> None:
@@ -73,8 +121,10 @@ class EngineClient:
             if box is not None:
                 box.put(message)
         # The engine is gone: every waiting call fails with the reason.
-        process.join(timeout=1)
-        code = process.exitcode
+        try:
+            code = process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            code = None
         for box in list(self._pending.values()):
             box.put(("error", None, f"the model engine stopped unexpectedly (exit code {code})", "", False))
 
@@ -91,10 +141,11 @@ class EngineClient:
                 conn.send(("quit",))
             except (OSError, ValueError):
                 pass
-        process.join(timeout_s)
-        if process.is_alive():
-            process.terminate()
-            process.join(5)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
         try:
             conn.close()
         except OSError:

@@ -5,7 +5,9 @@ Why a process and not a thread: TensorFlow holds the GIL for hundreds of millise
 it traces and starts graph functions, which froze the window (measured: 0.6-0.9 s stalls
 with training in a QThread). Here it can only slow this process down. No Qt in this module.
 
-Messages on the pipe are tuples: from the GUI ``("call", id, name, kwargs)``,
+Started by `ctviewer.gui.engine.EngineClient` as ``python -m ctviewer.gui.engine_child``
+(``ctviewer --engine`` in a frozen app); it connects back over a local socket/pipe.
+Messages on the connection are tuples: from the GUI ``("call", id, name, kwargs)``,
 ``("cancel", id)``, ``("quit",)``; to the GUI ``("event", id, event)``, ``("result", id,
 value)``, ``("error", id, message, details, user_error)``, ``("cancelled", id)``.
 """
@@ -240,3 +242,30 @@ def serve(conn: Any, cache_root: str | None) -> None:
         conn.close()
     except OSError:
         pass
+
+
+def main(argv: list[str]) -> int:
+    """``python -m ctviewer.gui.engine_child ADDRESS [CACHE_ROOT]``: connect back to the GUI, serve."""
+    import os
+
+    from multiprocessing.connection import Client
+
+    from ctviewer.gui.engine import KEY_ENV
+
+    if not argv:
+        print("usage: python -m ctviewer.gui.engine_child ADDRESS [CACHE_ROOT] (started by the GUI)")
+        return 2
+    key = bytes.fromhex(os.environ.pop(KEY_ENV, ""))
+    conn = Client(argv[0], authkey=key)
+    serve(conn, argv[1] if len(argv) > 1 and argv[1] else None)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    # Run through the module's real name, so pickled handles say ctviewer.gui.engine_child.ModelHandle
+    # (the GUI cannot unpickle a class of this process's __main__).
+    from ctviewer.gui.engine_child import main as _main
+
+    sys.exit(_main(sys.argv[1:]))

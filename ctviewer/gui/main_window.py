@@ -81,7 +81,7 @@ class MainWindow(QMainWindow):
         self.training.predictions_ready.connect(self._on_predictions_ready)
         self.training.error.connect(self.show_error)
         self.training.status.connect(self._show_status)
-        self.results.image_requested.connect(self.show_image)
+        self.results.image_requested.connect(self._show_result_image)
         self.results.error.connect(self.show_error)
         self.cam.error.connect(self.show_error)
 
@@ -278,6 +278,12 @@ class MainWindow(QMainWindow):
         """Select ``path`` in the browser (which shows it); fall back to showing it directly."""
         if not self.browser.select_path(path):
             self.viewer.show_path(path)
+
+    def _show_result_image(self, path: str) -> None:
+        """A clicked prediction: the image, with where the model looked (Grad-CAM) on top."""
+        self.show_image(path)
+        if self.session.model is not None:
+            self.viewer.overlay_check.setChecked(True)
 
     def _on_image_activated(self, path: str) -> None:
         series = self.browser.series_paths(path)

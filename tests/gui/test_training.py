@@ -29,17 +29,25 @@ def _configure(window, epochs: int, batch: int = 4) -> None:  # noqa: ANN001
     panel.seed_spin.setValue(0)
 
 
+def _train(window, qtbot, timeout_ms: int = TRAIN_TIMEOUT_MS) -> tuple:  # noqa: ANN001
+    """Start training; return (outcome, worker events) once it finished. Fails at once on an error."""
+    done, epochs, folds = [], [], []
+    window.training.training_finished.connect(done.append)
+    worker = window.training.start_training()
+    assert worker is not None
+    worker.epoch_ended.connect(epochs.append)
+    worker.fold_started.connect(folds.append)
+    qtbot.waitUntil(lambda: bool(done) or window.last_error is not None, timeout=timeout_ms)
+    assert window.last_error is None, f"{window.last_error.message}\n{window.last_error.details}"
+    return done[0], epochs, folds
+
+
 def test_train_two_epochs_then_results_gradcam_export_and_bundle(window, open_folder, demo_folder, qtbot,
                                                                  tmp_path: Path):
     open_folder(window, demo_folder)
     n = len(window.session.dataset)
     _configure(window, epochs=2)
-    epochs_seen = []
-    with qtbot.waitSignal(window.training.training_finished, timeout=TRAIN_TIMEOUT_MS) as finished:
-        worker = window.training.start_training()
-        worker.epoch_ended.connect(epochs_seen.append)
-    assert window.last_error is None, window.last_error
-    outcome = finished.args[0]
+    outcome, epochs_seen, _ = _train(window, qtbot)
 
     # One curve point per epoch, training and validation.
     assert [e.epoch for e in epochs_seen] == [0, 1]
@@ -151,5 +159,20 @@ def test_closing_during_training_cancels_and_stops_every_thread(window, open_fol
     window.close()
     assert time.perf_counter() - start < 60
     assert not window.training.is_running()
-    assert not engine.is_running() and not process.is_alive()
+    assert not engine.is_running() and process.poll() is not None
     assert window.last_error is None
+
+
+def test_three_fold_cross_validation_gives_out_of_fold_rows_for_every_image(window, open_folder, demo_folder,
+                                                                          qtbot):
+    open_folder(window, demo_folder)
+    _configure(window, epochs=1)
+    window.training.folds_spin.setValue(3)  # 3 patients per class: each fold trains on 2, validates on 1
+    outcome, _, folds_seen = _train(window, qtbot)
+    assert [f.fold for f in folds_seen] == [0, 1, 2]
+    assert {fold for fold, key in window.training.curves.keys()} == {0, 1, 2}
+    n = len(window.session.dataset)
+    assert len(outcome.predictions) == window.results.model.rowCount() == n
+    assert sorted(set(outcome.predictions.folds.tolist())) == [0, 1, 2]
+    assert not window.results.table.isColumnHidden(6)  # the Fold column shows in cross-validation
+    assert outcome.handle.kind == "ensemble" and window.session.model is outcome.handle
