@@ -14,8 +14,8 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 _STARTED = time.time()
 TIMING_ENV = "CTVIEWER_STARTUP_TIMING"  # set to 1: print when the window and the first image showed

@@ -7,10 +7,28 @@ from collections import defaultdict
 from pathlib import Path
 
 from PySide6.QtCore import QModelIndex, QSize, QSortFilterProxyModel, Qt, Signal
-from PySide6.QtGui import QAction, QIcon, QImage, QPixmap, QStandardItem, QStandardItemModel
+from PySide6.QtGui import (
+    QAction,
+    QIcon,
+    QImage,
+    QPixmap,
+    QStandardItem,
+    QStandardItemModel,
+)
 from PySide6.QtWidgets import (
-    QAbstractItemView, QHBoxLayout, QInputDialog, QLabel, QLineEdit, QMenu, QPushButton, QSplitter,
-    QTreeView, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
+    QAbstractItemView,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QMenu,
+    QPushButton,
+    QSplitter,
+    QTreeView,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
 )
 
 from ctviewer.core.cache import Cache
@@ -308,7 +326,7 @@ class BrowserPanel(QWidget):
         self.save_button.setEnabled(False)
         self._rebuild_tree()
 
-    def _on_context_menu(self, pos) -> None:  # noqa: ANN001 - QPoint
+    def _on_context_menu(self, pos) -> None:
         if self.dataset is None:
             return
         paths = self.selected_paths()

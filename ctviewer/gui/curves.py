@@ -15,7 +15,7 @@ _SERIES = {"loss": (0, "#4e79a7"), "accuracy": (1, "#59a14f"), "auc": (1, "#e157
 class _Plot(pg.PlotWidget):
     """A plot whose preferred size is modest, so a dock shares its height instead of scrolling."""
 
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
+    def sizeHint(self) -> QSize:
         return QSize(320, 160)
 
 
@@ -57,7 +57,7 @@ class CurvesWidget(QWidget):
     def add_epoch(self, epoch: int, logs: dict[str, float], fold: int | None = None) -> None:
         """Append one point per known log key (``loss``, ``val_auc``...); unknown keys are ignored."""
         for key, value in logs.items():
-            base = key[4:] if key.startswith("val_") else key
+            base = key.removeprefix("val_")
             if base not in _SERIES or value is None:
                 continue
             xs, ys = self.data[(fold, key)]

@@ -18,9 +18,10 @@ import itertools
 import queue
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ctviewer.core.imaging import Preprocessing
 
@@ -247,7 +248,6 @@ def serve(conn: Any, cache_root: str | None) -> None:
 def main(argv: list[str]) -> int:
     """``python -m ctviewer.gui.engine_child ADDRESS [CACHE_ROOT]``: connect back to the GUI, serve."""
     import os
-
     from multiprocessing.connection import Client
 
     from ctviewer.gui.engine import KEY_ENV

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterable
 
 from ctviewer.core.dataset import LABELS_FILE, Dataset
 

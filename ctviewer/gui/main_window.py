@@ -5,13 +5,26 @@ only wires panels together."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QKeySequence,
+)
 from PySide6.QtWidgets import (
-    QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QScrollArea, QWidget,
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QScrollArea,
+    QWidget,
 )
 
 from ctviewer.core.dataset import Dataset
@@ -97,7 +110,7 @@ class MainWindow(QMainWindow):
         self.addDockWidget(area, dock)
         return dock
 
-    def _action(self, menu, text: str, slot, shortcut: str | QKeySequence | None = None,  # noqa: ANN001
+    def _action(self, menu, text: str, slot, shortcut: str | QKeySequence | None = None,
                 tip: str = "") -> QAction:
         action = QAction(text, self)
         if shortcut is not None:
@@ -186,7 +199,7 @@ class MainWindow(QMainWindow):
             self.open_source(files)
 
     def open_demo(self) -> None:
-        def job(on_event, should_stop):  # noqa: ANN001, ANN202
+        def job(on_event, should_stop):
             from ctviewer.core.demo import demo_dataset_dir
             from ctviewer.core.events import Progress
 
@@ -201,7 +214,7 @@ class MainWindow(QMainWindow):
         """Discover ``source`` (a folder, a labels.csv or a list of files) in the background."""
         cache = self.session.cache
 
-        def job(on_event, should_stop):  # noqa: ANN001, ANN202
+        def job(on_event, should_stop):
             from ctviewer.core.dataset import discover
             from ctviewer.core.events import Progress
 
@@ -389,15 +402,15 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ drag and drop, close
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
             event.acceptProposedAction()
 
-    def dragMoveEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt API
+    def dragMoveEvent(self, event) -> None:
         if event.mimeData().hasUrls():
             event.acceptProposedAction()
 
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt API
+    def dropEvent(self, event: QDropEvent) -> None:
         paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
         if not paths:
             return
@@ -408,7 +421,7 @@ class MainWindow(QMainWindow):
         else:
             QTimer.singleShot(0, lambda: self.open_source(paths, remember=False))
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+    def closeEvent(self, event: QCloseEvent) -> None:
         if self.training.is_running():
             self._show_status("stopping training…")
         self._closing = True

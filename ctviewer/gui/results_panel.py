@@ -10,14 +10,31 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView, QCheckBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
-    QPushButton, QSlider, QSplitter, QTableView, QVBoxLayout, QWidget,
+    QAbstractItemView,
+    QCheckBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSlider,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
 )
 
 from ctviewer.core.predictions import Predictions
 from ctviewer.gui.confusion_widget import ConfusionMatrixWidget, operating_point
 from ctviewer.gui.doctor_panel import DoctorPanel
-from ctviewer.gui.predictions_table import COLUMNS, PATH_ROLE, PredictionsFilter, PredictionsModel
+from ctviewer.gui.predictions_table import (
+    COLUMNS,
+    PATH_ROLE,
+    PredictionsFilter,
+    PredictionsModel,
+)
 from ctviewer.gui.roc_plot import RocPlot
 from ctviewer.gui.session import Session
 from ctviewer.gui.workers import WorkerError

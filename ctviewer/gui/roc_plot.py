@@ -26,7 +26,7 @@ class RocPlot(pg.PlotWidget):
         self.addItem(self.point)
         self.setTitle("ROC", color="#333", size="10pt")
 
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API: modest, so the results dock does not scroll
+    def sizeHint(self) -> QSize:
         return QSize(280, 220)
 
     def set_curve(self, fpr: np.ndarray | None, tpr: np.ndarray | None, auc: float | None = None) -> None:

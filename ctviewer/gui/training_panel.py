@@ -10,8 +10,17 @@ from typing import Any
 
 from PySide6.QtCore import QSettings, Signal
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QGridLayout, QLabel, QPlainTextEdit, QProgressBar,
-    QPushButton, QSpinBox, QVBoxLayout, QWidget,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QGridLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
 )
 
 from ctviewer.core.config import TrainConfig
@@ -28,7 +37,7 @@ _CONFIG_FIELDS = {f.name for f in fields(TrainConfig)}
 
 
 def format_eta(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
@@ -196,7 +205,7 @@ class TrainingPanel(QWidget):
 
         engine = self.session.engine
 
-        def job(on_event, should_stop):  # noqa: ANN001, ANN202 - runs in a worker thread, waits on the engine
+        def job(on_event, should_stop):
             return engine.call("train", on_event, should_stop, dataset=dataset, model_name=name,
                                overrides=overrides, folds=folds)
 
@@ -359,7 +368,7 @@ class TrainingPanel(QWidget):
             self.status.emit("predicting needs a model and a dataset")
             return None
 
-        def job(on_event, should_stop):  # noqa: ANN001, ANN202
+        def job(on_event, should_stop):
             return engine.call("predict", on_event, should_stop, model_id=model.id, dataset=dataset)
 
         what = "whole dataset"

@@ -8,19 +8,32 @@ Keys: Up/Down or PgUp/PgDn = slice, Home/End = first/last slice, R = reset view.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
 )
 
 from ctviewer.core.errors import ImageReadError
-from ctviewer.core.imaging import WINDOW_PRESETS, Image, load, parse_window, resolve_window
+from ctviewer.core.imaging import (
+    WINDOW_PRESETS,
+    Image,
+    load,
+    parse_window,
+    resolve_window,
+)
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 
@@ -36,7 +49,7 @@ class WindowLevelViewBox(pg.ViewBox):
         self.on_window_drag: Callable[[float, float, bool], None] | None = None
         self.on_slice_step: Callable[[int], None] | None = None
 
-    def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: ANN001, N802 - pyqtgraph API
+    def mouseDragEvent(self, ev, axis=None) -> None:
         shift = bool(ev.modifiers() & Qt.KeyboardModifier.ShiftModifier)
         if ev.button() == Qt.MouseButton.LeftButton and not shift and self.on_window_drag is not None:
             ev.accept()
@@ -45,7 +58,7 @@ class WindowLevelViewBox(pg.ViewBox):
             return
         super().mouseDragEvent(ev, axis)
 
-    def wheelEvent(self, ev, axis=None) -> None:  # noqa: ANN001, N802 - pyqtgraph API
+    def wheelEvent(self, ev, axis=None) -> None:
         if ev.modifiers() & Qt.KeyboardModifier.ControlModifier or self.on_slice_step is None:
             super().wheelEvent(ev, axis)
             return

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, ClassVar
 
 from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal, Slot
 from PySide6.QtGui import QImage
@@ -32,7 +33,7 @@ class WorkerError:
     user_error: bool  # a CTViewerError: the user can fix it; no traceback needed on the console
 
     @classmethod
-    def from_exception(cls, title: str, exc: BaseException) -> "WorkerError":
+    def from_exception(cls, title: str, exc: BaseException) -> WorkerError:
         details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         user_error = isinstance(exc, CTViewerError)
         if hasattr(exc, "details") and hasattr(exc, "user_error"):  # an EngineError: the engine's own story
@@ -58,7 +59,7 @@ class Worker(QObject):
     cancelled = Signal()
     failed = Signal(object)  # WorkerError
 
-    _EVENT_SIGNALS = {
+    _EVENT_SIGNALS: ClassVar[dict[str, str]] = {
         "EpochEnded": "epoch_ended",
         "BatchEnded": "batch_ended",
         "FoldStarted": "fold_started",

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtCore import QSettings
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +33,7 @@ def demo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def window(qtbot, gui_settings: QSettings, _private_cache: Path):  # noqa: ANN001, ANN201
+def window(qtbot, gui_settings: QSettings, _private_cache: Path):
     """The real main window with private settings and cache; closed (workers stopped) after the test."""
     from ctviewer.core.cache import Cache
     from ctviewer.gui.main_window import MainWindow
@@ -47,10 +47,10 @@ def window(qtbot, gui_settings: QSettings, _private_cache: Path):  # noqa: ANN00
 
 
 @pytest.fixture
-def open_folder(qtbot) -> Callable:  # noqa: ANN001
+def open_folder(qtbot) -> Callable:
     """open_folder(window, folder): open through the window's loader and wait for the first image."""
 
-    def _open(win, folder: Path | str) -> None:  # noqa: ANN001
+    def _open(win, folder: Path | str) -> None:
         with qtbot.waitSignal(win.dataset_loaded, timeout=60_000):
             win.open_source(str(folder))
         qtbot.waitUntil(lambda: win.viewer.image is not None, timeout=10_000)

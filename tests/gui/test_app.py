@@ -16,7 +16,7 @@ from ctviewer.gui.app import run
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_screenshot_of_a_folder_writes_the_window_png(demo_folder: Path, tmp_path: Path, qapp):  # noqa: ANN001
+def test_screenshot_of_a_folder_writes_the_window_png(demo_folder: Path, tmp_path: Path, qapp):
     out = tmp_path / "shots" / "main.png"
     assert run(["--screenshot", str(out), "--size", "1000x700", str(demo_folder)]) == 0
     image = QImage(str(out))
@@ -29,7 +29,7 @@ def test_screenshot_of_a_folder_writes_the_window_png(demo_folder: Path, tmp_pat
     assert str(demo_folder.resolve()) in settings.value("recent_folders", [])
 
 
-def test_bad_arguments_exit_2_with_a_message(capsys, qapp, tmp_path: Path):  # noqa: ANN001
+def test_bad_arguments_exit_2_with_a_message(capsys, qapp, tmp_path: Path):
     assert run([str(tmp_path / "missing")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
     assert run(["--size", "big"]) == 2

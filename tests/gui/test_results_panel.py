@@ -29,7 +29,7 @@ def predictions() -> Predictions:
 
 
 @pytest.fixture
-def panel(qtbot, predictions: Predictions, _private_cache: Path) -> ResultsPanel:  # noqa: ANN001
+def panel(qtbot, predictions: Predictions, _private_cache: Path) -> ResultsPanel:
     from ctviewer.core.cache import Cache
 
     widget = ResultsPanel(Session(cache=Cache(_private_cache)))
@@ -83,7 +83,7 @@ def test_errors_only_filter_and_sorting(panel: ResultsPanel, predictions: Predic
     assert shown == sorted(shown)
 
 
-def test_clicking_a_row_asks_for_that_image(panel: ResultsPanel, qtbot):  # noqa: ANN001
+def test_clicking_a_row_asks_for_that_image(panel: ResultsPanel, qtbot):
     index = panel.proxy.index(4, 0)
     expected = index.data(PATH_ROLE)
     assert Path(expected).name == index.data()
@@ -111,7 +111,7 @@ def test_export_plots_writes_pngs(panel: ResultsPanel, tmp_path: Path):
         assert not image.isNull() and image.width() > 50
 
 
-def test_doctor_findings_are_listed(panel: ResultsPanel, qtbot):  # noqa: ANN001
+def test_doctor_findings_are_listed(panel: ResultsPanel, qtbot):
     qtbot.waitUntil(lambda: not panel.doctor.is_running(), timeout=30_000)
     rows = panel.doctor.tree.topLevelItemCount()
     assert rows == max(1, len(panel.doctor.findings))

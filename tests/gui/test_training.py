@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 TRAIN_TIMEOUT_MS = 300_000
 
 
-def _configure(window, epochs: int, batch: int = 4) -> None:  # noqa: ANN001
+def _configure(window, epochs: int, batch: int = 4) -> None:
     panel = window.training
     panel.model_box.setCurrentText("default")
     panel.size_spin.setValue(32)
@@ -29,7 +29,7 @@ def _configure(window, epochs: int, batch: int = 4) -> None:  # noqa: ANN001
     panel.seed_spin.setValue(0)
 
 
-def _train(window, qtbot, timeout_ms: int = TRAIN_TIMEOUT_MS) -> tuple:  # noqa: ANN001
+def _train(window, qtbot, timeout_ms: int = TRAIN_TIMEOUT_MS) -> tuple:
     """Start training; return (outcome, worker events) once it finished. Fails at once on an error."""
     done, epochs, folds = [], [], []
     window.training.training_finished.connect(done.append)
@@ -170,7 +170,7 @@ def test_three_fold_cross_validation_gives_out_of_fold_rows_for_every_image(wind
     window.training.folds_spin.setValue(3)  # 3 patients per class: each fold trains on 2, validates on 1
     outcome, _, folds_seen = _train(window, qtbot)
     assert [f.fold for f in folds_seen] == [0, 1, 2]
-    assert {fold for fold, key in window.training.curves.keys()} == {0, 1, 2}
+    assert {fold for fold, _key in window.training.curves.keys()} == {0, 1, 2}  # noqa: SIM118 - our keys() method
     n = len(window.session.dataset)
     assert len(outcome.predictions) == window.results.model.rowCount() == n
     assert sorted(set(outcome.predictions.folds.tolist())) == [0, 1, 2]

@@ -16,12 +16,12 @@ from ctviewer.gui.viewer import ImageViewer
 
 
 @pytest.fixture
-def viewer(qtbot, demo_folder: Path) -> ImageViewer:  # noqa: ANN001
+def viewer(qtbot, demo_folder: Path) -> ImageViewer:
     widget = ImageViewer()
     qtbot.addWidget(widget)
     widget.resize(600, 600)
     widget.show()
-    patient = sorted((demo_folder / "contrast").iterdir())[0]
+    patient = min((demo_folder / "contrast").iterdir())
     widget.show_series([str(p) for p in sorted(patient.glob("*.dcm"))])
     return widget
 
@@ -47,13 +47,13 @@ def test_preset_persists_across_slices(viewer: ImageViewer):
     assert viewer.displayed_levels() == pytest.approx((-500.0, 1300.0))
 
 
-def _send_mouse(widget, kind, pos: QPoint, button, buttons) -> None:  # noqa: ANN001
+def _send_mouse(widget, kind, pos: QPoint, button, buttons) -> None:
     event = QMouseEvent(kind, QPointF(pos), QPointF(widget.mapToGlobal(pos)), button, buttons,
                         Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(widget, event)
 
 
-def test_left_drag_changes_window_and_level(viewer: ImageViewer, qtbot):  # noqa: ANN001
+def test_left_drag_changes_window_and_level(viewer: ImageViewer, qtbot):
     viewer.apply_preset("soft_tissue")
     vp = viewer.view.viewport()
     start = QPoint(vp.width() // 2, vp.height() // 2)
@@ -69,7 +69,7 @@ def test_left_drag_changes_window_and_level(viewer: ImageViewer, qtbot):  # noqa
     assert (lo + hi) / 2 == pytest.approx(viewer.center) and hi - lo == pytest.approx(viewer.width)
 
 
-def test_wheel_and_keys_scroll_slices(viewer: ImageViewer, qtbot):  # noqa: ANN001
+def test_wheel_and_keys_scroll_slices(viewer: ImageViewer, qtbot):
     assert viewer.index == 0 and len(viewer.series) == 2
     viewer.view_box.on_slice_step(1)
     assert viewer.index == 1 and viewer.slice_label.text() == "2/2"
@@ -106,7 +106,7 @@ def test_overlay_covers_the_model_square_with_opacity(viewer: ImageViewer):
     assert not viewer.has_overlay() and not viewer.overlay_item.isVisible()
 
 
-def test_window_level_is_fast_at_1024(qtbot, tmp_path: Path):  # noqa: ANN001
+def test_window_level_is_fast_at_1024(qtbot, tmp_path: Path):
     from ctviewer.core.demo import phantom_slice, write_ct_dicom
 
     rng = np.random.default_rng(0)
