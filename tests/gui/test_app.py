@@ -60,3 +60,25 @@ def test_demo_screenshot_in_a_fresh_process_without_tensorflow(tmp_path: Path):
     print(f"\nwindow shown after {shown:.2f} s, first image after {first_image:.2f} s (demo made on first use)")
     assert shown < first_image
     assert shown < 15  # loose: a loaded 2-core CI machine; bench/bench_gui.py measures it properly
+
+
+def test_panel_choices_and_window_state_persist(qtbot, gui_settings: QSettings, _private_cache: Path):
+    from ctviewer.core.cache import Cache
+    from ctviewer.gui.main_window import MainWindow
+    from ctviewer.gui.session import Session
+
+    first = MainWindow(gui_settings, Session(cache=Cache(_private_cache)))
+    qtbot.addWidget(first)
+    first.training.epochs_spin.setValue(7)
+    first.training.model_box.setCurrentText("seed")
+    first.viewer.apply_preset("lung")
+    first.tags_dock.hide()
+    first.close()
+
+    second = MainWindow(gui_settings, Session(cache=Cache(_private_cache)))
+    qtbot.addWidget(second)
+    assert second.training.epochs_spin.value() == 7
+    assert second.training.model_box.currentText() == "seed"
+    assert second.viewer.preset == "lung"
+    assert second.tags_dock.isHidden() and not second.results_dock.isHidden()
+    second.close()
