@@ -437,3 +437,11 @@ class MainWindow(QMainWindow):
         self.loader.shutdown(10_000)
         self.browser.shutdown()
         event.accept()
+
+
+if __name__ == "__main__":  # a quick look: python -m ctviewer.gui.main_window [FOLDER] (same as ctviewer)
+    import sys
+
+    from ctviewer.gui.app import run
+
+    sys.exit(run(sys.argv[1:]))
