@@ -20,6 +20,7 @@ class OperatingPoint:
     fn: int
     fp: int
     tn: int
+    per_row: bool = False  # each image called at its own fold's threshold (``threshold`` = their median)
 
     @property
     def n(self) -> int:
@@ -32,11 +33,18 @@ class OperatingPoint:
         return (k / n if n else float("nan")), wilson_interval(k, n)
 
 
-def operating_point(y_true: np.ndarray, probs: np.ndarray, threshold: float) -> OperatingPoint:
-    """Counts at ``threshold`` over labelled rows (``y_true`` 0/1; rows with -1 are left out)."""
+def operating_point(y_true: np.ndarray, probs: np.ndarray, threshold: float | np.ndarray) -> OperatingPoint:
+    """Counts over labelled rows (``y_true`` 0/1; rows with -1 are left out).
+
+    ``threshold`` is one number, or one per row (out-of-fold predictions, each called at its
+    own fold's threshold); the point then reports their median.
+    """
     keep = y_true >= 0
-    c = confusion(y_true[keep], (probs[keep] >= threshold).astype(np.int64))
-    return OperatingPoint(threshold=threshold, tp=c.tp, fn=c.fn, fp=c.fp, tn=c.tn)
+    per_row = np.ndim(threshold) > 0
+    cut = np.asarray(threshold, dtype=np.float64)[keep] if per_row else float(threshold)
+    c = confusion(y_true[keep], (probs[keep] >= cut).astype(np.int64))
+    shown = float(np.median(threshold)) if per_row else float(threshold)
+    return OperatingPoint(threshold=shown, tp=c.tp, fn=c.fn, fp=c.fp, tn=c.tn, per_row=per_row)
 
 
 def _cell(text: str = "", bold: bool = False) -> QLabel:
@@ -103,8 +111,9 @@ class ConfusionMatrixWidget(QWidget):
             shown = "n/a" if np.isnan(value) else f"{value:.2f}"
             rows.append(f"<tr><td>{name}</td><td align='right'><b>{shown}</b></td>"
                         f"<td>&nbsp;(95% CI {ci})</td></tr>")
-        self.rates.setText(f"<table>{''.join(rows)}</table><small>n = {point.n}, threshold "
-                           f"{point.threshold:.3f}; Wilson intervals</small>")
+        where = (f"each image at its fold's threshold (median {point.threshold:.3f})" if point.per_row
+                 else f"threshold {point.threshold:.3f}")
+        self.rates.setText(f"<table>{''.join(rows)}</table><small>n = {point.n}, {where}; Wilson intervals</small>")
 
     def counts(self) -> dict[str, int]:
         p = self.point

@@ -31,20 +31,20 @@ class PredictionsModel(QAbstractTableModel):
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
         self.predictions: Predictions | None = None
-        self.threshold = 0.5
+        self.threshold: float | None = None  # None: the predictions' own threshold(s)
         self._pred: list[str] = []
         self._correct: list[bool | None] = []
 
     def set_predictions(self, predictions: Predictions | None, threshold: float | None = None) -> None:
+        """``threshold`` None: the predictions' own (per-row thresholds for out-of-fold rows)."""
         self.beginResetModel()
         self.predictions = predictions
-        if predictions is not None:
-            self.threshold = predictions.threshold if threshold is None else threshold
+        self.threshold = threshold
         self._recompute()
         self.endResetModel()
 
-    def set_threshold(self, threshold: float) -> None:
-        self.threshold = float(threshold)
+    def set_threshold(self, threshold: float | None) -> None:
+        self.threshold = None if threshold is None else float(threshold)
         self._recompute()
         if self.rowCount():
             self.dataChanged.emit(self.index(0, 0), self.index(self.rowCount() - 1, len(COLUMNS) - 1))

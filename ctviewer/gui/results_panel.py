@@ -54,6 +54,7 @@ class ResultsPanel(QWidget):
         self.session = session
         self.predictions: Predictions | None = None
         self.threshold = 0.5
+        self.per_row = False  # out-of-fold rows, each called at its own fold's threshold
         self._y = np.zeros(0, dtype=np.int64)
         self._roc: Any = None
         self._build()
@@ -70,7 +71,8 @@ class ResultsPanel(QWidget):
         self.slider.valueChanged.connect(lambda v: self.set_threshold(v / SLIDER_STEPS))
         self.spin.valueChanged.connect(self.set_threshold)
         self.reset_button = QPushButton("Model's")
-        self.reset_button.setToolTip("Back to the threshold chosen on the validation data")
+        self.reset_button.setToolTip("Back to the threshold chosen on the validation data "
+                                     "(each fold's own, for cross-validation)")
         self.reset_button.clicked.connect(self._reset_threshold)
         row = QHBoxLayout()
         row.addWidget(QLabel("Threshold"))
@@ -161,8 +163,7 @@ class ResultsPanel(QWidget):
         self.confusion.set_classes(predictions.classes)
         self.table.setColumnHidden(COLUMNS.index("Fold"), predictions.folds is None)
         self._fill_roc()
-        self.threshold = -1.0  # force a full update
-        self.set_threshold(predictions.threshold)
+        self._apply(None)  # the model's own call: its threshold, or each fold's for out-of-fold rows
         self.refresh_findings()
 
     def _fill_roc(self) -> None:
@@ -184,26 +185,32 @@ class ResultsPanel(QWidget):
         self.roc.set_curve(fpr, tpr, delong_auc(y, p).auc)
 
     def set_threshold(self, threshold: float) -> None:
-        """Move the decision threshold: table, matrix and ROC point follow at once."""
+        """Move the decision threshold (one for every image): table, matrix and ROC point follow at once."""
         threshold = float(min(max(threshold, 0.0), 1.0))
-        if self.predictions is None or abs(threshold - self.threshold) < 1e-9:
+        if self.predictions is None or (not self.per_row and abs(threshold - self.threshold) < 1e-9):
             return
-        self.threshold = threshold
-        for widget, value in ((self.slider, round(threshold * SLIDER_STEPS)), (self.spin, threshold)):
+        self._apply(threshold)
+
+    def _apply(self, threshold: float | None) -> None:
+        """``None`` = the predictions' own threshold(s): per fold for out-of-fold rows."""
+        pred = self.predictions
+        self.per_row = threshold is None and pred.row_thresholds is not None
+        self.threshold = pred.threshold if threshold is None else threshold
+        for widget, value in ((self.slider, round(self.threshold * SLIDER_STEPS)), (self.spin, self.threshold)):
             widget.blockSignals(True)
             widget.setValue(value)
             widget.blockSignals(False)
         self.model.set_threshold(threshold)
-        point = operating_point(self._y, self.predictions.probs, threshold)
+        point = operating_point(self._y, pred.probs, pred.row_thresholds if self.per_row else self.threshold)
         self.confusion.set_point(point)
         sens, _ = point.rate("sensitivity")
         spec, _ = point.rate("specificity")
         self.roc.set_operating_point(1.0 - spec, sens)
-        self.threshold_changed.emit(threshold)
+        self.threshold_changed.emit(self.threshold)
 
     def _reset_threshold(self) -> None:
         if self.predictions is not None:
-            self.set_threshold(self.predictions.threshold)
+            self._apply(None)
 
     def refresh_findings(self) -> None:
         """Run the quick doctor checks on what the session holds now."""
@@ -222,8 +229,11 @@ class ResultsPanel(QWidget):
     # ------------------------------------------------------------------ export
 
     def predictions_at_threshold(self) -> Predictions:
+        """The predictions as shown: their own per-fold calls, or all at the slider's threshold."""
         assert self.predictions is not None
-        return replace(self.predictions, threshold=self.threshold)
+        if self.per_row:
+            return self.predictions
+        return replace(self.predictions, threshold=self.threshold, row_thresholds=None)
 
     def export_csv(self, path: str | Path) -> Path:
         """Write the predictions at the current threshold in the core's CSV format."""

@@ -117,3 +117,35 @@ def test_doctor_findings_are_listed(panel: ResultsPanel, qtbot):
     assert rows == max(1, len(panel.doctor.findings))
     texts = [panel.doctor.tree.topLevelItem(i).text(0) for i in range(rows)]
     assert all(f.message in t for f, t in zip(panel.doctor.findings, texts))
+
+
+def test_out_of_fold_rows_are_called_at_their_own_fold_threshold(qtbot, predictions: Predictions,
+                                                                 _private_cache: Path, tmp_path: Path):
+    from dataclasses import replace
+
+    from ctviewer.core.cache import Cache
+
+    n = len(predictions)
+    folds = np.arange(n) % 3
+    oof = replace(predictions, folds=folds, row_thresholds=np.array([0.3, 0.5, 0.7])[folds],
+                  threshold=0.5)
+    widget = ResultsPanel(Session(cache=Cache(_private_cache)))
+    qtbot.addWidget(widget)
+    widget.set_predictions(oof, "out-of-fold")
+    assert widget.per_row
+    called = [widget.model.data(widget.model.index(r, 4)) for r in range(n)]
+    assert called == oof.pred_names()  # each row at its fold's threshold
+    y, hit = oof.y_true, oof.probs >= oof.row_thresholds
+    assert widget.confusion.counts()["tp"] == int(((y == 1) & hit).sum())
+    assert "fold's threshold" in widget.confusion.rates.text()
+    assert not widget.table.isColumnHidden(6)
+    back = read_predictions_csv(widget.export_csv(tmp_path / "oof.csv"))
+    np.testing.assert_allclose(back.row_thresholds, oof.row_thresholds)
+
+    widget.slider.setValue(600)  # one threshold for everyone from now on
+    assert not widget.per_row
+    assert widget.confusion.counts() == _expected(oof, 0.6)
+    assert read_predictions_csv(widget.export_csv(tmp_path / "one.csv")).row_thresholds is None
+    widget.reset_button.click()
+    assert widget.per_row and widget.confusion.counts()["tp"] == int(((y == 1) & hit).sum())
+    widget.shutdown()
