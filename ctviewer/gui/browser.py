@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 
 from ctviewer.core.cache import Cache
 from ctviewer.core.dataset import Dataset, Item
-from ctviewer.gui.labels import relabel
+from ctviewer.core.labels import relabel
 from ctviewer.gui.thumbnails import make_thumbnail
 from ctviewer.gui.workers import ThumbnailPool
 

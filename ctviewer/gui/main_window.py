@@ -32,7 +32,7 @@ from ctviewer.core.errors import Cancelled
 from ctviewer.gui.browser import BrowserPanel
 from ctviewer.gui.cam import CamController
 from ctviewer.gui.errors import error_box
-from ctviewer.gui.labels import default_labels_path, write_labels_csv
+from ctviewer.core.labels import default_labels_path, write_labels_csv
 from ctviewer.gui.results_panel import ResultsPanel
 from ctviewer.gui.session import Session
 from ctviewer.gui.tags_panel import TagsPanel

@@ -1,6 +1,6 @@
-"""Relabelling in the GUI: change the class of images or patients and save a ``labels.csv``.
+"""Relabelling: change the class of images or patients and save a ``labels.csv``.
 
-Pure Python (no Qt) so tests can read it directly. The file follows the dataset contract:
+Used by the GUI browser; the file follows the dataset contract:
 columns ``path,label,patient``, paths relative to the CSV's folder where possible, so
 ``discover(folder)`` picks the corrected labels up next time.
 """
