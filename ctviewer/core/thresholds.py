@@ -91,6 +91,21 @@ def metrics_at_thresholds(y_true: Sequence[int] | np.ndarray, probs: Sequence[fl
 ThresholdRule = Literal["youden", "sensitivity", "specificity"]
 
 
+def _middle_of_widest_run(thresholds: np.ndarray, best: np.ndarray) -> float:
+    """The candidate threshold nearest the centre of the widest run of consecutive best ones.
+
+    Every candidate in a run reaches the best J; the one nearest the run's centre is returned
+    (the higher one on a tie), so the result is still a candidate threshold. Equally wide runs:
+    the highest wins (fewest positive calls).
+    """
+    idx = np.flatnonzero(best)
+    runs = np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1)
+    widest = max(runs, key=lambda r: (thresholds[r[-1]] - thresholds[r[0]], thresholds[r[-1]]))
+    centre = (thresholds[widest[0]] + thresholds[widest[-1]]) / 2.0
+    distance = np.abs(thresholds[widest] - centre)
+    return float(thresholds[widest[np.flatnonzero(distance == distance.min())[-1]]])
+
+
 def choose_threshold(y_true: Sequence[int] | np.ndarray, probs: Sequence[float] | np.ndarray,
                      rule: ThresholdRule = "youden", target: float | None = None) -> float:
     """Pick a decision threshold from labelled scores.
@@ -98,8 +113,10 @@ def choose_threshold(y_true: Sequence[int] | np.ndarray, probs: Sequence[float] 
     Parameters
     ----------
     rule
-        ``"youden"``: maximise Youden's J = sensitivity + specificity - 1; ties go to the
-        highest threshold (fewest positive calls). ``"sensitivity"``: the highest threshold
+        ``"youden"``: maximise Youden's J = sensitivity + specificity - 1. When several
+        thresholds reach the best J, take the middle of the widest run of them (the largest
+        margin between the two classes' scores): on a validation set of a dozen images the
+        best J often spans a wide range, and either end of it is the least stable choice. ``"sensitivity"``: the highest threshold
         whose sensitivity reaches ``target``. ``"specificity"``: the lowest threshold whose
         specificity reaches ``target`` (so sensitivity is as high as that allows).
     target
@@ -126,7 +143,7 @@ def choose_threshold(y_true: Sequence[int] | np.ndarray, probs: Sequence[float] 
             raise ValueError(f"Youden's J needs both classes; got {m} positives and {n} negatives")
         # J * m * n in integers, so equal J values compare equal despite rounding.
         score = table.tp * n + table.tn * m
-        return float(table.thresholds[np.flatnonzero(score == score.max())[-1]])
+        return _middle_of_widest_run(table.thresholds, score == score.max())
     if rule not in ("sensitivity", "specificity"):
         raise ValueError(f"unknown threshold rule {rule!r}; use 'youden', 'sensitivity' or 'specificity'")
     if target is None or not 0.0 <= float(target) <= 1.0:

@@ -256,7 +256,7 @@ def test_candidate_thresholds_are_midpoints_that_reproduce_counts() -> None:
     assert [int((edge >= t).sum()) for t in c] == [4, 3, 2, 1, 0]
 
 
-def test_youden_is_the_best_j_and_ties_go_high() -> None:
+def test_youden_is_the_best_j_ties_take_the_widest_run_centre() -> None:
     y, p = _noisy_scores()
     t = ev.choose_threshold(y, p, "youden")
     m, n = (y == 1).sum(), (y == 0).sum()
@@ -265,8 +265,15 @@ def test_youden_is_the_best_j_and_ties_go_high() -> None:
     assert tp / m + tn / n == pytest.approx(best)
     # Separable classes: the threshold lies in the gap, halfway.
     assert ev.choose_threshold([0, 0, 1, 1], [0.1, 0.3, 0.6, 0.9]) == pytest.approx(0.45)
-    # J ties between 0.35 and 0.75 (both J = 0.5): the higher threshold wins.
+    # J ties between 0.35 and 0.75 (both J = 0.5, apart): the higher threshold wins.
     assert ev.choose_threshold([0, 1, 0, 1], [0.2, 0.5, 0.6, 0.9]) == pytest.approx(0.75)
+    # A run of equal best J: a positive and a negative tied at 0.5 and again at 0.6, so
+    # candidates 0.35, 0.55 and 0.7 all reach J = 0.5. The centre of the run is taken, not an end.
+    y, p = [0, 0, 1, 0, 1, 0, 1, 1], [0.1, 0.2, 0.5, 0.5, 0.6, 0.6, 0.8, 0.9]
+    table = ev.metrics_at_thresholds(y, p)
+    j = table.tp / 4 + table.tn / 4 - 1
+    assert [round(t, 3) for t in table.thresholds[j == j.max()]] == [0.35, 0.55, 0.7]
+    assert ev.choose_threshold(y, p) == pytest.approx(0.55)
 
 
 def test_target_sensitivity_and_specificity() -> None:
