@@ -38,32 +38,44 @@ POSITIVE = "contrast"
 
 # Ablations / alternatives of the default recipe: DefaultArchitecture fields ("arch") and
 # TrainConfig fields ("config"). "default" is the recipe itself (models.default_config).
+# Round 1's first default: one network, CNN + global average pooling, no attention, BN momentum 0.99.
+_R1 = {"members": 1, "dropout": 0.3, "attention_bins": 16, "hist_bins": 32, "attention_masks": 0,
+       "cnn_pooling": "avg", "bn_momentum": 0.99}
+_NO_TTA = {"tta": False}
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "default": {},
+    # --- round 1
+    "r1_first": {"arch": _R1, "config": _NO_TTA},
+    "r1_hist_only": {"arch": {**_R1, "cnn": False}, "config": _NO_TTA},
+    "r1_cnn_only": {"arch": {**_R1, "histogram": False}, "config": _NO_TTA},
+    "r1_avgmax": {"arch": {**_R1, "cnn_pooling": "avgmax"}, "config": _NO_TTA},
+    "r1_down2": {"arch": {**_R1, "cnn_downsample": 2, "filters": (16, 32, 64)}, "config": _NO_TTA},
+    "r1_down2_avgmax": {"arch": {**_R1, "cnn_pooling": "avgmax", "cnn_downsample": 2, "filters": (16, 32, 64)},
+                        "config": _NO_TTA},
+    "r1_last_epoch": {"arch": _R1, "config": {**_NO_TTA, "restore_best": False}},
+    "r1_bn0.9": {"arch": {**_R1, "bn_momentum": 0.9}, "config": _NO_TTA},
+    # --- round 2: attention-masked histograms, BN momentum 0.9 (one network; dropout 0.3, 16/32 bins)
+    "r2_attn4": {"arch": {"members": 1, "dropout": 0.3, "attention_bins": 16, "hist_bins": 32}, "config": {"tta": False}},
+    "r2_attn8": {"arch": {"members": 1, "dropout": 0.3, "attention_bins": 16, "hist_bins": 32, "attention_masks": 8},
+                 "config": {"tta": False}},
+    "r2_ls0.1": {"arch": {"members": 1, "dropout": 0.3, "attention_bins": 16, "hist_bins": 32},
+                 "config": {"tta": False}, "loss": {"label_smoothing": 0.1}},
+    "r2_epochs100": {"arch": {"members": 1, "dropout": 0.3, "attention_bins": 16, "hist_bins": 32},
+                     "config": {"tta": False, "epochs": 100}},
+    "r2_head_average": {"arch": {"members": 1, "dropout": 0.3, "attention_bins": 16, "hist_bins": 32, "head": "average"},
+                        "config": {"tta": False}},
+    "r2_reg": {"arch": {"members": 1}, "config": {"tta": False}},
+    "r2_tta": {"arch": {"members": 1, "dropout": 0.3, "attention_bins": 16, "hist_bins": 32}},
+    "r2_reg_tta": {"arch": {"members": 1}},
+    # --- round 3: the default (reg + tta + 3 members); ablations of it
+    "one_member": {"arch": {"members": 1}},
+    "two_members": {"arch": {"members": 2}},
+    "no_tta": {"config": {"tta": False}},
     "hist_only": {"arch": {"cnn": False}},
-    "cnn_only": {"arch": {"histogram": False}},
-    "cnn_only_wide": {"arch": {"histogram": False, "windows": ((0.0, 2000.0),)}},
+    "no_global_hist": {"arch": {"histogram": False}},
     "no_aug": {"arch": {"flip": False, "rotation": 0.0, "shift": 0.0, "zoom": 0.0, "jitter_hu": 0.0, "jitter_gain": 0.0}},
-    "monitor_auc": {"config": {"monitor": "val_auc", "patience": 20}},
     "size96": {"config": {"input_size": 96}},
-    "size192": {"config": {"input_size": 192}},
     "epochs40": {"config": {"epochs": 40}},
-    "epochs100": {"config": {"epochs": 100}},
-    "lr1e-3": {"config": {"learning_rate": 1e-3}},
-    "no_class_weight": {"config": {"class_weight": False}},
-    "hist64": {"arch": {"hist_bins": 64}},
-    "hist_wide": {"arch": {"hist_low_hu": -1000.0, "hist_high_hu": 1000.0, "hist_bins": 48}},
-    "dropout0.5": {"arch": {"dropout": 0.5}},
-    "small_cnn": {"arch": {"filters": (8, 16, 32, 32)}},
-    "avgmax": {"arch": {"cnn_pooling": "avgmax"}},
-    "down2": {"arch": {"cnn_downsample": 2, "filters": (16, 32, 64)}},
-    "down2_avgmax": {"arch": {"cnn_downsample": 2, "filters": (16, 32, 64), "cnn_pooling": "avgmax"}},
-    "last_epoch": {"config": {"restore_best": False}},
-    "bn0.9": {"arch": {"bn_momentum": 0.9}},
-    "attn4_bn0.9": {"arch": {"attention_masks": 4, "cnn_pooling": "none", "bn_momentum": 0.9}},
-    "attn4": {"arch": {"attention_masks": 4, "cnn_pooling": "none"}},
-    "attn4_pool": {"arch": {"attention_masks": 4}},
-    "attn4_down2": {"arch": {"attention_masks": 4, "cnn_pooling": "none", "cnn_downsample": 2, "filters": (16, 32, 64)}},
 }
 
 
@@ -90,10 +102,10 @@ def load_data(root: Path, size: int) -> Data:
     return Data(np.stack(images)[..., None].astype(np.float32), np.array(labels), np.array(patients), hu)
 
 
-def outer_folds(data: Data, k: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+def outer_folds(data: Data, k: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     from sklearn.model_selection import StratifiedGroupKFold
 
-    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=0)
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(len(data.labels)), data.labels, data.patients))
 
 
@@ -106,13 +118,12 @@ def inner_split(labels: np.ndarray, groups: np.ndarray, seed: int) -> tuple[np.n
 
 
 def youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import roc_curve
+    """Youden's J as ``training.fit`` chooses it (middle of the widest best run), 0.5 if one class."""
+    from ctviewer.core.thresholds import choose_threshold
 
     if len(np.unique(y)) < 2:
         return 0.5
-    fpr, tpr, thr = roc_curve(y, p)
-    best = int(np.argmax(tpr - fpr))
-    return float(min(max(thr[best], 1e-6), 1.0))
+    return choose_threshold(y, p, "youden")
 
 
 def save_result(result: "Result", labels: np.ndarray, folder: Path | None) -> None:
@@ -136,14 +147,17 @@ def summarise(result: Result, labels: np.ndarray) -> str:
 
     auc = roc_auc_score(labels, result.probs)
     lines = [f"== {result.name}: pooled OOF AUC {auc:.3f}  (fold AUCs {', '.join(f'{a:.2f}' for a in result.fold_aucs)})"]
-    for title, thr in (("0.5", np.full_like(result.probs, 0.5)), ("val-Youden", result.thresholds)):
+    median = float(np.median(np.unique(result.thresholds)))
+    choices = (("0.5", np.full_like(result.probs, 0.5)), ("val-Youden", result.thresholds),
+               (f"median {median:.2f}", np.full_like(result.probs, median)))
+    for title, thr in choices:
         pred = (result.probs >= thr).astype(int)
         tp = int(((pred == 1) & (labels == 1)).sum())
         tn = int(((pred == 0) & (labels == 0)).sum())
         sens = tp / max(1, int((labels == 1).sum()))
         spec = tn / max(1, int((labels == 0).sum()))
         lines.append(
-            f"   threshold {title:>10}: accuracy {np.mean(pred == labels):.3f}  sensitivity {sens:.3f}  "
+            f"   threshold {title:>12}: accuracy {np.mean(pred == labels):.3f}  sensitivity {sens:.3f}  "
             f"specificity {spec:.3f}  classes predicted {sorted(set(pred.tolist()))}"
         )
     lines.append(f"   wall time {result.seconds:.0f} s")
@@ -184,6 +198,14 @@ def run_histogram_lr(data: Data, folds: list[tuple[np.ndarray, np.ndarray]]) -> 
 # --------------------------------------------------------------------------- CNN recipes
 
 
+def predict_positive(net: Any, x: np.ndarray, tta: bool) -> np.ndarray:
+    """P(positive); with ``tta`` the mean over the image and its left-right mirror (as inference.py)."""
+    probs = net.predict(x, verbose=0)[:, 1]
+    if tta:
+        probs = (probs + net.predict(x[:, :, ::-1], verbose=0)[:, 1]) / 2.0
+    return probs
+
+
 def run_keras(
     data: Data, folds: list[tuple[np.ndarray, np.ndarray]], name: str, model: str, variant: dict[str, dict[str, Any]],
     overrides: dict[str, Any], verbose: int,
@@ -207,7 +229,7 @@ def run_keras(
         else:
             net = models.build_model(replace(config, seed=config.seed + fold))
         steps = int(np.ceil(len(fit_idx) / config.batch_size))
-        models.compile_model(net, config, steps)
+        models.compile_model(net, config, steps, label_smoothing=variant.get("loss", {}).get("label_smoothing"))
         y_fit = data.labels[fit_idx]
         class_weight = None
         if config.class_weight:
@@ -222,8 +244,8 @@ def run_keras(
             epochs=config.epochs, batch_size=config.batch_size, class_weight=class_weight,
             callbacks=[stopper], shuffle=True, verbose=verbose,
         )
-        val_probs = net.predict(data.images[val_idx], verbose=0)[:, 1]
-        probs[test] = net.predict(data.images[test], verbose=0)[:, 1]
+        val_probs = predict_positive(net, data.images[val_idx], config.tta)
+        probs[test] = predict_positive(net, data.images[test], config.tta)
         thresholds[test] = youden_threshold(data.labels[val_idx], val_probs)
         aucs.append(roc_auc_score(data.labels[test], probs[test]))
         print(
@@ -231,7 +253,7 @@ def run_keras(
             f"val AUC {roc_auc_score(data.labels[val_idx], val_probs):.3f}  {time.perf_counter() - start:.0f} s",
             flush=True,
         )
-    return Result(f"{model}:{name} {config.input_size}px", probs, thresholds, time.perf_counter() - start, aucs)
+    return Result(f"{model}:{name} {config.input_size}px seed{config.seed}", probs, thresholds, time.perf_counter() - start, aucs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", nargs="+", default=["default"], choices=sorted(VARIANTS))
     parser.add_argument("--size", type=int, default=None, help="input size (default: the model's)")
     parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None, help="training seed (default: the recipe's)")
+    parser.add_argument("--fold-seed", type=int, default=0, help="random_state of the outer StratifiedGroupKFold")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--list", action="store_true", help="list the variants and exit")
@@ -262,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     size = args.size or VARIANTS[args.variant[0]].get("config", {}).get("input_size") or models.default_config(args.model).input_size
     t0 = time.perf_counter()
     data = load_data(args.data, size)
-    folds = outer_folds(data)
+    folds = outer_folds(data, seed=args.fold_seed)
     print(f"loaded {len(data.labels)} images ({int(data.labels.sum())} {POSITIVE}), "
           f"{len(set(data.patients))} patients, {size} px in {time.perf_counter() - t0:.0f} s", flush=True)
     if not args.no_baseline:

@@ -263,3 +263,32 @@ class PositiveClassAUC(keras.metrics.AUC):
             y_true = y_true[:, 1]
         y_true = ops.reshape(ops.cast(y_true, "float32"), (-1,))
         return super().update_state(y_true, ops.reshape(y_pred[:, 1], (-1,)), sample_weight=sample_weight)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy for integer labels with label smoothing (Keras' sparse loss has none).
+
+    Targets become ``1 - s/2`` / ``s/2`` instead of 1 / 0, which keeps the logits finite on a
+    training set the network can separate perfectly (100 images): the fold models then
+    give probabilities on a comparable scale instead of arbitrary 0.001 / 0.999 extremes.
+    Labels may be sparse ints or one-hot.
+    """
+
+    def __init__(self, label_smoothing: float = 0.1, num_classes: int = 2, name: str = "smoothed_sparse_crossentropy",
+                 **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = float(label_smoothing)
+        self.num_classes = int(num_classes)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.convert_to_tensor(y_true)
+        if len(y_true.shape) == 2 and y_true.shape[-1] == self.num_classes:
+            target = ops.cast(y_true, y_pred.dtype)
+        else:
+            target = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), self.num_classes, dtype=y_pred.dtype)
+        target = target * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
+        return keras.losses.categorical_crossentropy(target, y_pred)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "label_smoothing": self.label_smoothing, "num_classes": self.num_classes}

@@ -63,6 +63,7 @@ def default_config(name: str) -> TrainConfig:
             monitor="val_loss",
             patience=60,
             restore_best=True,
+            tta=True,
         )
     if name == "seed":
         # The question's settings: SGD, batch 10, 50 epochs, no early stopping. The full
@@ -139,16 +140,18 @@ class DefaultArchitecture:
     windows: tuple[tuple[float, float], ...] = ((40.0, 400.0), (150.0, 300.0), (-600.0, 1500.0))
     filters: tuple[int, ...] = (16, 32, 64, 64)
     cnn_downsample: int = 1  # average-pool the window channels by this factor before the CNN
-    cnn_pooling: str = "avg"  # global pooling of the last conv block: "avg", "max", "avgmax" or "none"
-    attention_masks: int = 0  # K > 0: the CNN predicts K soft masks; HU histograms inside each are features
-    attention_bins: int = 16
-    bn_momentum: float = 0.99
+    cnn_pooling: str = "none"  # global pooling of the last conv block: "avg", "max", "avgmax" or "none"
+    attention_masks: int = 4  # K > 0: the CNN predicts K soft masks; HU histograms inside each are features
+    attention_bins: int = 8
+    bn_momentum: float = 0.9
+    head: str = "concat"  # "concat": one softmax on all features; "average": one per branch, averaged
+    members: int = 3  # > 1: an ensemble of that many networks averaged inside the one model
     histogram: bool = True
     cnn: bool = True
     hist_low_hu: float = -200.0
     hist_high_hu: float = 600.0
-    hist_bins: int = 32
-    dropout: float = 0.3
+    hist_bins: int = 16
+    dropout: float = 0.5
     l2: float = 1e-3
     flip: bool = True
     rotation: float = 0.03  # fraction of a full turn (about 11 degrees)
@@ -164,66 +167,101 @@ def build_default(
     seed: int | None = 0,
     arch: DefaultArchitecture = DefaultArchitecture(),
 ) -> keras.Model:
-    """The default recipe: a small multi-window CNN plus a soft HU-histogram branch.
+    """The default recipe (docs/RECIPE.md): CNN-attention HU histograms + a global HU histogram.
 
     input (wide window) -> augmentation (training only) -> HU -> [CNN on 3 HU windows ->
-    global average pool] ++ [soft histogram of body HU] -> dropout -> softmax(2).
+    K soft masks -> HU histogram inside each mask] ++ [HU histogram of the body] -> softmax(2);
+    with ``arch.members`` > 1, that many such networks (own weights, own augmentation draws)
+    averaged inside the one model.
     """
     center, width = _window_in_hu(window)
     inputs = keras.Input((size, size, 1), name="image")
+    if arch.members <= 1:
+        return keras.Model(inputs, _default_member(inputs, size, center, width, seed, arch, ""), name="ctviewer_default")
+    member_seed = (lambda i: None if seed is None else seed * 1000 + i)
+    outputs = [
+        _default_member(inputs, size, center, width, member_seed(i), arch, f"m{i}_") for i in range(arch.members)
+    ]
+    return keras.Model(inputs, layers.Average(name="probabilities")(outputs), name="ctviewer_default")
+
+
+def _default_member(
+    inputs: Any, size: int, center: float, width: float, seed: int | None, arch: DefaultArchitecture, prefix: str
+) -> Any:
+    """One network of the default recipe, from the model input to its softmax."""
     x = inputs
     # Spatial augmentation on the windowed image; padding 0 = the window's floor (air in "wide").
     if arch.flip:
-        x = layers.RandomFlip("horizontal", seed=seed, name="aug_flip")(x)
+        x = layers.RandomFlip("horizontal", seed=seed, name=f"{prefix}aug_flip")(x)
     if arch.rotation:
-        x = layers.RandomRotation(arch.rotation, fill_mode="constant", fill_value=0.0, seed=seed, name="aug_rotate")(x)
+        x = layers.RandomRotation(
+            arch.rotation, fill_mode="constant", fill_value=0.0, seed=seed, name=f"{prefix}aug_rotate"
+        )(x)
     if arch.shift:
         x = layers.RandomTranslation(
-            arch.shift, arch.shift, fill_mode="constant", fill_value=0.0, seed=seed, name="aug_shift"
+            arch.shift, arch.shift, fill_mode="constant", fill_value=0.0, seed=seed, name=f"{prefix}aug_shift"
         )(x)
     if arch.zoom:
-        x = layers.RandomZoom(arch.zoom, fill_mode="constant", fill_value=0.0, seed=seed, name="aug_zoom")(x)
-    hu = ct_layers.WindowToHU(center, width, name="to_hu")(x)
+        x = layers.RandomZoom(arch.zoom, fill_mode="constant", fill_value=0.0, seed=seed, name=f"{prefix}aug_zoom")(x)
+    hu = ct_layers.WindowToHU(center, width, name=f"{prefix}to_hu")(x)
     if arch.jitter_hu or arch.jitter_gain:
-        hu = ct_layers.IntensityJitter(arch.jitter_hu, arch.jitter_gain, seed=seed, name="aug_hu_jitter")(hu)
+        hu = ct_layers.IntensityJitter(arch.jitter_hu, arch.jitter_gain, seed=seed, name=f"{prefix}aug_hu_jitter")(hu)
 
     features = []
     regulariser = keras.regularizers.L2(arch.l2) if arch.l2 else None
     if arch.cnn:
-        y = ct_layers.WindowChannels(arch.windows, name="hu_windows")(hu)
+        y = ct_layers.WindowChannels(arch.windows, name=f"{prefix}hu_windows")(hu)
         if arch.cnn_downsample > 1:
-            y = layers.AveragePooling2D(arch.cnn_downsample, name="cnn_downsample")(y)
+            y = layers.AveragePooling2D(arch.cnn_downsample, name=f"{prefix}cnn_downsample")(y)
         for i, filters in enumerate(arch.filters):
-            y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=regulariser, name=f"conv{i}")(y)
-            y = layers.BatchNormalization(momentum=arch.bn_momentum, name=f"bn{i}")(y)
-            y = layers.Activation("relu", name=f"relu{i}")(y)
-            y = layers.MaxPooling2D(2, name=f"pool{i}")(y)
+            y = layers.Conv2D(
+                filters, 3, padding="same", use_bias=False, kernel_regularizer=regulariser, name=f"{prefix}conv{i}"
+            )(y)
+            y = layers.BatchNormalization(momentum=arch.bn_momentum, name=f"{prefix}bn{i}")(y)
+            y = layers.Activation("relu", name=f"{prefix}relu{i}")(y)
+            y = layers.MaxPooling2D(2, name=f"{prefix}pool{i}")(y)
         if arch.cnn_pooling in ("avg", "avgmax"):
-            features.append(layers.GlobalAveragePooling2D(name="cnn_avg")(y))
+            features.append(layers.GlobalAveragePooling2D(name=f"{prefix}cnn_avg")(y))
         if arch.cnn_pooling in ("max", "avgmax"):
-            features.append(layers.GlobalMaxPooling2D(name="cnn_max")(y))
+            features.append(layers.GlobalMaxPooling2D(name=f"{prefix}cnn_max")(y))
         if arch.attention_masks:
-            masks = layers.Conv2D(arch.attention_masks, 1, activation="sigmoid", name="attention_logits")(y)
+            masks = layers.Conv2D(arch.attention_masks, 1, activation="sigmoid", name=f"{prefix}attention_logits")(y)
             factor = size // int(masks.shape[1])
             if factor > 1:
-                masks = layers.UpSampling2D(factor, interpolation="bilinear", name="attention_masks")(masks)
+                masks = layers.UpSampling2D(factor, interpolation="bilinear", name=f"{prefix}attention_masks")(masks)
+            histograms = ct_layers.MaskedSoftHistogram(
+                arch.hist_low_hu, arch.hist_high_hu, arch.attention_bins, name=f"{prefix}attention_histograms"
+            )([hu, masks])
             features.append(
-                layers.BatchNormalization(momentum=arch.bn_momentum, name="attention_features")(
-                    ct_layers.MaskedSoftHistogram(
-                        arch.hist_low_hu, arch.hist_high_hu, arch.attention_bins, name="attention_histograms"
-                    )([hu, masks])
-                )
+                layers.BatchNormalization(momentum=arch.bn_momentum, name=f"{prefix}attention_features")(histograms)
             )
     if arch.histogram:
-        h = ct_layers.SoftHistogram(arch.hist_low_hu, arch.hist_high_hu, arch.hist_bins, name="hu_histogram")(hu)
-        features.append(layers.BatchNormalization(momentum=arch.bn_momentum, name="histogram_features")(h))
+        h = ct_layers.SoftHistogram(
+            arch.hist_low_hu, arch.hist_high_hu, arch.hist_bins, name=f"{prefix}hu_histogram"
+        )(hu)
+        features.append(layers.BatchNormalization(momentum=arch.bn_momentum, name=f"{prefix}histogram_features")(h))
     if not features:
         raise ModelError("the default architecture needs the CNN branch, the histogram branch or both")
-    z = features[0] if len(features) == 1 else layers.Concatenate(name="features")(features)
+    name = f"{prefix}probabilities" if prefix else "probabilities"
+    if arch.head == "average" and len(features) > 1:
+        # One softmax head per branch, averaged: the histogram branch stays a classifier of its
+        # own (few inputs) instead of being outvoted by the larger CNN feature set.
+        cnn_part = features[:-1] if arch.histogram else features
+        groups = [cnn_part[0] if len(cnn_part) == 1 else layers.Concatenate(name=f"{prefix}cnn_features")(cnn_part)]
+        if arch.histogram:
+            groups.append(features[-1])
+        heads = []
+        for i, group in enumerate(groups):
+            if arch.dropout:
+                group = layers.Dropout(arch.dropout, seed=seed, name=f"{prefix}dropout{i}")(group)
+            heads.append(
+                layers.Dense(2, activation="softmax", kernel_regularizer=regulariser, name=f"{prefix}head{i}")(group)
+            )
+        return heads[0] if len(heads) == 1 else layers.Average(name=name)(heads)
+    z = features[0] if len(features) == 1 else layers.Concatenate(name=f"{prefix}features")(features)
     if arch.dropout:
-        z = layers.Dropout(arch.dropout, seed=seed, name="dropout")(z)
-    outputs = layers.Dense(2, activation="softmax", kernel_regularizer=regulariser, name="probabilities")(z)
-    return keras.Model(inputs, outputs, name="ctviewer_default")
+        z = layers.Dropout(arch.dropout, seed=seed, name=f"{prefix}dropout")(z)
+    return layers.Dense(2, activation="softmax", kernel_regularizer=regulariser, name=name)(z)
 
 
 def _window_in_hu(window: str) -> tuple[float, float]:
@@ -372,7 +410,14 @@ def build_transfer(name: str, size: int, weights: str | None = "imagenet", seed:
 # --------------------------------------------------------------------------- compiling
 
 
-def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> keras.Model:
+# Label smoothing per recipe (TrainConfig has no field for it: it is part of the recipe, not a knob
+# users turn). The seed model keeps the question's plain cross-entropy.
+LABEL_SMOOTHING: dict[str, float] = {"default": 0.0}
+
+
+def compile_model(
+    model: keras.Model, config: TrainConfig, steps_per_epoch: int, label_smoothing: float | None = None
+) -> keras.Model:
     """Compile ``model`` with the recipe in ``config``; returns the same model.
 
     Optimiser ``adam`` / ``adamw`` (decoupled ``weight_decay``) / ``sgd`` (momentum 0, as in
@@ -395,9 +440,13 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
         optimizer = keras.optimizers.SGD(lr, weight_decay=decay)
     else:
         raise ModelError(f"unknown optimizer {config.optimizer!r}; use 'adam', 'adamw' or 'sgd'")
+    smoothing = LABEL_SMOOTHING.get(config.model, 0.0) if label_smoothing is None else float(label_smoothing)
+    loss: Any = (
+        ct_layers.SmoothedSparseCrossentropy(smoothing) if smoothing else keras.losses.SparseCategoricalCrossentropy()
+    )
     model.compile(
         optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(),
+        loss=loss,
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"), ct_layers.PositiveClassAUC(name="auc")],
     )
     return model
