@@ -139,7 +139,8 @@ def test_predict_uses_bundle_preprocessing_from_trained_model(tmp_path: Path):
     from ctviewer.core.training import fit
 
     dataset, cache = tiny_demo(tmp_path, n_patients=3, slices=1)
-    trained = fit(dataset, tiny_config(epochs=1, window="soft_tissue"), cache=cache)
+    # tta=False: the comparison below is against a plain forward pass (the default recipe uses TTA).
+    trained = fit(dataset, tiny_config(epochs=1, window="soft_tissue", tta=False), cache=cache)
     pred = predict(trained, dataset, cache=cache)
     x = np.stack([cache.array(p, Preprocessing("soft_tissue", TINY_SIZE, "pad")) for p in dataset.paths])
     np.testing.assert_array_equal(pred.probs, predict_arrays(trained.model, x))
