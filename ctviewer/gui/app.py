@@ -55,7 +55,20 @@ def _make_app(offscreen: bool) -> object:
     QCoreApplication.setOrganizationName("ctviewer")
     QCoreApplication.setApplicationName("ctviewer")
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "ctviewer"])
+    _set_icon(app)
     return app
+
+
+def _set_icon(app: object) -> None:
+    from PySide6.QtGui import QGuiApplication, QIcon
+
+    from ctviewer.resources import icon_paths
+
+    icon = QIcon()
+    for path in icon_paths().values():
+        icon.addFile(str(path))
+    app.setWindowIcon(icon)  # type: ignore[attr-defined]
+    QGuiApplication.setDesktopFileName("ctviewer")  # matches the menu entry on Wayland
 
 
 def _settings() -> object:

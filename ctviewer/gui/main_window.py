@@ -163,6 +163,7 @@ class MainWindow(QMainWindow):
 
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "&Mouse and keys", self._show_help, "F1")
+        self._action(help_menu, "&About ctviewer", self.show_about, None)
 
     def _build_status_bar(self) -> None:
         self.status_label = QLabel("no dataset | no model")
@@ -175,6 +176,12 @@ class MainWindow(QMainWindow):
         status.addPermanentWidget(self.cursor_label)
         status.addPermanentWidget(self.load_progress)
         self.viewer.cursor_text.connect(self.cursor_label.setText)
+
+    def show_about(self) -> None:
+        from ctviewer.gui.about_dialog import AboutDialog
+
+        self._about = AboutDialog(self)
+        self._about.show()
 
     def _show_help(self) -> None:
         QMessageBox.information(self, "Mouse and keys", (
