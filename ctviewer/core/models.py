@@ -128,6 +128,8 @@ def build_model(config: TrainConfig) -> keras.Model:
     if name == "default":
         return build_default(size, window=config.window, seed=config.seed)
     if name == "seed":
+        if _seed_feature_size(size) < 1:
+            raise ModelError(f"input_size {size} is too small for the seed network; use at least 22 pixels")
         return build_seed(size)
     return build_transfer(name, size, weights=config.weights, seed=config.seed)
 
@@ -226,8 +228,10 @@ def _default_member(
             features.append(layers.GlobalMaxPooling2D(name=f"{prefix}cnn_max")(y))
         if arch.attention_masks:
             masks = layers.Conv2D(arch.attention_masks, 1, activation="sigmoid", name=f"{prefix}attention_logits")(y)
-            factor = size // int(masks.shape[1])
-            if factor > 1:
+            factor, remainder = divmod(size, int(masks.shape[1]))
+            if remainder:  # input size not a multiple of 2**blocks: resize to the exact size
+                masks = layers.Resizing(size, size, "bilinear", name=f"{prefix}attention_masks")(masks)
+            elif factor > 1:
                 masks = layers.UpSampling2D(factor, interpolation="bilinear", name=f"{prefix}attention_masks")(masks)
             histograms = ct_layers.MaskedSoftHistogram(
                 arch.hist_low_hu, arch.hist_high_hu, arch.attention_bins, name=f"{prefix}attention_histograms"
@@ -271,6 +275,15 @@ def _window_in_hu(window: str) -> tuple[float, float]:
             f"the default model needs a fixed HU window (e.g. 'wide'), not the data-driven {parsed.name!r}"
         )
     return parsed.center, parsed.width
+
+
+def _seed_feature_size(size: int) -> int:
+    """Side of the seed network's last feature map (valid 3x3 convs, 2x2 pools)."""
+    for _ in range(3):
+        size = (size - 2) // 2
+        if size < 1:
+            return 0
+    return size
 
 
 def build_seed(size: int) -> keras.Model:

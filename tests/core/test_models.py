@@ -82,9 +82,16 @@ def test_unknown_model_name_lists_the_valid_ones() -> None:
         models.default_config("vgg")
 
 
-def test_too_small_input_is_a_model_error() -> None:
-    with pytest.raises(ModelError):
-        models.build_model(_config("default", input_size=8))
+@pytest.mark.parametrize("name, size", [("default", 8), ("seed", 16), ("resnet50", 24)])
+def test_too_small_input_is_a_model_error(name: str, size: int) -> None:
+    with pytest.raises(ModelError, match="too small"):
+        models.build_model(_config(name, input_size=size))
+
+
+@pytest.mark.parametrize("size", [40, 100])
+def test_default_accepts_sizes_that_are_not_powers_of_two(size: int) -> None:
+    model = models.build_model(_config("default", input_size=size))
+    assert np.asarray(model(_images(2, size=size), training=False)).shape == (2, 2)
 
 
 # --------------------------------------------------------------------------- the question's network
@@ -106,6 +113,17 @@ def test_seed_is_the_questions_network() -> None:
     assert [d.activation.__name__ for d in dense] == ["relu", "relu", "relu", "softmax"]
     dropout = next(layer for layer in model.layers if isinstance(layer, keras.layers.Dropout))
     assert dropout.rate == pytest.approx(0.7)
+
+
+def test_default_is_the_documented_ensemble_without_lambda_layers() -> None:
+    model = models.build_model(_config("default"))
+    kinds = [type(layer).__name__ for layer in model.layers]
+    members = models.DefaultArchitecture().members
+    assert members > 1 and kinds[-1] == "Average"
+    for kind in ("MaskedSoftHistogram", "SoftHistogram", "WindowToHU", "WindowChannels", "IntensityJitter",
+                 "RandomFlip", "RandomRotation"):
+        assert kinds.count(kind) == members, kind
+    assert "Lambda" not in kinds
 
 
 # --------------------------------------------------------------------------- compile, save, inference
