@@ -21,9 +21,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import bench_common as bc
+import numpy as np
 
 # The question's model.fit/EarlyStopping settings (see seed_config). ReduceLROnPlateau and
 # EarlyStopping's min_delta=0.01 have no TrainConfig field and are not reproduced.
@@ -195,12 +194,12 @@ def run(quick: bool = False, data: Path | None = None, seed_size: int = SEED_SIZ
         notes=[
             "the default recipe is the first row",
             f"identical test folds for every row that ran: {'yes' if same else 'NO (see fold checks)'}",
-            "AUC interval: DeLong; accuracy/sensitivity/specificity at each row's threshold "
-            "(CNNs: median of the fold thresholds chosen on each fold's own validation part)",
-            "the question's ReduceLROnPlateau and EarlyStopping min_delta=0.01 are not reproduced "
-            "(no TrainConfig field); its extra Dropout(0.7) after blocks 1-2 is not in models.build_seed",
-            *([f"seed row at {seed.input_size} px instead of the question's 1024 px so the whole run fits in "
-               "30 min (rerun with --seed-size 1024; the training table gives images/s per input size)"]
+            ("AUC interval: DeLong; accuracy/sensitivity/specificity at each row's threshold "
+            "(CNNs: median of the fold thresholds chosen on each fold's own validation part)"),
+            ("the question's ReduceLROnPlateau and EarlyStopping min_delta=0.01 are not reproduced "
+            "(no TrainConfig field); its extra Dropout(0.7) after blocks 1-2 is not in models.build_seed"),
+            *([(f"seed row at {seed.input_size} px instead of the question's 1024 px so the whole run fits in "
+               "30 min (rerun with --seed-size 1024; the training table gives images/s per input size)")]
               if seed.input_size != 1024 else []),
         ],
     )

@@ -13,10 +13,11 @@ import platform
 import resource
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -73,11 +74,11 @@ def machine_header() -> str:
     now = _dt.datetime.now().astimezone()
     lines = [
         f"date      {now:%Y-%m-%d %H:%M %Z}",
-        f"machine   {_cpu_model()}, {os.cpu_count()} logical cores, {_ram_gib():.1f} GiB RAM, "
-        f"{platform.system()} {platform.release()}",
-        f"software  Python {platform.python_version()}, TensorFlow {_version('tensorflow')}, "
+        (f"machine   {_cpu_model()}, {os.cpu_count()} logical cores, {_ram_gib():.1f} GiB RAM, "
+        f"{platform.system()} {platform.release()}"),
+        (f"software  Python {platform.python_version()}, TensorFlow {_version('tensorflow')}, "
         f"Keras {_version('keras')}, numpy {_version('numpy')}, pydicom {_version('pydicom')}, "
-        f"PySide6 {_version('PySide6-Essentials')}, pyqtgraph {_version('pyqtgraph')}",
+        f"PySide6 {_version('PySide6-Essentials')}, pyqtgraph {_version('pyqtgraph')}"),
         f"load avg  {load_average()} (1/5/15 min at start; above {os.cpu_count()} means other work shared the cores)",
     ]
     return "\n".join(lines)

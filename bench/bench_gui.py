@@ -28,9 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import bench_common as bc
+import numpy as np
 
 TICK_MS = 10
 BARE_WINDOW = r"""
@@ -116,7 +115,7 @@ def latency_child(data: str, epochs: int, idle_s: float) -> LatencyResult:
     from ctviewer.gui.app import _make_app, wait_until
     from ctviewer.gui.main_window import MainWindow
 
-    app = _make_app(offscreen=True)
+    _app = _make_app(offscreen=True)  # keep a reference: the QApplication must outlive the window
     import pyqtgraph as pg
 
     pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
@@ -207,10 +206,10 @@ def run(quick: bool = False, data: Path | None = None) -> None:
         f"GUI start-up to window shown, seconds ({runs} fresh process(es) each, interleaved; offscreen Qt)",
         ["program", "1st run", "median", "best", "x bare window"], rows,
         notes=[
-            "time from just before the subprocess starts to the first event-loop turn after show() "
-            "(ctviewer: its CTVIEWER_STARTUP_TIMING hook; bare: the same QTimer.singleShot(0) print)",
-            "ctviewer shows its full window (browser, viewer, training and results panels) without "
-            "importing TensorFlow; disk pages are warm (no cache dropping on a shared machine)",
+            ("time from just before the subprocess starts to the first event-loop turn after show() "
+            "(ctviewer: its CTVIEWER_STARTUP_TIMING hook; bare: the same QTimer.singleShot(0) print)"),
+            ("ctviewer shows its full window (browser, viewer, training and results panels) without "
+            "importing TensorFlow; disk pages are warm (no cache dropping on a shared machine)"),
         ],
     )
 
@@ -229,7 +228,7 @@ def run(quick: bool = False, data: Path | None = None) -> None:
             _stats("training: starting (TF import, loading, tracing)", result.starting_ms),
             _stats("training: batches (curves updating)", result.batches_ms),
         ],
-        notes=["latency = measured gap between ticks - 10 ms; Qt coalesces missed ticks, so a long stall "
-               "shows as one large gap",
+        notes=[("latency = measured gap between ticks - 10 ms; Qt coalesces missed ticks, so a long stall "
+               "shows as one large gap"),
                f"worst stall while training: {result.worst_stall}"],
     )

@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import bench_common as bc
+import numpy as np
 
 BATCHES = (1, 32)
 

@@ -15,10 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 import bench_common as bc
 import loading  # bench/loading.py (the lead's)
+import numpy as np
 
 SIZES = (512, 1024)
 
@@ -66,8 +65,8 @@ def run(quick: bool = False, data: Path | None = None) -> None:
         ["loader", "input", "slices/s", "x plain (same size)"], rows,
         notes=[
             "ctviewer = dataset.discover (header + content hash per file) + load_stack, via bench/loading.py",
-            "cold = a fresh ctviewer cache folder (decode, window, resize, write .npy); the DICOM files "
-            "themselves are in the OS page cache after the first plain pass (no drop_caches on a shared machine)",
+            ("cold = a fresh ctviewer cache folder (decode, window, resize, write .npy); the DICOM files "
+            "themselves are in the OS page cache after the first plain pass (no drop_caches on a shared machine)"),
             f"cached = best of {repeats} repeat load(s) from the same cache (index lookup + memory-mapped .npy)",
             "plain rows: best of 2 passes",
         ],

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import bench_common as bc
+import numpy as np
 
 SIZES = (256, 512, 1024)
 MODELS = ("default", "seed")
@@ -104,7 +103,6 @@ def _timed_fit(model_name: str, size: int, images: Any, indices: np.ndarray, y: 
 
 def in_memory_throughput(model_name: str, size: int, min_batches: int, min_seconds: float) -> Throughput:
     """Child process: synthetic images stacked in memory, the trainer's in-memory tf.data path."""
-    from ctviewer.core.models import config_for
     from ctviewer.core.training import _Images
 
     bs = batch_size_for(model_name, size)
@@ -253,10 +251,10 @@ def run(quick: bool = False, data: Path | None = None) -> None:
             "FLOPs = 2 x multiply-adds of the Conv2D/Dense layers from the layer shapes; training = 3 x forward",
             f"of peak = achieved GFLOP/s / {peak:.1f} GFLOP/s (TensorFlow float32 matmul, measured in this run)",
             "the 1st batch (graph tracing + first step) is shown apart and not in images/s",
-            "cores used = process CPU seconds / wall seconds while timed (2.00 = both cores to itself; "
-            "less = waiting for memory, or other processes held the cores)",
-            "peak RSS = ru_maxrss of a fresh process per row (TensorFlow itself included); "
-            "'RSS before' = after model build and data, before the first step",
+            ("cores used = process CPU seconds / wall seconds while timed (2.00 = both cores to itself; "
+            "less = waiting for memory, or other processes held the cores)"),
+            ("peak RSS = ru_maxrss of a fresh process per row (TensorFlow itself included); "
+            "'RSS before' = after model build and data, before the first step"),
             "each model at its recipe batch size (default 16, seed 10) except "
             + ", ".join(f"{m} at {sz} px: batch {b}" for (m, sz), b in BATCH_OVERRIDES.items())
             + " (the recipe's batch would not fit in this machine's RAM: peak RSS grows with the batch); "
@@ -275,11 +273,11 @@ def run(quick: bool = False, data: Path | None = None) -> None:
         f"({STREAM_SIZE}x{STREAM_SIZE} float32, {data_gib:.2f} GiB)",
         HEADERS, [_row(t, peak) for t in streamed],
         notes=[
-            f"full pass of the streamed pipeline (no model) over all {p.slices} slices: "
+            (f"full pass of the streamed pipeline (no model) over all {p.slices} slices: "
             f"{p.slices / p.seconds:.0f} slices/s in {p.seconds:.0f} s, peak RSS {p.peak_rss_mib:.0f} MiB "
-            f"(TensorFlow alone: {p.rss_before_mib:.0f} MiB) = {p.peak_rss_mib / 1024 / data_gib:.1%} of the data size",
-            f"training rows: batches drawn (shuffled) from all {n_stream} files; their peak RSS is the model's "
-            "working set for one batch at 1024 px (activations), not the data:",
+            f"(TensorFlow alone: {p.rss_before_mib:.0f} MiB) = {p.peak_rss_mib / 1024 / data_gib:.1%} of the data size"),
+            (f"training rows: batches drawn (shuffled) from all {n_stream} files; their peak RSS is the model's "
+            "working set for one batch at 1024 px (activations), not the data:"),
             *compare,
             f"the files were written {written:.0f} s before, so many reads come from the OS page cache, not the disk",
         ],
