@@ -30,6 +30,7 @@ class TrainConfig:
     restore_best: bool = True
     validation_fraction: float = 0.2  # patient-grouped, stratified hold-out inside the training data
     seed: int = 0
+    augment: bool = True  # the recipe's training-only augmentation (inside the model); False = none
     tta: bool = False  # test-time augmentation at prediction
     ensemble: bool = False  # cv: keep the k fold models as one averaged ensemble
     threshold_rule: Literal["youden", "sensitivity", "specificity", "fixed"] = "youden"

@@ -126,12 +126,13 @@ def build_model(config: TrainConfig) -> keras.Model:
     if size < 16:
         raise ModelError(f"input_size {size} is too small; use at least 16 pixels")
     if name == "default":
-        return build_default(size, window=config.window, seed=config.seed)
+        arch = DefaultArchitecture() if config.augment else _WITHOUT_AUGMENTATION
+        return build_default(size, window=config.window, seed=config.seed, arch=arch)
     if name == "seed":
         if _seed_feature_size(size) < 1:
             raise ModelError(f"input_size {size} is too small for the seed network; use at least 22 pixels")
         return build_seed(size)
-    return build_transfer(name, size, weights=config.weights, seed=config.seed)
+    return build_transfer(name, size, weights=config.weights, seed=config.seed, augment=config.augment)
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,10 @@ class DefaultArchitecture:
     zoom: float = 0.1
     jitter_hu: float = 10.0
     jitter_gain: float = 0.02
+
+
+# TrainConfig.augment = False: the default recipe with every augmentation layer left out.
+_WITHOUT_AUGMENTATION = DefaultArchitecture(flip=False, rotation=0.0, shift=0.0, zoom=0.0, jitter_hu=0.0, jitter_gain=0.0)
 
 
 def build_default(
@@ -384,14 +389,15 @@ def resolve_weights(name: str, weights: str | None) -> str | None:
     except Exception as exc:  # noqa: BLE001 - urllib/socket/hash errors all mean "not available"
         raise ModelError(
             f"cannot get ImageNet weights for {name}: not in the Keras cache ({cached}) and the download "
-            f"failed ({type(exc).__name__}: {str(exc)[:120]}). Download {spec.url} on a machine that is "
+            f"failed: {str(exc).strip()[:220]}. Download {spec.url} on a machine that is "
             f"online and either copy it to {cached} or pass its path with --weights PATH "
             f"(TrainConfig.weights)."
         ) from None
     return str(downloaded)
 
 
-def build_transfer(name: str, size: int, weights: str | None = "imagenet", seed: int | None = 0) -> keras.Model:
+def build_transfer(name: str, size: int, weights: str | None = "imagenet", seed: int | None = 0,
+                   augment: bool = True) -> keras.Model:
     """A keras.applications backbone (frozen) + dropout + softmax(2) head.
 
     The grey input is repeated to 3 channels and scaled as the backbone expects, inside
@@ -411,8 +417,10 @@ def build_transfer(name: str, size: int, weights: str | None = "imagenet", seed:
         raise ModelError(f"{weights_path}: cannot load as {name} ImageNet weights ({str(exc)[:200]})") from None
     backbone.trainable = False  # 100 images: train the head only; frozen BN stays in inference mode
     inputs = keras.Input((size, size, 1), name="image")
-    x = layers.RandomFlip("horizontal", seed=seed, name="aug_flip")(inputs)
-    x = layers.RandomRotation(0.03, fill_mode="constant", fill_value=0.0, seed=seed, name="aug_rotate")(x)
+    x = inputs
+    if augment:
+        x = layers.RandomFlip("horizontal", seed=seed, name="aug_flip")(x)
+        x = layers.RandomRotation(0.03, fill_mode="constant", fill_value=0.0, seed=seed, name="aug_rotate")(x)
     x = ct_layers.GreyToBackboneInput(spec.input_mode, name="to_backbone_input")(x)
     x = backbone(x, training=False)
     x = layers.Dropout(0.3, seed=seed, name="dropout")(x)

@@ -178,7 +178,7 @@ class TrainingPanel(QWidget):
         self.save_button.setEnabled(not busy and has_model)
         self.predict_button.setEnabled(not busy and has_model and has_data)
         for widget in (self.model_box, self.size_spin, self.epochs_spin, self.batch_spin, self.folds_spin,
-                       self.validation_spin, self.seed_spin):
+                       self.validation_spin, self.seed_spin, self.augment_check):
             widget.setEnabled(not training)
 
     def overrides(self) -> dict[str, Any]:
