@@ -171,14 +171,16 @@ class EngineClient:
         cancel_sent = False
         try:
             while True:
+                # Checked on every turn, not only when the engine is quiet: a fast training run
+                # sends events more often than POLL_S, and the cancel must still go out.
+                if should_stop is not None and not cancel_sent and should_stop():
+                    with self._lock:
+                        if self._conn is conn:
+                            conn.send(("cancel", call_id))
+                    cancel_sent = True
                 try:
                     message = box.get(timeout=POLL_S)
                 except queue.Empty:
-                    if should_stop is not None and not cancel_sent and should_stop():
-                        with self._lock:
-                            if self._conn is conn:
-                                conn.send(("cancel", call_id))
-                        cancel_sent = True
                     continue
                 kind = message[0]
                 if kind == "event":

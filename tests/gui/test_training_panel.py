@@ -104,8 +104,6 @@ def test_train_two_epochs_then_results_gradcam_export_and_bundle(window, open_fo
     assert MODEL_CHOICES == window.session.engine.call("model_names")
 
 
-@pytest.mark.xfail(strict=False, reason="known regression found at the end of the session: Cancel from the training "
-                   "panel no longer reaches the engine's fit (training runs on to early stopping); see issue 5 note")
 def test_event_loop_stays_responsive_and_cancel_keeps_best_epoch(window, open_folder, demo_folder, qtbot):
     """A 10 ms timer records every turn of the GUI event loop while training runs.
 
