@@ -143,6 +143,7 @@ def discover(
     positive: str | None = None,
     cache: Cache | None = None,
     progress: ProgressFn | None = None,
+    found: Callable[[Item], None] | None = None,
 ) -> Dataset:
     """Find the images of a dataset.
 
@@ -161,6 +162,9 @@ def discover(
         Inspection cache (a fresh default `Cache()` when None).
     progress
         ``progress(done, total, path)`` after each file.
+    found
+        ``found(item)`` for each readable image as soon as it is read, so a viewer can show
+        the first image while the rest of a large folder is still being scanned.
     """
     cache = cache if cache is not None else Cache()
     report = LoadReport()
@@ -196,6 +200,8 @@ def discover(
             report.skipped.append(Skipped(str(path), exc.reason))
         else:
             items.append(_make_item(path, label, csv_patient, record))
+            if found:
+                found(items[-1])
         if progress:
             progress(done, total, str(path))
 

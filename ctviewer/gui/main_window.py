@@ -38,7 +38,7 @@ from ctviewer.gui.session import Session
 from ctviewer.gui.tags_panel import TagsPanel
 from ctviewer.gui.training_panel import TrainingPanel
 from ctviewer.gui.viewer import PRESET_NAMES, ImageViewer
-from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner
+from ctviewer.gui.workers import ImageRead, Worker, WorkerError, WorkerRunner
 
 MAX_RECENT = 8
 
@@ -230,11 +230,24 @@ class MainWindow(QMainWindow):
                     raise Cancelled("loading cancelled")
                 on_event(Progress(done, total, "reading images"))
 
-            return discover(source, cache=cache, progress=progress)
+            first: list[str] = []
+
+            def found(item) -> None:  # noqa: ANN001 - a core Item
+                if not first:
+                    first.append(item.path)
+                    on_event(ImageRead(item.path))
+
+            return discover(source, cache=cache, progress=progress, found=found)
 
         worker = Worker(job, "Open dataset")
+        worker.image_read.connect(lambda path: self._show_first_read(worker, path))
         worker.finished.connect(lambda ds: self.set_dataset(ds, source if remember else None))
         self._start_load(worker)
+
+    def _show_first_read(self, worker: Worker, path: str) -> None:
+        """Show the first image of a folder still being scanned (a large folder takes a while)."""
+        if self.loader.worker is worker:  # not a late signal from a load that was replaced
+            self.viewer.show_path(path)
 
     def _start_load(self, worker: Worker) -> None:
         if self.loader.is_running():
@@ -259,6 +272,7 @@ class MainWindow(QMainWindow):
 
     def set_dataset(self, dataset: Dataset, source: str | Sequence[str] | None = None) -> None:
         self.load_progress.hide()
+        shown = self.viewer.series[self.viewer.index] if self.viewer.image is not None else None
         self.session.dataset = dataset
         self.session.predictions = None
         self.viewer.clear()
@@ -270,7 +284,8 @@ class MainWindow(QMainWindow):
         self._update_status()
         paths = self.browser.visible_paths()
         if paths:
-            self.browser.select_path(paths[0])
+            # The image shown while scanning stays: jumping to another one would look like a glitch.
+            self.browser.select_path(shown if shown in paths else paths[0])
         self.dataset_loaded.emit(dataset)
 
     def _on_labels_changed(self, dataset: Dataset) -> None:

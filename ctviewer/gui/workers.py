@@ -24,6 +24,13 @@ Job = Callable[[Callable[[Any], None], Callable[[], bool]], Any]
 
 
 @dataclass(frozen=True)
+class ImageRead:
+    """A loading job read its first image: the viewer can show it before the scan ends."""
+
+    path: str
+
+
+@dataclass(frozen=True)
 class WorkerError:
     """What the GUI shows for a failed job: a readable line plus the full details."""
 
@@ -55,6 +62,7 @@ class Worker(QObject):
     fold_started = Signal(object)  # FoldStarted
     message = Signal(object)  # Message
     progress = Signal(int, int, str)  # done, total, what
+    image_read = Signal(str)  # path (ImageRead)
     finished = Signal(object)  # the job's result
     cancelled = Signal()
     failed = Signal(object)  # WorkerError
@@ -84,6 +92,9 @@ class Worker(QObject):
         kind = type(event).__name__
         if kind == "Progress":
             self.progress.emit(int(event.done), int(event.total), str(event.what))
+            return
+        if kind == "ImageRead":
+            self.image_read.emit(str(event.path))
             return
         name = self._EVENT_SIGNALS.get(kind)
         if name is not None:

@@ -117,6 +117,19 @@ def test_bad_files_are_skipped_with_reasons_and_nothing_else_lost(tmp_path: Path
     assert "no pixel data" in reasons["plan.dcm"]
 
 
+def test_found_reports_each_readable_image_as_it_is_read_and_never_a_skipped_one(tmp_path: Path) -> None:
+    _ct(tmp_path / "a" / "1.dcm", "P1")
+    (tmp_path / "a" / "2.pdf").write_bytes(b"%PDF-1.5 something")
+    _ct(tmp_path / "b" / "3.dcm", "P2", shift=5)
+    found: list[str] = []
+    seen_at_progress: list[int] = []
+    ds = discover(tmp_path, found=lambda item: found.append(item.path),
+                  progress=lambda done, total, path: seen_at_progress.append(len(found)))
+    assert sorted(found) == sorted(ds.paths)
+    assert len(ds.report.skipped) == 1 and not any(p.endswith(".pdf") for p in found)
+    assert seen_at_progress[0] == 1  # the first image was reported before the scan went on
+
+
 def test_unreadable_file_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _ct(tmp_path / "a" / "ok.dcm", "P1")
     locked = _ct(tmp_path / "a" / "locked.dcm", "P2", shift=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
@@ -118,3 +119,31 @@ def test_missing_folder_reaches_an_error_dialog(window, qtbot, tmp_path):
     assert box.isVisible() and box.text() == error.message
     assert "Traceback" in box.detailedText()
     box.close()
+
+
+def test_first_image_shows_while_the_rest_of_the_folder_is_still_being_read(window, demo_folder, qtbot, monkeypatch):
+    # Hold the scan after its first file: the viewer must already show that file, and keep it
+    # (selected in the browser) once the whole folder is in.
+    cache = window.session.cache
+    real_inspect = cache.inspect
+    release = threading.Event()
+    read: list[str] = []
+
+    def held_inspect(path):
+        if read:
+            release.wait(30)
+        read.append(str(path))
+        return real_inspect(path)
+
+    monkeypatch.setattr(cache, "inspect", held_inspect)
+    try:
+        with qtbot.waitSignal(window.viewer.image_shown, timeout=30_000) as shown:
+            window.open_source(str(demo_folder))
+        assert window.session.dataset is None  # the scan is still held
+        assert shown.args[0] == read[0]
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: window.session.dataset is not None, timeout=60_000)
+    assert set(read) == set(window.session.dataset.paths)
+    assert window.viewer.series[window.viewer.index] == read[0]
+    assert window.browser.selected_paths() == [read[0]]
