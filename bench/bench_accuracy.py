@@ -127,14 +127,14 @@ def backbone_rows(dataset: Any, quick: bool) -> list[Row]:
 
     rows = []
     for name in models.BACKBONES:
-        spec = models._BACKBONE_SPECS[name]  # the published file name Keras caches the weights under
-        cached = models.keras_cache_dir() / spec.file_name
+        published = models.imagenet_weights(name)
+        cached = models.keras_cache_dir() / published.file_name
         config = models.config_for(name, seed=bc.SPLIT_SEED, **({"epochs": 2} if quick else {}))
         settings = (f"frozen ImageNet backbone + head, {config.input_size} px, {config.epochs} epochs, "
                     f"{config.optimizer}, batch {config.batch_size}")
         if not cached.is_file():
             rows.append(Row(name=name, settings=settings, skipped="NOT RUN: no ImageNet weights offline",
-                            notes=[f"not run: {cached} is absent and this machine cannot download {spec.url}"]))
+                            notes=[f"not run: {cached} is absent and this machine cannot download {published.url}"]))
             continue
         rows.append(cnn_row(name, dataset, replace(config, weights=str(cached)), settings))
     return rows

@@ -63,11 +63,8 @@ def _timed_fit(model_name: str, size: int, images: Any, indices: np.ndarray, y: 
     """
     import keras
 
-    from ctviewer.core import training
     from ctviewer.core.models import build_model, compile_model, config_for
-    from ctviewer.core.training import make_tf_dataset
-
-    class_weights = getattr(training, "class_weights", None) or training._class_weights
+    from ctviewer.core.training import class_weights, make_tf_dataset
 
     config = config_for(model_name, input_size=size, batch_size=batch_size_for(model_name, size))
     bs = config.batch_size
@@ -103,23 +100,23 @@ def _timed_fit(model_name: str, size: int, images: Any, indices: np.ndarray, y: 
 
 def in_memory_throughput(model_name: str, size: int, min_batches: int, min_seconds: float) -> Throughput:
     """Child process: synthetic images stacked in memory, the trainer's in-memory tf.data path."""
-    from ctviewer.core.training import _Images
+    from ctviewer.core.training import PreprocessedImages
 
     bs = batch_size_for(model_name, size)
     n = bs * 4  # repeated: the pipeline cycles over 4 batches of distinct images
     rng = np.random.default_rng(0)
     stacked = rng.uniform(0.0, 1.0, size=(n, size, size)).astype(np.float32)
     y = np.arange(n, dtype=np.int32) % 2
-    return _timed_fit(model_name, size, _Images(files=[], stacked=stacked, size=size), np.arange(n), y,
+    return _timed_fit(model_name, size, PreprocessedImages(files=[], stacked=stacked, size=size), np.arange(n), y,
                       min_batches, min_seconds, streamed=False)
 
 
 def streamed_throughput(model_name: str, files: list[str], min_batches: int, min_seconds: float) -> Throughput:
     """Child process: the same, but every batch read from memory-mapped ``.npy`` files on disk."""
-    from ctviewer.core.training import _Images
+    from ctviewer.core.training import PreprocessedImages
 
     y = np.arange(len(files), dtype=np.int32) % 2
-    images = _Images(files=list(files), stacked=None, size=STREAM_SIZE)
+    images = PreprocessedImages(files=list(files), stacked=None, size=STREAM_SIZE)
     return _timed_fit(model_name, STREAM_SIZE, images, np.arange(len(files)), y, min_batches, min_seconds,
                       streamed=True)
 
@@ -136,10 +133,10 @@ def streamed_pipeline_pass(files: list[str], batch_size: int) -> PipelinePass:
     """Child process: one full pass of the streamed tf.data pipeline over every file (no model)."""
     import tensorflow as tf  # noqa: F401 - imported before the RSS baseline is read
 
-    from ctviewer.core.training import _Images, make_tf_dataset
+    from ctviewer.core.training import PreprocessedImages, make_tf_dataset
 
     y = np.arange(len(files), dtype=np.int32) % 2
-    ds = make_tf_dataset(_Images(files=list(files), stacked=None, size=STREAM_SIZE), np.arange(len(files)), y,
+    ds = make_tf_dataset(PreprocessedImages(files=list(files), stacked=None, size=STREAM_SIZE), np.arange(len(files)), y,
                          batch_size, shuffle=True, seed=0)
     rss_before = bc.current_rss_mib()
     start = time.perf_counter()

@@ -33,7 +33,11 @@ def measure(model_name: str, size: int, n_images: int, epochs: int, stream: bool
     import keras
 
     from ctviewer.core.models import build_model, compile_model, default_config
-    from ctviewer.core.training import _Images, class_weights, make_tf_dataset
+    from ctviewer.core.training import (
+        PreprocessedImages,
+        class_weights,
+        make_tf_dataset,
+    )
 
     config = default_config(model_name).with_overrides(input_size=size)
     rng = np.random.default_rng(0)
@@ -45,9 +49,9 @@ def measure(model_name: str, size: int, n_images: int, epochs: int, stream: bool
         for i, image in enumerate(pixels):
             files.append(str(folder / f"{i}.npy"))
             np.save(files[-1], image)
-        images = _Images(files=files, stacked=None, size=size)
+        images = PreprocessedImages(files=files, stacked=None, size=size)
     else:
-        images = _Images(files=[], stacked=pixels, size=size)
+        images = PreprocessedImages(files=[], stacked=pixels, size=size)
     indices = np.arange(n_images)
     weights = class_weights(y) if config.class_weight else None
     dataset = make_tf_dataset(images, indices, y, config.batch_size, shuffle=True, seed=0, weights=weights)

@@ -1,9 +1,16 @@
-"""Training configuration: every knob of a recipe in one plain, serialisable dataclass."""
+"""Training configuration: the model names and every knob of a recipe in one plain, serialisable dataclass.
+
+Imports nothing heavy (no TensorFlow/Keras), so the GUI can read the model names at start-up.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
+
+# The single list of model names; ctviewer.core.models re-exports both.
+BACKBONES: tuple[str, ...] = ("efficientnetb0", "resnet50", "densenet121")  # frozen keras.applications backbones
+MODEL_NAMES: tuple[str, ...] = ("default", "seed", *BACKBONES)
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,9 @@ import keras
 from keras import layers
 
 from ctviewer.core import layers as ct_layers
-from ctviewer.core.config import TrainConfig
+from ctviewer.core.config import BACKBONES, MODEL_NAMES, TrainConfig
 from ctviewer.core.errors import ModelError
 from ctviewer.core.imaging import parse_window
-
-BACKBONES = ("efficientnetb0", "resnet50", "densenet121")
-MODEL_NAMES: tuple[str, ...] = ("default", "seed", *BACKBONES)
-
 
 # --------------------------------------------------------------------------- recipes (defaults)
 
@@ -313,39 +309,76 @@ def build_seed(size: int) -> keras.Model:
 
 
 @dataclass(frozen=True)
+class ImagenetWeights:
+    """A backbone's ImageNet no-top weights file as published for keras.applications."""
+
+    file_name: str  # the name Keras caches it under, in `keras_cache_dir()`
+    url: str
+    md5: str  # as listed in keras.applications
+
+
+@dataclass(frozen=True)
 class _Backbone:
     factory: Callable[..., keras.Model]
     input_mode: str  # GreyToBackboneInput mode
-    file_name: str  # ImageNet no-top weights as published for keras.applications
-    url: str
-    md5: str  # as listed in keras.applications
+    weights: ImagenetWeights
 
 
 _BACKBONE_SPECS: dict[str, _Backbone] = {
     "efficientnetb0": _Backbone(
         keras.applications.EfficientNetB0,
         "efficientnet",
-        "efficientnetb0_notop.h5",
-        "https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5",
-        "50bc09e76180e00e4465e1a485ddc09d",
+        ImagenetWeights(
+            "efficientnetb0_notop.h5",
+            "https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5",
+            "50bc09e76180e00e4465e1a485ddc09d",
+        ),
     ),
     "resnet50": _Backbone(
         keras.applications.ResNet50,
         "caffe",
-        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
-        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "4d473c1dd8becc155b73f8504c6f6626",
+        ImagenetWeights(
+            "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+            "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            "4d473c1dd8becc155b73f8504c6f6626",
+        ),
     ),
     "densenet121": _Backbone(
         keras.applications.DenseNet121,
         "torch",
-        "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "https://storage.googleapis.com/tensorflow/keras-applications/densenet/"
-        "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "30ee3e1110167f948a6b9946edeeb738",
+        ImagenetWeights(
+            "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            "https://storage.googleapis.com/tensorflow/keras-applications/densenet/"
+            "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            "30ee3e1110167f948a6b9946edeeb738",
+        ),
     ),
 }
+
+
+def imagenet_weights(name: str) -> ImagenetWeights:
+    """The published ImageNet weights file (name, URL, MD5) of transfer backbone ``name``.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`BACKBONES` (case and surrounding spaces ignored).
+
+    Returns
+    -------
+    ImagenetWeights
+        ``keras_cache_dir() / result.file_name`` is where Keras keeps it once downloaded.
+
+    Raises
+    ------
+    ModelError
+        If ``name`` is not a transfer backbone.
+    """
+    key = _check_name(name)
+    if key not in _BACKBONE_SPECS:
+        raise ModelError(f"{name!r} is not a transfer backbone; use one of {', '.join(BACKBONES)}")
+    return _BACKBONE_SPECS[key].weights
 
 
 def keras_cache_dir() -> Path:
@@ -364,7 +397,7 @@ def resolve_weights(name: str, weights: str | None) -> str | None:
     ModelError
         A given file does not exist, or "imagenet" is not cached and cannot be downloaded.
     """
-    spec = _BACKBONE_SPECS[name]
+    spec = _BACKBONE_SPECS[name].weights
     if weights is None or str(weights).strip() == "":
         return None
     if str(weights).strip().lower() != "imagenet":
@@ -482,6 +515,7 @@ __all__ = [
     "BACKBONES",
     "MODEL_NAMES",
     "DefaultArchitecture",
+    "ImagenetWeights",
     "build_default",
     "build_model",
     "build_seed",
@@ -489,6 +523,7 @@ __all__ = [
     "compile_model",
     "config_for",
     "default_config",
+    "imagenet_weights",
     "keras_cache_dir",
     "resolve_weights",
 ]

@@ -144,8 +144,19 @@ def weights_id(model: Any) -> str:
 
 
 @dataclass
-class _Images:
-    """Preprocessed images of a dataset: ``.npy`` files in the cache, or one stacked array."""
+class PreprocessedImages:
+    """Preprocessed images of a dataset, as `make_tf_dataset` reads them.
+
+    Attributes
+    ----------
+    files : list of str
+        One ``.npy`` file per image (the cache's arrays), read memory-mapped when streaming;
+        may be empty when ``stacked`` is given.
+    stacked : numpy.ndarray or None
+        All images as one ``(n, size, size)`` float32 array, or None to stream from ``files``.
+    size : int
+        Side of the square images in pixels.
+    """
 
     files: list[str]
     stacked: np.ndarray | None
@@ -160,11 +171,8 @@ class _Images:
         return self.tensor
 
 
-PreprocessedImages = _Images  # public name (bench scripts build their own)
-
-
 def _load_images(dataset: Dataset, prep: Preprocessing, cache: Cache, on_event: EventCallback | None,
-                 should_stop: StopCheck | None, stream: bool | None) -> _Images:
+                 should_stop: StopCheck | None, stream: bool | None) -> PreprocessedImages:
     """Preprocess every image into the cache once (so epochs only read), then stack if small."""
     n = len(dataset)
     nbytes = n * prep.size * prep.size * 4
@@ -186,7 +194,7 @@ def _load_images(dataset: Dataset, prep: Preprocessing, cache: Cache, on_event: 
         if has_files:
             files.append(str(cache.array_path(cache.inspect(item.path).content_hash, prep)))
         emit(on_event, Progress(i + 1, n, "loading images"))
-    return _Images(files=files, stacked=stacked, size=prep.size)
+    return PreprocessedImages(files=files, stacked=stacked, size=prep.size)
 
 
 def class_weights(y: np.ndarray) -> dict[int, float]:
@@ -195,10 +203,7 @@ def class_weights(y: np.ndarray) -> dict[int, float]:
     return {c: (len(y) / (2.0 * counts[c]) if counts[c] else 0.0) for c in (0, 1)}
 
 
-_class_weights = class_weights  # the name bench/bench_training.py imports
-
-
-def make_tf_dataset(images: _Images, indices: np.ndarray, y: np.ndarray, batch_size: int,
+def make_tf_dataset(images: PreprocessedImages, indices: np.ndarray, y: np.ndarray, batch_size: int,
                     shuffle: bool = False, seed: int = 0, weights: dict[int, float] | None = None) -> Any:
     """A ``tf.data.Dataset`` of ``(x, y[, w])`` batches over ``indices``.
 
@@ -476,7 +481,7 @@ def fit(
     return trained
 
 
-def _choose_threshold_on_validation(trained: TrainedModel, val_dataset: Dataset, images: _Images,
+def _choose_threshold_on_validation(trained: TrainedModel, val_dataset: Dataset, images: PreprocessedImages,
                                     val_idx: np.ndarray, on_event: EventCallback | None) -> None:
     from ctviewer.core.evaluation import choose_threshold, metrics_from_predictions
     from ctviewer.core.inference import predict_arrays

@@ -23,15 +23,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ctviewer.core.config import TrainConfig
+from ctviewer.core.config import MODEL_NAMES, TrainConfig
 from ctviewer.core.dataset import Dataset
 from ctviewer.gui.curves import CurvesWidget
 from ctviewer.gui.session import Session
 from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner
 
-# ctviewer.core.models imports Keras at import time, so its MODEL_NAMES cannot be read
-# before the window shows; this copy is checked against it in tests/gui/test_training_panel.py.
-MODEL_CHOICES = ("default", "seed", "efficientnetb0", "resnet50", "densenet121")
 RECIPE = 0  # spin-box value meaning "use the recipe's default"
 _CONFIG_FIELDS = {f.name for f in fields(TrainConfig)}
 
@@ -73,7 +70,7 @@ class TrainingPanel(QWidget):
 
     def _build(self) -> None:
         self.model_box = QComboBox()
-        self.model_box.addItems(MODEL_CHOICES)
+        self.model_box.addItems(MODEL_NAMES)
         self.model_box.setToolTip("default: the tuned recipe; seed: the original question's network; "
                                   "others: frozen ImageNet backbones (need their weights file offline)")
         self.size_spin = self._recipe_spin(0, 1024, 16, "Input size in pixels (square)")
@@ -385,7 +382,7 @@ class TrainingPanel(QWidget):
 
     def restore_settings(self, settings: QSettings) -> None:
         name = settings.value("training/model")
-        if isinstance(name, str) and name in MODEL_CHOICES:
+        if isinstance(name, str) and name in MODEL_NAMES:
             self.model_box.setCurrentText(name)
         for key, spin in (("size", self.size_spin), ("epochs", self.epochs_spin), ("batch", self.batch_spin),
                           ("folds", self.folds_spin), ("seed", self.seed_spin)):

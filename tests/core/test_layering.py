@@ -35,3 +35,16 @@ def test_core_sources_have_no_qt_import_lines() -> None:
             stripped = line.strip()
             if stripped.startswith(("import ", "from ")):
                 assert not any(name in stripped for name in FORBIDDEN), f"{path}: {stripped}"
+
+
+def test_config_module_never_imports_tensorflow() -> None:
+    """The GUI reads MODEL_NAMES from ctviewer.core.config at start-up, before TensorFlow may load."""
+    code = (
+        "import sys\n"
+        "import ctviewer.core.config\n"
+        "assert ctviewer.core.config.MODEL_NAMES\n"
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow'))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", f"ctviewer.core.config imported: {done.stdout}"

@@ -270,6 +270,20 @@ def test_imagenet_uses_the_keras_cache_before_the_network(tmp_path, monkeypatch)
     assert models.resolve_weights("densenet121", "imagenet") == str(cached)
 
 
+def test_imagenet_weights_names_the_file_resolve_weights_finds(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    for name in models.BACKBONES:
+        published = models.imagenet_weights(f" {name.upper()} ")
+        assert published.url.endswith("/" + published.file_name)
+        cached = models.keras_cache_dir() / published.file_name
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_bytes(b"placeholder")
+        assert models.resolve_weights(name, "imagenet") == str(cached)
+    for name in ("default", "seed", "vgg16"):
+        with pytest.raises(ModelError, match=name):
+            models.imagenet_weights(name)
+
+
 def test_imagenet_offline_without_cache_says_what_to_download(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
 
