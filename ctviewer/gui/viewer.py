@@ -86,6 +86,7 @@ class ImageViewer(QWidget):
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.series: list[str] = []
         self.index = -1
+        self.frame = 0  # frame of a multi-frame image (its middle one, the model's, when shown)
         self.image: Image | None = None
         self.preset = DEFAULT_PRESET
         self.center, self.width = WINDOW_PRESETS[DEFAULT_PRESET]
@@ -146,8 +147,8 @@ class ImageViewer(QWidget):
 
         self.slice_slider = QSlider(Qt.Orientation.Horizontal)
         self.slice_slider.setRange(0, 0)
-        self.slice_slider.setToolTip("Slice in the series (wheel, Up/Down)")
-        self.slice_slider.valueChanged.connect(self.show_index)
+        self.slice_slider.setToolTip("Slice in the series, or frame of a multi-frame file (wheel, Up/Down)")
+        self.slice_slider.valueChanged.connect(self._on_slider)
         self.slice_label = QLabel("–")
         self.value_label = QLabel("")
         self.value_label.setMinimumWidth(220)
@@ -166,8 +167,8 @@ class ImageViewer(QWidget):
         for keys, handler in (
             (("Up", "PgUp"), lambda: self.step(-1)),
             (("Down", "PgDown"), lambda: self.step(1)),
-            (("Home",), lambda: self.show_index(0)),
-            (("End",), lambda: self.show_index(len(self.series) - 1)),
+            (("Home",), lambda: self._on_slider(0)),
+            (("End",), lambda: self._on_slider(self.slice_slider.maximum())),
             (("R",), self.reset_view),
         ):
             for key in keys:
@@ -187,7 +188,7 @@ class ImageViewer(QWidget):
     # ------------------------------------------------------------------ images
 
     def clear(self) -> None:
-        self.series, self.index, self.image = [], -1, None
+        self.series, self.index, self.image, self.frame = [], -1, None, 0
         self.image_item.clear()
         self.clear_overlay()
         self.slice_slider.setRange(0, 0)
@@ -197,9 +198,6 @@ class ImageViewer(QWidget):
     def show_series(self, paths: list[str], index: int = 0) -> None:
         """Show ``paths`` (one series, in slice order) starting at ``index``."""
         self.series = list(paths)
-        self.slice_slider.blockSignals(True)
-        self.slice_slider.setRange(0, max(0, len(self.series) - 1))
-        self.slice_slider.blockSignals(False)
         self.index = -1
         self.show_index(index)
 
@@ -210,38 +208,74 @@ class ImageViewer(QWidget):
         else:
             self.show_series([path], 0)
 
+    def scrolls_frames(self) -> bool:
+        """One multi-frame file on its own (an enhanced CT series): the slider and keys move
+        through its frames instead of through files."""
+        return len(self.series) == 1 and self.image is not None and self.image.frame_count > 1
+
     def step(self, delta: int) -> None:
-        if self.series:
+        if self.scrolls_frames():
+            self.show_frame(self.frame + delta)
+        elif self.series:
             self.show_index(min(max(self.index + delta, 0), len(self.series) - 1))
+
+    def _on_slider(self, value: int) -> None:
+        if self.scrolls_frames():
+            self.show_frame(value)
+        else:
+            self.show_index(value)
+
+    def _sync_slider(self) -> None:
+        if self.scrolls_frames():
+            count, value, unit = self.image.frame_count, self.frame, " frames"
+        else:
+            count, value, unit = len(self.series), self.index, ""
+        self.slice_slider.blockSignals(True)
+        self.slice_slider.setRange(0, max(0, count - 1))
+        self.slice_slider.setValue(max(value, 0))
+        self.slice_slider.blockSignals(False)
+        self.slice_label.setText(f"{value + 1}/{count}{unit}" if count else "–")
 
     def show_index(self, index: int) -> None:
         if not self.series or not 0 <= index < len(self.series) or index == self.index:
             return
         self.index = index
-        self.slice_slider.blockSignals(True)
-        self.slice_slider.setValue(index)
-        self.slice_slider.blockSignals(False)
-        self.slice_label.setText(f"{index + 1}/{len(self.series)}")
         path = self.series[index]
         try:
             image = self._load(path)
         except ImageReadError as exc:
             self.image = None
             self.image_item.clear()
+            self._sync_slider()
             self._show_message(f"Cannot show {Path(path).name}:\n{exc.reason}")
             return
         first = self.image is None
         self.image = image
+        # The middle frame first: it is the one the model sees (imaging.Image.frame()).
+        self.frame = image.frame_count // 2
+        self._sync_slider()
         self.message_item.hide()
         if self.preset not in ("manual",):
             self.center, self.width = self._resolve(self.preset)
-        self.image_item.setImage(image.frame(), autoLevels=False, levels=self.levels())
+        self.image_item.setImage(image.frame(self.frame), autoLevels=False, levels=self.levels())
         self._sync_spins()
         if self._overlay_path != path:
             self.clear_overlay()
         if first:
             self.reset_view()
         self.image_shown.emit(path)
+
+    def show_frame(self, frame: int) -> None:
+        """Show frame ``frame`` of the current multi-frame image (clamped to its frames)."""
+        if self.image is None:
+            return
+        frame = min(max(frame, 0), self.image.frame_count - 1)
+        if frame == self.frame:
+            return
+        self.frame = frame
+        self.image_item.setImage(self.image.frame(frame), autoLevels=False, levels=self.levels())
+        self._sync_slider()
+        self.overlay_item.setVisible(self.overlay_check.isChecked() and self.has_overlay())
 
     def _load(self, path: str) -> Image:
         image = self._images.get(path)
@@ -302,7 +336,7 @@ class ImageViewer(QWidget):
     def _resolve(self, name: str) -> tuple[float, float]:
         if self.image is None:
             return WINDOW_PRESETS.get(name, (self.center, self.width))
-        single = Image(self.image.frame(), self.image.meta)
+        single = Image(self.image.frame(self.frame), self.image.meta)
         return resolve_window(parse_window(name), single)
 
     def _apply_levels(self) -> None:
@@ -343,7 +377,7 @@ class ImageViewer(QWidget):
         """"x, y: value HU" for a point in image coordinates, or "" outside the image."""
         if self.image is None:
             return ""
-        pixels = self.image.frame()
+        pixels = self.image.frame(self.frame)
         x, y = int(np.floor(view_pos.x())), int(np.floor(view_pos.y()))
         if not (0 <= y < pixels.shape[0] and 0 <= x < pixels.shape[1]):
             return ""
@@ -366,10 +400,12 @@ class ImageViewer(QWidget):
         self.overlay_item.setImage(np.asarray(heatmap, dtype=np.float32), autoLevels=False, levels=(0.0, 1.0))
         self.overlay_item.setRect(rect)
         self._overlay_path = path
-        self.overlay_item.setVisible(self.overlay_check.isChecked())
+        self.overlay_item.setVisible(self.overlay_check.isChecked() and self.has_overlay())
 
     def has_overlay(self) -> bool:
-        return self._overlay_path is not None and self._overlay_path == self.current_path()
+        """An overlay for what is on screen: Grad-CAM explains the model's frame (the middle one) only."""
+        on_models_frame = self.image is None or self.frame == self.image.frame_count // 2
+        return self._overlay_path is not None and self._overlay_path == self.current_path() and on_models_frame
 
     def clear_overlay(self) -> None:
         self._overlay_path = None

@@ -132,3 +132,49 @@ def test_window_level_is_fast_at_1024(qtbot, tmp_path: Path):
         times.append(time.perf_counter() - start)
     # One window/level change redrawn at 1024 x 1024; generous for a shared 2-core machine.
     assert float(np.median(times)) < 0.1, times
+
+
+def _multiframe_ct(path: Path, frames: int = 5) -> np.ndarray:
+    """pydicom's CT slice as a multi-frame file whose frames differ (frame k: pixels + 100 k)."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    base = ds.pixel_array.astype(np.int16)
+    stack = np.stack([base + 100 * k for k in range(frames)]).astype(np.int16)
+    ds.NumberOfFrames = frames
+    ds.PixelData = stack.tobytes()
+    ds.save_as(path)
+    return load(path).pixels
+
+
+def test_a_multiframe_file_scrolls_through_its_frames_and_overlays_only_the_models_frame(qtbot, tmp_path: Path):
+    pixels = _multiframe_ct(tmp_path / "enhanced.dcm")
+    widget = ImageViewer()
+    qtbot.addWidget(widget)
+    widget.resize(600, 600)
+    widget.show()
+    widget.activateWindow()
+    qtbot.waitUntil(widget.isActiveWindow)
+    widget.show_series([str(tmp_path / "enhanced.dcm")])
+    assert widget.scrolls_frames() and widget.frame == 2 and widget.slice_label.text() == "3/5 frames"
+    np.testing.assert_array_equal(widget.image_item.image, pixels[2])
+
+    widget.set_overlay(widget.current_path(), np.ones((8, 8), np.float32))
+    widget.overlay_check.setChecked(True)
+    assert widget.overlay_item.isVisible()  # the middle frame is the one the model saw
+
+    widget.view_box.on_slice_step(1)
+    assert widget.frame == 3 and widget.slice_label.text() == "4/5 frames"
+    np.testing.assert_array_equal(widget.image_item.image, pixels[3])
+    assert widget.value_at(QPointF(5, 7)) == f"x 5, y 7: {pixels[3, 7, 5]:.0f} HU"
+    assert not widget.overlay_item.isVisible()
+
+    widget.setFocus()
+    qtbot.keyClick(widget, Qt.Key.Key_End)
+    assert widget.frame == 4
+    widget.slice_slider.setValue(0)
+    assert widget.frame == 0 and widget.index == 0
+    np.testing.assert_array_equal(widget.image_item.image, pixels[0])
+    widget.step(2)
+    assert widget.frame == 2 and widget.overlay_item.isVisible()
