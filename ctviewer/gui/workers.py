@@ -3,8 +3,8 @@
 A job is a plain function ``job(on_event, should_stop) -> result`` (the core's callback
 contract). `Worker` runs it in its own thread; `WorkerRunner` owns start, cancel and
 shutdown in one place. The `Worker` object stays in the GUI thread while its job runs in
-another, so Qt queues every signal to the GUI thread, whatever the slot is. Workers never touch widgets: they only emit signals, which Qt
-queues to the GUI thread.
+another, so Qt queues every signal to the GUI thread, whatever the slot is. Workers never
+touch widgets: they only emit signals.
 """
 
 from __future__ import annotations
