@@ -134,9 +134,12 @@ class BrowserPanel(QWidget):
 
     # ------------------------------------------------------------------ dataset
 
-    def set_dataset(self, dataset: Dataset | None, keep_path: str | None = None) -> None:
-        """Show ``dataset`` (None clears); thumbnails are requested in the background."""
-        new_source = dataset is None or self.dataset is None or dataset.source != self.dataset.source
+    def set_dataset(self, dataset: Dataset | None, keep_path: str | None = None, fresh: bool = False) -> None:
+        """Show ``dataset`` (None clears); thumbnails are requested in the background.
+
+        ``fresh``: just read from disk (even the same folder again), so no label edits are pending.
+        """
+        new_source = fresh or dataset is None or self.dataset is None or dataset.source != self.dataset.source
         self.dataset = dataset
         if new_source:
             self.thumbnails.cancel()

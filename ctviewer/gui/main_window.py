@@ -14,6 +14,7 @@ from PySide6.QtGui import (
     QCloseEvent,
     QDragEnterEvent,
     QDropEvent,
+    QGuiApplication,
     QKeySequence,
 )
 from PySide6.QtWidgets import (
@@ -60,6 +61,8 @@ class MainWindow(QMainWindow):
         self.error_boxes: list[QMessageBox] = []
         self.first_image_time: float | None = None
         self._closing = False
+        # Scripted runs (offscreen: --screenshot, --self-test, tests) close without asking.
+        self.ask_before_discarding = QGuiApplication.platformName() != "offscreen"
         self._build_panels()
         self._build_menus()
         self._build_status_bar()
@@ -219,6 +222,8 @@ class MainWindow(QMainWindow):
 
     def open_source(self, source: str | Sequence[str], remember: bool = True) -> None:
         """Discover ``source`` (a folder, a labels.csv or a list of files) in the background."""
+        if not self.confirm_discard("Open another dataset", self.unsaved_work(labels_only=True)):
+            return
         cache = self.session.cache
 
         def job(on_event, should_stop):
@@ -276,7 +281,7 @@ class MainWindow(QMainWindow):
         self.session.dataset = dataset
         self.session.predictions = None
         self.viewer.clear()
-        self.browser.set_dataset(dataset)
+        self.browser.set_dataset(dataset, fresh=True)
         self.training.set_dataset(dataset)
         self.results.set_predictions(None)
         if isinstance(source, str):
@@ -443,7 +448,35 @@ class MainWindow(QMainWindow):
         else:
             QTimer.singleShot(0, lambda: self.open_source(paths, remember=False))
 
+    # ------------------------------------------------------------------ unsaved work
+
+    def unsaved_work(self, labels_only: bool = False) -> list[str]:
+        """What closing (or, for labels, opening another dataset) would lose, in words."""
+        lost = []
+        if self.browser.labels_dirty:
+            lost.append("class labels changed in the browser (not saved to labels.csv)")
+        if labels_only:
+            return lost
+        if self.training.is_running():
+            lost.append("the training that is running (it will be cancelled)")
+        if self.training.model_unsaved:
+            lost.append(f"the model, {self.session.model_source} (not saved: Model > Save model)")
+        return lost
+
+    def confirm_discard(self, action: str, lost: list[str]) -> bool:
+        """Ask before ``action`` loses ``lost``; True to go on. Never asks in scripted runs."""
+        if not lost or not self.ask_before_discarding:
+            return True
+        box = QMessageBox(QMessageBox.Icon.Warning, f"ctviewer — {action}",
+                          f"{action} now? This loses:\n\n" + "\n".join(f"• {item}" for item in lost),
+                          QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel, self)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        return box.exec() == QMessageBox.StandardButton.Discard
+
     def closeEvent(self, event: QCloseEvent) -> None:
+        if not self._closing and not self.confirm_discard("Close ctviewer", self.unsaved_work()):
+            event.ignore()
+            return
         if self.training.is_running():
             self._show_status("stopping training…")
         self._closing = True

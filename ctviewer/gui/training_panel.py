@@ -52,6 +52,7 @@ class TrainingPanel(QWidget):
 
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._model_unsaved = False
         self.session = session
         self.runner = WorkerRunner(self)  # training and cross-validation
         self.model_runner = WorkerRunner(self)  # load, save, predict
@@ -303,7 +304,13 @@ class TrainingPanel(QWidget):
         self.epoch_label.setText(f"{error.title} failed: {error.message}")
         self.error.emit(error)
 
+    @property
+    def model_unsaved(self) -> bool:
+        """A model trained in this session that is not saved in a bundle folder yet."""
+        return self._model_unsaved
+
     def _set_model(self, model: Any, source: str) -> None:
+        self._model_unsaved = getattr(model, "kind", "bundle") != "bundle"
         self.session.model = model
         self.session.model_source = source
         self.model_label.setText(f"Model: {source}")
@@ -355,6 +362,7 @@ class TrainingPanel(QWidget):
             "Save model", lambda _path: self._saved(folder))
 
     def _saved(self, folder: str) -> None:
+        self._model_unsaved = False
         self._log(f"model saved to {folder}")
         self.status.emit(f"model saved to {folder}")
 

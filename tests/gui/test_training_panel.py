@@ -56,6 +56,7 @@ def test_train_two_epochs_then_results_gradcam_export_and_bundle(window, open_fo
 
     # The validation hold-out predictions go to the results panel.
     assert window.session.model is outcome.handle and outcome.handle.kind == "trained"
+    assert window.training.model_unsaved and any("model" in w for w in window.unsaved_work())
     assert window.results.model.rowCount() == len(outcome.predictions) < n
 
     # Predict the whole dataset: one row per image, the matrix sums to N.
@@ -91,6 +92,7 @@ def test_train_two_epochs_then_results_gradcam_export_and_bundle(window, open_fo
         window.training.save_bundle(bundle)
     assert window.last_error is None, window.last_error
     assert bundle.is_dir()
+    assert not window.training.model_unsaved and window.unsaved_work() == []
     with qtbot.waitSignal(window.training.model_ready, timeout=120_000) as loaded:
         window.training.load_bundle(bundle)
     assert loaded.args[0].kind == "bundle" and window.session.model is loaded.args[0]
