@@ -53,6 +53,7 @@ class TrainingPanel(QWidget):
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._model_unsaved = False
+        self._model_job_cancellable = False  # a prediction can be cancelled; a bundle load/save is short
         self.session = session
         self.runner = WorkerRunner(self)  # training and cross-validation
         self.model_runner = WorkerRunner(self)  # load, save, predict
@@ -109,7 +110,7 @@ class TrainingPanel(QWidget):
 
         self.start_button = QPushButton("Start training")
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop after the current batch and keep the best epoch so far")
+        self.cancel_button.setToolTip("Stop training after the current batch, keeping the best epoch so far; or stop a prediction")
         self.load_button = QPushButton("Load model…")
         self.save_button = QPushButton("Save model…")
         self.predict_button = QPushButton("Predict dataset")
@@ -171,7 +172,7 @@ class TrainingPanel(QWidget):
         has_data = self.session.dataset is not None and len(self.session.dataset) > 0
         has_model = self.session.model is not None
         self.start_button.setEnabled(not busy and has_data)
-        self.cancel_button.setEnabled(training)
+        self.cancel_button.setEnabled(training or (self.model_runner.is_running() and self._model_job_cancellable))
         self.load_button.setEnabled(not busy)
         self.save_button.setEnabled(not busy and has_model)
         self.predict_button.setEnabled(not busy and has_model and has_data)
@@ -231,6 +232,9 @@ class TrainingPanel(QWidget):
         if self.runner.is_running():
             self.runner.cancel()
             self.epoch_label.setText("Cancelling after this batch…")
+        elif self.model_runner.is_running() and self._model_job_cancellable:
+            self.model_runner.cancel()
+            self.epoch_label.setText("Cancelling the prediction…")
 
     def _on_fold_started(self, event: Any) -> None:
         self._fold = event.fold
@@ -332,18 +336,26 @@ class TrainingPanel(QWidget):
         if folder:
             self.save_bundle(folder)
 
-    def _run_model_job(self, job: Any, title: str, on_finished: Any) -> Worker | None:
+    def _run_model_job(self, job: Any, title: str, on_finished: Any, cancellable: bool = False) -> Worker | None:
         if self.model_runner.is_running() or self.runner.is_running():
             self.status.emit("busy: wait for the running task to end")
             return None
         worker = Worker(job, title)
         worker.finished.connect(on_finished)
         worker.failed.connect(self._on_failed)
+        worker.cancelled.connect(lambda: self._on_model_job_cancelled(title))
         worker.progress.connect(self._on_progress)
         worker.message.connect(self._on_message)
+        self._model_job_cancellable = cancellable
         self.model_runner.start(worker)
         self._update_buttons()
         return worker
+
+    def _on_model_job_cancelled(self, title: str) -> None:
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setFormat("cancelled")
+        self.epoch_label.setText(f"{title} cancelled: the results shown before are kept")
+        self.status.emit(f"{title} cancelled")
 
     def load_bundle(self, folder: str | Path) -> Worker | None:
         """Load a saved model folder (in the engine); it becomes the session's model."""
@@ -379,7 +391,8 @@ class TrainingPanel(QWidget):
         what = "whole dataset"
         if model.kind != "bundle":
             what += " (includes the training images: optimistic)"
-        return self._run_model_job(job, "Predict", lambda pred: self.predictions_ready.emit(pred, what))
+        return self._run_model_job(job, "Predict", lambda pred: self.predictions_ready.emit(pred, what),
+                                   cancellable=True)
 
     # ------------------------------------------------------------------ export, settings, shutdown
 
