@@ -25,7 +25,8 @@ from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner
 _ICONS = {"error": "⛔", "warning": "⚠", "info": "ℹ"}
 
 
-def quick_findings(dataset: Any, model: Any, predictions: Any, cache: Any, on_event: Any = None) -> list[Any]:
+def quick_findings(dataset: Any, model: Any, predictions: Any, cache: Any, on_event: Any = None,
+                   should_stop: Any = None) -> list[Any]:
     """The cheap checks (data, split, training history, predictions): no model run, no baseline.
 
     ``model`` is the session's `ModelHandle` (or None): its recorded split and history are checked.
@@ -35,7 +36,7 @@ def quick_findings(dataset: Any, model: Any, predictions: Any, cache: Any, on_ev
 
     return list(run_checks(dataset=dataset, split=getattr(model, "split", None),
                            history=getattr(model, "history", None), predictions=predictions,
-                           baseline=False, cache=cache, on_event=on_event))
+                           baseline=False, cache=cache, on_event=on_event, should_stop=should_stop))
 
 
 class DoctorPanel(QWidget):
@@ -55,7 +56,7 @@ class DoctorPanel(QWidget):
         self.full_button = QPushButton("Run full checks")
         self.full_button.setToolTip("Also run the model's own checks and compare with a simple histogram baseline")
         self.full_button.setEnabled(False)
-        self.full_button.clicked.connect(lambda: self.run(full=True))
+        self.full_button.clicked.connect(self._full_clicked)
         head = QHBoxLayout()
         head.addWidget(self.title, 1)
         head.addWidget(self.full_button)
@@ -85,17 +86,32 @@ class DoctorPanel(QWidget):
             # The model's own checks run the model: that happens in the engine process.
             engine = self.session.engine
             worker = Worker(lambda on_event, should_stop: engine.call(
-                "doctor", on_event, dataset=dataset, model_id=model.id, predictions=predictions), "Doctor")
+                "doctor", on_event, should_stop, dataset=dataset, model_id=model.id, predictions=predictions),
+                "Doctor")
         else:
             cache = self.session.cache
-            worker = Worker(lambda on_event, should_stop: quick_findings(dataset, model, predictions, cache, on_event),
-                            "Doctor")
+            worker = Worker(lambda on_event, should_stop: quick_findings(dataset, model, predictions, cache, on_event,
+                                                                         should_stop), "Doctor")
         worker.finished.connect(self.set_findings)
         worker.failed.connect(self._on_failed)
+        worker.cancelled.connect(self._on_cancelled)
         worker.message.connect(lambda event: self.title.setText(f"<b>Doctor</b> — {event.text}…"))
-        self.full_button.setEnabled(False)
+        self.full_button.setText("Stop checks")
+        self.full_button.setEnabled(True)
         self._placeholder("Checking…")
         self.runner.start(worker)
+
+    def _full_clicked(self) -> None:
+        if self.runner.is_running():
+            self._queued = None  # a stop means stop, not "run the next one"
+            self.runner.cancel()
+            self.full_button.setEnabled(False)
+        else:
+            self.run(full=True)
+
+    def _on_cancelled(self) -> None:
+        self.set_findings(self.findings)  # the last complete findings again, not a partial run
+        self.title.setText("<b>Doctor</b> — full checks stopped (earlier findings shown)")
 
     def _on_failed(self, error: WorkerError) -> None:
         self._placeholder(f"The checks failed: {error.message}")
@@ -103,7 +119,10 @@ class DoctorPanel(QWidget):
         self.error.emit(error)
 
     def _done(self) -> None:
+        if self.runner.is_running():
+            return  # the late answer of an earlier run: the running one resets these when it ends
         self.title.setText("<b>Doctor</b> — pitfall checks")
+        self.full_button.setText("Run full checks")
         self.full_button.setEnabled(self.session.model is not None)
 
     def _run_queued(self) -> None:

@@ -148,12 +148,13 @@ class Engine:
         return self._keep(bundle, "bundle", f"bundle {folder}", history=raw.get("history") or None, split=split,
                           folder=str(folder))
 
-    def doctor(self, dataset: Any, model_id: str | None, predictions: Any, on_event: Callable) -> list[Any]:
+    def doctor(self, dataset: Any, model_id: str | None, predictions: Any, on_event: Callable,
+               should_stop: Callable) -> list[Any]:
         from ctviewer.core.doctor import run_checks
 
         model = self.model(model_id) if model_id else None
         return list(run_checks(dataset=dataset, model=model, predictions=predictions, baseline=True,
-                               cache=self.cache, on_event=on_event))
+                               cache=self.cache, on_event=on_event, should_stop=should_stop))
 
     def ping(self) -> str:
         return "pong"
@@ -168,7 +169,7 @@ class Engine:
 
 _TAKES_EVENTS = {"train", "predict", "doctor"}
 ENGINE_NICENESS = 10
-_TAKES_STOP = {"train", "predict"}
+_TAKES_STOP = {"train", "predict", "doctor"}
 
 
 def serve(conn: Any, cache_root: str | None) -> None:

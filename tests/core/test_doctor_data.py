@@ -320,3 +320,17 @@ def test_cli_checks_a_prediction_report_and_a_split_record(tmp_path, capsys):
     (tmp_path / "bad_split.json").write_text(json.dumps({"items": [{"path": "x"}]}))
     assert main(["doctor", str(folder), "--split", str(tmp_path / "bad_split.json")]) == 1
     assert "not a ctviewer split record" in capsys.readouterr().err
+
+
+def test_run_checks_asks_before_each_step_stops_when_told_and_runs_unchanged_otherwise():
+    from ctviewer.core.errors import Cancelled
+
+    ds = make_dataset(6, 6)
+    split = keras_tail_split(ds, 0.2)
+    with pytest.raises(Cancelled):
+        run_checks(ds, split, should_stop=lambda: True)
+    steps: list[str] = []
+    asked: list[int] = []
+    run_checks(ds, split, on_event=lambda e: steps.append(e.text), should_stop=lambda: bool(asked.append(1)))
+    assert len(asked) == len(steps) >= 1  # asked before every step
+    assert codes(run_checks(ds, split, should_stop=lambda: False)) == codes(run_checks(ds, split))

@@ -149,3 +149,49 @@ def test_out_of_fold_rows_are_called_at_their_own_fold_threshold(qtbot, predicti
     widget.reset_button.click()
     assert widget.per_row and widget.confusion.counts()["tp"] == int(((y == 1) & hit).sum())
     widget.shutdown()
+
+
+class _SlowDoctorEngine:
+    """Stands in for the model engine: full checks that take long and honour should_stop."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def call(self, name, on_event=None, should_stop=None, **kwargs):
+        import time
+
+        from ctviewer.core.errors import Cancelled
+        from ctviewer.core.events import Message
+
+        assert name == "doctor"
+        for step in range(3000):
+            if should_stop():
+                self.stopped = True
+                raise Cancelled("doctor checks cancelled")
+            on_event(Message(f"model check {step}"))
+            time.sleep(0.005)
+        return []
+
+
+def test_full_checks_can_be_stopped_and_run_again(panel: ResultsPanel, qtbot):
+    from types import SimpleNamespace
+
+    qtbot.waitUntil(lambda: not panel.doctor.is_running(), timeout=30_000)
+    quick = list(panel.doctor.findings)
+    engine = _SlowDoctorEngine()
+    panel.session.engine = engine
+    panel.session.model = SimpleNamespace(id="m1", kind="bundle", split=None, history=None)
+    doctor = panel.doctor
+    doctor.full_button.setEnabled(True)
+
+    doctor.full_button.click()
+    qtbot.waitUntil(lambda: "model check" in doctor.title.text(), timeout=10_000)
+    assert doctor.full_button.text() == "Stop checks" and doctor.full_button.isEnabled()
+    doctor.full_button.click()
+    qtbot.waitUntil(lambda: not doctor.is_running(), timeout=10_000)
+
+    assert engine.stopped
+    assert "stopped" in doctor.title.text()
+    assert doctor.full_button.text() == "Run full checks" and doctor.full_button.isEnabled()
+    assert doctor.findings == quick  # the last complete findings, shown again, not a partial run
+    assert doctor.tree.topLevelItemCount() == max(1, len(quick))

@@ -101,6 +101,14 @@ def test_train_two_epochs_then_results_gradcam_export_and_bundle(window, open_fo
         window.training.predict_dataset()
     np.testing.assert_allclose(again.args[0].probs, first.probs, atol=1e-6)
 
+    # The doctor's full checks run the loaded model in the engine and list what they found.
+    doctor = window.results.doctor
+    qtbot.waitUntil(lambda: not doctor.is_running(), timeout=30_000)
+    with qtbot.waitSignal(doctor.findings_ready, timeout=TRAIN_TIMEOUT_MS) as checked:
+        doctor.full_button.click()
+    assert window.last_error is None, window.last_error
+    assert "tail-split-one-class" in {f.code for f in checked.args[0]}  # the demo folder is class-ordered
+
 
 def test_event_loop_stays_responsive_and_cancel_keeps_best_epoch(window, open_folder, demo_folder, qtbot):
     """A 10 ms timer records every turn of the GUI event loop while training runs.

@@ -25,8 +25,8 @@ from ctviewer.core.doctor.data_checks import (
     small_class_findings,
 )
 from ctviewer.core.doctor.findings import CODES, SEVERITIES, Finding, format_finding, json_safe, sort_findings
-from ctviewer.core.errors import DatasetError
-from ctviewer.core.events import EventCallback, Message, emit
+from ctviewer.core.errors import Cancelled, DatasetError
+from ctviewer.core.events import EventCallback, Message, StopCheck, emit, stop_requested
 
 # Images the model checks run on (evenly spaced through the data, so a class-sorted
 # folder still gives both classes), and the smaller subset for the repeated-call checks.
@@ -47,6 +47,7 @@ def run_checks(
     mode_images: int = MODE_IMAGES,
     cache: Any = None,
     on_event: EventCallback | None = None,
+    should_stop: StopCheck | None = None,
 ) -> list[Finding]:
     """Run every check the inputs allow; errors first, then warnings, then info.
 
@@ -75,6 +76,9 @@ def run_checks(
         Preprocessing cache (`ctviewer.core.cache.Cache()` by default).
     on_event
         Receives `Message` events saying which check runs (for progress display).
+    should_stop
+        Checked before each step; once it says stop, `Cancelled` is raised (the model and
+        baseline checks take a while on a large dataset).
 
     Raises
     ------
@@ -83,6 +87,7 @@ def run_checks(
     """
     findings: list[Finding] = []
     mut = None
+    on_event = _stopping(on_event, should_stop)
     if model is not None:
         from ctviewer.core.doctor.model_source import as_model_under_test
 
@@ -107,6 +112,20 @@ def run_checks(
     if mut is not None and dataset is not None and len(dataset):
         findings += _model_findings(mut, dataset, input_scale, baseline, max_images, mode_images, cache, on_event)
     return sort_findings(findings)
+
+
+def _stopping(on_event: EventCallback | None, should_stop: StopCheck | None) -> EventCallback | None:
+    """``on_event`` that also ends the run once a stop is asked: every step announces
+    itself with an event, so the checks stop at the next step."""
+    if should_stop is None:
+        return on_event
+
+    def relay(event: Any) -> None:
+        if stop_requested(should_stop):
+            raise Cancelled("doctor checks cancelled")
+        emit(on_event, event)
+
+    return relay
 
 
 def _skipped(check: str, reason: str) -> Finding:
