@@ -190,7 +190,7 @@ class MainWindow(QMainWindow):
         QMessageBox.information(self, "Mouse and keys", (
             "Left drag: window/level (right = wider, down = darker centre)\n"
             "Shift+left or middle drag: pan;  right drag or Ctrl+wheel: zoom\n"
-            "Wheel, Up/Down, PgUp/PgDn: slice in the series\n"
+            "Wheel, Up/Down, PgUp/PgDn, Home/End: slice in the series (frame of a multi-frame file)\n"
             "Left/Right: previous/next image;  1-9: window presets;  G: Grad-CAM\n"
             "Right-click in the browser: change the class of images or patients"))
 
