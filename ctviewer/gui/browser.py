@@ -75,6 +75,9 @@ class BrowserPanel(QWidget):
         super().__init__(parent)
         self.dataset: Dataset | None = None
         self.labels_dirty = False
+        # Label edits since the folder was read: each entry is the dataset before one edit.
+        self._before_edits: list[Dataset] = []
+        self._saved_at = 0  # len(_before_edits) when the labels on disk matched; -1: no such state left
         self._cache = cache
         self._image_items: dict[str, QStandardItem] = {}
         self._series_of: dict[str, list[str]] = {}
@@ -144,6 +147,7 @@ class BrowserPanel(QWidget):
         if new_source:
             self.thumbnails.cancel()
             self.labels_dirty = False
+            self._before_edits, self._saved_at = [], 0
         self._rebuild_tree()
         self._fill_report()
         self.save_button.setEnabled(dataset is not None and self.labels_dirty)
@@ -317,15 +321,34 @@ class BrowserPanel(QWidget):
         """Give ``paths`` the class ``label`` and show the result (not saved until Save labels)."""
         if self.dataset is None or not paths:
             return
+        self._before_edits.append(self.dataset)
+        self._show_edit(relabel(self.dataset, paths, label), keep=paths[0])
+
+    def can_undo(self) -> bool:
+        return bool(self._before_edits)
+
+    def undo_label_change(self) -> bool:
+        """Put back the labels as they were before the last change; False if there is none."""
+        if not self._before_edits:
+            return False
+        before = self._before_edits.pop()
+        if len(self._before_edits) < self._saved_at:
+            self._saved_at = -1  # undone past what is on disk: only a new save matches it again
+        self._show_edit(before, keep=None)
+        return True
+
+    def _show_edit(self, dataset: Dataset, keep: str | None) -> None:
         current = self.tree.currentIndex()
-        keep = current.data(PATH_ROLE) if current.isValid() and current.data(KIND_ROLE) == "image" else paths[0]
-        self.labels_dirty = True
-        self.set_dataset(relabel(self.dataset, paths, label), keep_path=keep)
-        self.save_button.setEnabled(True)
+        if current.isValid() and current.data(KIND_ROLE) == "image":
+            keep = current.data(PATH_ROLE)
+        self.labels_dirty = len(self._before_edits) != self._saved_at
+        self.set_dataset(dataset, keep_path=keep)
+        self.save_button.setEnabled(self.labels_dirty)
         self.dataset_changed.emit(self.dataset)
 
     def mark_saved(self) -> None:
         self.labels_dirty = False
+        self._saved_at = len(self._before_edits)
         self.save_button.setEnabled(False)
         self._rebuild_tree()
 

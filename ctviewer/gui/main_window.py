@@ -144,6 +144,11 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 
+        edit_menu = bar.addMenu("&Edit")
+        self.undo_action = self._action(edit_menu, "&Undo label change", self.undo_label_change,
+                                        QKeySequence.StandardKey.Undo)
+        self.undo_action.setEnabled(False)
+
         view_menu = bar.addMenu("&View")
         self._action(view_menu, "&Next image", lambda: self.browser.step_image(1), "Right")
         self._action(view_menu, "&Previous image", lambda: self.browser.step_image(-1), "Left")
@@ -192,7 +197,7 @@ class MainWindow(QMainWindow):
             "Shift+left or middle drag: pan;  right drag or Ctrl+wheel: zoom\n"
             "Wheel, Up/Down, PgUp/PgDn, Home/End: slice in the series (frame of a multi-frame file)\n"
             "Left/Right: previous/next image;  1-9: window presets;  G: Grad-CAM\n"
-            "Right-click in the browser: change the class of images or patients"))
+            "Right-click in the browser: change the class of images or patients;  Ctrl+Z: undo it"))
 
     # ------------------------------------------------------------------ opening data
 
@@ -282,6 +287,7 @@ class MainWindow(QMainWindow):
         self.session.predictions = None
         self.viewer.clear()
         self.browser.set_dataset(dataset, fresh=True)
+        self.undo_action.setEnabled(False)
         self.training.set_dataset(dataset)
         self.results.set_predictions(None)
         if isinstance(source, str):
@@ -293,7 +299,12 @@ class MainWindow(QMainWindow):
             self.browser.select_path(shown if shown in paths else paths[0])
         self.dataset_loaded.emit(dataset)
 
+    def undo_label_change(self) -> None:
+        if self.browser.undo_label_change():
+            self._show_status("label change undone")
+
     def _on_labels_changed(self, dataset: Dataset) -> None:
+        self.undo_action.setEnabled(self.browser.can_undo())
         self.session.dataset = dataset
         self.training.set_dataset(dataset)
         self._update_status()

@@ -147,3 +147,28 @@ def test_first_image_shows_while_the_rest_of_the_folder_is_still_being_read(wind
     assert set(read) == set(window.session.dataset.paths)
     assert window.viewer.series[window.viewer.index] == read[0]
     assert window.browser.selected_paths() == [read[0]]
+
+
+def test_undo_puts_labels_back_step_by_step_and_knows_what_is_saved(window, open_folder, demo_folder, tmp_path):
+    open_folder(window, demo_folder)
+    original = {it.path: it.label for it in window.session.dataset.items}
+    assert not window.undo_action.isEnabled()
+    patients = sorted({it.patient for it in window.session.dataset.items if it.label == "contrast"})[:2]
+    first = window.browser.patient_paths(patients[0])
+    second = window.browser.patient_paths(patients[1])
+
+    window.browser.set_label(first, "no_contrast")
+    window.save_labels(tmp_path / "labels.csv")  # saved with the first change
+    window.browser.set_label(second, None)
+    assert window.undo_action.isEnabled() and window.browser.labels_dirty
+
+    window.undo_action.trigger()  # back to what is saved
+    labels = {it.path: it.label for it in window.session.dataset.items}
+    assert all(labels[p] == "no_contrast" for p in first) and all(labels[p] == "contrast" for p in second)
+    assert not window.browser.labels_dirty and not window.browser.save_button.isEnabled()
+
+    window.undo_action.trigger()  # past the save: the folder's own labels, which differ from the file
+    assert {it.path: it.label for it in window.session.dataset.items} == original
+    assert window.browser.labels_dirty and window.browser.save_button.isEnabled()
+    assert not window.undo_action.isEnabled()
+    assert window.session.dataset.class_counts() == window.browser.dataset.class_counts()
