@@ -53,6 +53,7 @@ class TrainingPanel(QWidget):
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._model_unsaved = False
+        self._training_dataset: Dataset | None = None  # what the running (or last) training uses
         self._model_job_cancellable = False  # a prediction can be cancelled; a bundle load/save is short
         self.session = session
         self.runner = WorkerRunner(self)  # training and cross-validation
@@ -161,6 +162,10 @@ class TrainingPanel(QWidget):
     # ------------------------------------------------------------------ state
 
     def set_dataset(self, dataset: Dataset | None) -> None:
+        trained_on = self._training_dataset
+        if self.runner.is_running() and trained_on is not None and dataset is not None \
+                and dataset.source != trained_on.source:
+            self._log(f"another dataset is open now; this training goes on with {trained_on.source}")
         self._update_buttons()
 
     def is_running(self) -> bool:
@@ -201,6 +206,7 @@ class TrainingPanel(QWidget):
         if dataset is None or self.runner.is_running() or self.model_runner.is_running():
             return None
         name, overrides, folds = self.model_box.currentText(), self.overrides(), self.folds_spin.value()
+        self._training_dataset = dataset
 
         engine = self.session.engine
 
@@ -292,7 +298,12 @@ class TrainingPanel(QWidget):
                 self._log("cancelled before the first epoch ended: the model is untrained")
             self._set_model(handle, handle.source)
         if outcome.predictions is not None:
-            self.predictions_ready.emit(outcome.predictions, outcome.description)
+            description = outcome.description
+            current = self.session.dataset
+            if current is not None and self._training_dataset is not None \
+                    and current.source != self._training_dataset.source:
+                description += f" — of {self._training_dataset.source}, not the dataset open now"
+            self.predictions_ready.emit(outcome.predictions, description)
         self.training_finished.emit(outcome)
         self.status.emit(self.epoch_label.text())
 

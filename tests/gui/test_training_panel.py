@@ -5,6 +5,7 @@ Tiny on purpose: 12 images of 64 px, the default recipe at 32 px, 1-2 epochs.
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -188,3 +189,22 @@ def test_three_fold_cross_validation_gives_out_of_fold_rows_for_every_image(wind
     model = window.results.model
     assert [model.data(model.index(r, 4)) for r in range(n)] == outcome.predictions.pred_names()
     assert outcome.handle.kind == "ensemble" and window.session.model is outcome.handle
+
+
+def test_another_dataset_opened_during_training_is_said_and_the_results_name_theirs(window, open_folder, demo_folder,
+                                                                                    qtbot, tmp_path: Path):
+    other = tmp_path / "other"
+    shutil.copytree(demo_folder, other)
+    open_folder(window, demo_folder)
+    _configure(window, epochs=400, batch=2)
+    epochs_seen = []
+    worker = window.training.start_training()
+    worker.epoch_ended.connect(epochs_seen.append)
+    qtbot.waitUntil(lambda: len(epochs_seen) >= 1, timeout=TRAIN_TIMEOUT_MS)
+
+    open_folder(window, other)
+    assert f"this training goes on with {demo_folder}" in window.training.log.toPlainText()
+    with qtbot.waitSignal(window.training.predictions_ready, timeout=120_000) as ready:
+        window.training.cancel_button.click()
+    assert f"of {demo_folder}, not the dataset open now" in ready.args[1]
+    assert all(not p.startswith(str(other)) for p in ready.args[0].paths)
