@@ -4,6 +4,7 @@ the GUI process), drawn by the viewer. Keeps the last heat maps of the current m
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
@@ -25,6 +26,7 @@ class CamController(QObject):
 
     error = Signal(object)  # WorkerError
     cam_ready = Signal(str)  # path
+    waiting = Signal(str)  # why a heat map is not there yet
 
     def __init__(self, session: Session, viewer: ImageViewer, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -35,6 +37,7 @@ class CamController(QObject):
         self._heatmaps: OrderedDict[str, np.ndarray] = OrderedDict()
         self._pending: str | None = None
         self._failed_once = False
+        self.engine_busy: Callable[[], bool] | None = None  # set by the window: is a training running?
         viewer.overlay_check.toggled.connect(self._on_toggled)
 
     def reset(self) -> None:
@@ -56,6 +59,9 @@ class CamController(QObject):
         if self.runner.is_running():
             self._pending = path  # only the latest request matters
             return
+        if self.engine_busy is not None and self.engine_busy():
+            # The engine answers one call at a time: this one waits for the training to end.
+            self.waiting.emit("Grad-CAM waits until the training ends (the model engine does one thing at a time)")
         engine, model = self.session.engine, self.session.model
         worker = Worker(lambda on_event, should_stop: normalise(engine.call("grad_cam", model_id=model.id, path=path)),
                         "Grad-CAM")

@@ -100,6 +100,8 @@ class MainWindow(QMainWindow):
         self.results.image_requested.connect(self._show_result_image)
         self.results.error.connect(self.show_error)
         self.cam.error.connect(self.show_error)
+        self.cam.engine_busy = self.training.is_running
+        self.cam.waiting.connect(self._show_status)
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)

@@ -1,0 +1,61 @@
+"""Grad-CAM requests from the viewer: computed in the engine, drawn over the right image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+from pydicom.data import get_testdata_file
+
+from ctviewer.core.cache import Cache
+from ctviewer.gui.cam import CamController
+from ctviewer.gui.session import Session
+from ctviewer.gui.viewer import ImageViewer
+
+
+class _HeatEngine:
+    """Stands in for the model engine: answers grad_cam with a heat map that peaks at 4."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def call(self, name, on_event=None, should_stop=None, **kwargs):
+        assert name == "grad_cam"
+        self.calls.append(kwargs["path"])
+        return np.linspace(0, 4, 16, dtype=np.float32).reshape(4, 4)
+
+
+def _setup(qtbot, tmp_path: Path, training: bool) -> tuple[CamController, ImageViewer, _HeatEngine]:
+    engine = _HeatEngine()
+    session = Session(cache=Cache(tmp_path / "cache"), engine=engine)
+    session.model = SimpleNamespace(id="m1", kind="bundle")
+    viewer = ImageViewer()
+    qtbot.addWidget(viewer)
+    viewer.show()
+    viewer.show_series([get_testdata_file("CT_small.dcm")])
+    cam = CamController(session, viewer)
+    cam.engine_busy = lambda: training
+    return cam, viewer, engine
+
+
+def test_heat_map_is_normalised_and_drawn_over_the_image_on_screen(qtbot, tmp_path: Path):
+    cam, viewer, engine = _setup(qtbot, tmp_path, training=False)
+    waits: list[str] = []
+    cam.waiting.connect(waits.append)
+    with qtbot.waitSignal(cam.cam_ready, timeout=10_000):
+        viewer.overlay_check.setChecked(True)
+    assert engine.calls == [viewer.current_path()] and waits == []
+    assert viewer.has_overlay() and viewer.overlay_item.isVisible()
+    assert float(viewer.overlay_item.image.max()) == 1.0
+    cam.request(viewer.current_path())  # asked again: the kept heat map, no second engine call
+    assert engine.calls == [viewer.current_path()]
+    cam.shutdown()
+
+
+def test_a_heat_map_asked_for_during_training_says_it_waits(qtbot, tmp_path: Path):
+    cam, viewer, _ = _setup(qtbot, tmp_path, training=True)
+    with qtbot.waitSignal(cam.waiting, timeout=10_000) as waiting:
+        viewer.overlay_check.setChecked(True)
+    assert "training" in waiting.args[0]
+    cam.shutdown()
