@@ -68,6 +68,36 @@ def _start_once(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
                        f"{(result.stdout + result.stderr)[-600:]}")
 
 
+def _timings(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
+    """Seconds from just before the process starts to each ``ctviewer-timing NAME T`` line it prints."""
+    t0 = time.time()
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    found = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("ctviewer-timing "):
+            _, name, stamp = line.split()
+            found[name] = float(stamp) - t0
+    if result.returncode != 0 or "first_image" not in found:
+        raise RuntimeError(f"{' '.join(cmd[:4])}...: exit {result.returncode}: {(result.stdout + result.stderr)[-600:]}")
+    return found
+
+
+def first_image_rows(runs: int, folder: Path) -> list[list[str]]:
+    """Launch on a folder with an empty cache each time: window shown, then first image shown."""
+    samples = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory(prefix="ctviewer-bench-gui-cold-") as tmp:
+            home = Path(tmp)
+            cmd = [sys.executable, "-m", "ctviewer", "--screenshot", str(home / "shot.png"), str(folder)]
+            samples.append(_timings(cmd, _private_env(home) | {"PYTHONPATH": str(bc.REPO)}))
+    rows = []
+    for name in ("window_shown", "first_image"):
+        values = [s[name] for s in samples]
+        rows.append([name.replace("_", " "), f"{values[0]:.2f}", f"{statistics.median(values):.2f}",
+                     f"{min(values):.2f}", f"{max(values):.2f}"])
+    return rows
+
+
 def startup_rows(runs: int) -> list[list[str]]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="ctviewer-bench-gui-") as tmp:
@@ -214,6 +244,15 @@ def run(quick: bool = False, data: Path | None = None) -> None:
     )
 
     folder = Path(data or bc.DEFAULT_DATA)
+    cold_runs = 1 if quick else 5
+    bc.print_table(
+        f"GUI start-up on {folder.name} ({cold_runs} fresh process(es), each with an empty cache), seconds",
+        ["shown", "1st run", "median", "best", "worst"], first_image_rows(cold_runs, folder),
+        notes=[("`python -m ctviewer --screenshot OUT FOLDER` with CTVIEWER_STARTUP_TIMING=1; time from just "
+                "before the process starts; the first image is shown as soon as it is read, before the rest "
+                "of the folder is scanned")],
+    )
+
     epochs = 2 if quick else 10
     idle_s = 1.0 if quick else 3.0
     result = bc.run_isolated(latency_child, str(folder), epochs, idle_s)
