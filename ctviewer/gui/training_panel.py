@@ -111,7 +111,8 @@ class TrainingPanel(QWidget):
 
         self.start_button = QPushButton("Start training")
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop training after the current batch, keeping the best epoch so far; or stop a prediction")
+        self.cancel_button.setToolTip("Stop training after the current batch, keeping the best epoch so far; "
+                                      "or stop a prediction")
         self.load_button = QPushButton("Load model…")
         self.save_button = QPushButton("Save model…")
         self.predict_button = QPushButton("Predict dataset")
@@ -162,11 +163,14 @@ class TrainingPanel(QWidget):
     # ------------------------------------------------------------------ state
 
     def set_dataset(self, dataset: Dataset | None) -> None:
-        trained_on = self._training_dataset
-        if self.runner.is_running() and trained_on is not None and dataset is not None \
-                and dataset.source != trained_on.source:
-            self._log(f"another dataset is open now; this training goes on with {trained_on.source}")
+        if self.runner.is_running() and self._another_dataset_open():
+            self._log(f"another dataset is open now; this training goes on with {self._training_dataset.source}")
         self._update_buttons()
+
+    def _another_dataset_open(self) -> bool:
+        """The window shows another dataset than the one the running (or last) training uses."""
+        current, trained_on = self.session.dataset, self._training_dataset
+        return current is not None and trained_on is not None and current.source != trained_on.source
 
     def is_running(self) -> bool:
         return self.runner.is_running()
@@ -299,9 +303,7 @@ class TrainingPanel(QWidget):
             self._set_model(handle, handle.source)
         if outcome.predictions is not None:
             description = outcome.description
-            current = self.session.dataset
-            if current is not None and self._training_dataset is not None \
-                    and current.source != self._training_dataset.source:
+            if self._another_dataset_open():
                 description += f" — of {self._training_dataset.source}, not the dataset open now"
             self.predictions_ready.emit(outcome.predictions, description)
         self.training_finished.emit(outcome)
