@@ -78,7 +78,8 @@ def _timings(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
             _, name, stamp = line.split()
             found[name] = float(stamp) - t0
     if result.returncode != 0 or "first_image" not in found:
-        raise RuntimeError(f"{' '.join(cmd[:4])}...: exit {result.returncode}: {(result.stdout + result.stderr)[-600:]}")
+        tail = (result.stdout + result.stderr)[-600:]
+        raise RuntimeError(f"{' '.join(cmd[:4])}...: exit {result.returncode}: {tail}")
     return found
 
 
