@@ -12,12 +12,19 @@ Localization", ICCV 2017.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from ctviewer.core.errors import ModelError
+
+# A convolution with one of these activations makes gates or masks (values in [0, 1] that
+# select pixels), not feature maps: Grad-CAM's channel weights do not apply to it, and on
+# ctviewer's default recipe its map is often empty.
+_GATE_ACTIVATIONS = ("sigmoid", "softmax", "hard_sigmoid")
+_MEMBER_PREFIX = re.compile(r"^(m\d+_)")  # members of an ensemble built in one model (models.build_default)
 
 
 def _walk(layer: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -36,13 +43,35 @@ def conv_layers(model: Any) -> list[tuple[str, Any]]:
     return [(path, layer) for path, layer in _walk(model) if isinstance(layer, conv_types)]
 
 
+def _is_gate(layer: Any) -> bool:
+    return getattr(getattr(layer, "activation", None), "__name__", "") in _GATE_ACTIVATIONS
+
+
+def feature_convs(model: Any) -> list[tuple[str, Any]]:
+    """The 2-D convolutions that make feature maps (not sigmoid/softmax gates); all of them
+    when every one is a gate."""
+    convs = conv_layers(model)
+    if not convs:
+        raise ModelError(f"model {model.name!r} has no 2-D convolution layer: Grad-CAM needs one")
+    return [(path, layer) for path, layer in convs if not _is_gate(layer)] or convs
+
+
+def default_layers(model: Any) -> list[str]:
+    """What Grad-CAM explains by default: the last feature convolution, or for an ensemble
+    built as one model (layers ``m0_...``, ``m1_...``) the last one of each member."""
+    last_of: dict[str, str] = {}
+    for path, layer in feature_convs(model):
+        match = _MEMBER_PREFIX.match(layer.name)
+        last_of[match.group(1) if match else ""] = path
+    if len(last_of) > 1 and "" not in last_of:
+        return list(last_of.values())
+    return [feature_convs(model)[-1][0]]
+
+
 def find_layer(model: Any, layer_name: str | None = None) -> tuple[str, Any]:
-    """The named layer (by name or "outer/inner" path), or the last 2-D convolution."""
+    """The named layer (by name or "outer/inner" path), or the last feature convolution."""
     if layer_name is None:
-        convs = conv_layers(model)
-        if not convs:
-            raise ModelError(f"model {model.name!r} has no 2-D convolution layer: Grad-CAM needs one")
-        return convs[-1]
+        return feature_convs(model)[-1]
     for path, layer in _walk(model):
         if layer_name in (path, layer.name):
             return path, layer
@@ -71,14 +100,22 @@ def grad_cam(model: Any, image: np.ndarray, layer_name: str | None = None, class
         ensemble (and no ``layer_name``), the normalised mean of its members' maps.
     """
     model = getattr(model, "model", model)
+    if layer_name is not None:
+        return _grad_cam_single(model, image, layer_name, class_index)
     members = ensemble_members(model)
-    if members and layer_name is None:
+    if members:
         # An ensemble looks with each member's eyes: average the members' maps.
-        maps = [grad_cam(member, image, None, class_index) for member in members]
-        mean = np.mean(maps, axis=0)
-        top = float(mean.max())
-        return (mean / top).astype(np.float32) if top > 0 else np.zeros_like(mean, dtype=np.float32)
-    return _grad_cam_single(model, image, layer_name, class_index)
+        return _normalised_mean([grad_cam(member, image, None, class_index) for member in members])
+    layers = default_layers(model)
+    if len(layers) > 1:
+        return _normalised_mean([_grad_cam_single(model, image, name, class_index) for name in layers])
+    return _grad_cam_single(model, image, layers[0], class_index)
+
+
+def _normalised_mean(maps: list[np.ndarray]) -> np.ndarray:
+    mean = np.mean(maps, axis=0)
+    top = float(mean.max())
+    return (mean / top).astype(np.float32) if top > 0 else np.zeros_like(mean, dtype=np.float32)
 
 
 def ensemble_members(model: Any) -> list[Any]:

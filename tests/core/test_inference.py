@@ -11,7 +11,7 @@ from _trainkit import TINY_SIZE, bn_dropout_model, tiny_demo
 from ctviewer.core.dataset import discover
 from ctviewer.core.errors import Cancelled, ModelError
 from ctviewer.core.events import Progress
-from ctviewer.core.gradcam import conv_layers, grad_cam
+from ctviewer.core.gradcam import conv_layers, default_layers, grad_cam
 from ctviewer.core.imaging import Preprocessing
 from ctviewer.core.inference import predict, predict_arrays
 
@@ -120,6 +120,36 @@ def test_grad_cam_looks_where_the_score_comes_from_inside_a_nested_backbone():
     assert heat[outside].max() < 0.1
     # Explaining the negative class instead: nothing raises its score, so the map is empty.
     assert np.all(grad_cam(model, image, class_index=0) == 0.0)
+
+
+def test_grad_cam_explains_feature_maps_not_a_sigmoid_gate():
+    """A 1x1 sigmoid gate after the feature convolution is skipped: its Grad-CAM is not the default."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((16, 16, 1))
+    features = layers.Conv2D(4, 3, padding="same", activation="relu", name="features")(inputs)
+    gate = layers.Conv2D(1, 1, activation="sigmoid", name="gate")(features)
+    pooled = layers.Concatenate()([layers.GlobalAveragePooling2D()(features), layers.GlobalAveragePooling2D()(gate)])
+    model = keras.Model(inputs, layers.Dense(2, activation="softmax")(pooled))
+    image = np.random.default_rng(0).random((16, 16)).astype(np.float32)
+    assert default_layers(model) == ["features"]
+    np.testing.assert_array_equal(grad_cam(model, image), grad_cam(model, image, layer_name="features"))
+
+
+def test_default_recipe_grad_cam_averages_each_members_last_feature_conv():
+    from ctviewer.core.models import build_model, default_config
+
+    model = build_model(default_config("default").with_overrides(input_size=32))
+    chosen = default_layers(model)
+    members = len({name.split("_")[0] for name in chosen})
+    assert len(chosen) == members > 1
+    assert not any("attention" in name for name in chosen)  # the sigmoid mask heads are gates
+    image = np.random.default_rng(1).random((32, 32)).astype(np.float32)
+    maps = [grad_cam(model, image, layer_name=name) for name in chosen]
+    mean = np.mean(maps, axis=0)
+    expected = mean / mean.max() if mean.max() > 0 else mean
+    np.testing.assert_allclose(grad_cam(model, image), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_grad_cam_needs_a_conv_layer():
