@@ -26,7 +26,7 @@ class CamController(QObject):
 
     error = Signal(object)  # WorkerError
     cam_ready = Signal(str)  # path
-    waiting = Signal(str)  # why a heat map is not there yet
+    notice = Signal(str)  # why a heat map is not there yet, or why it is empty
 
     def __init__(self, session: Session, viewer: ImageViewer, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -61,7 +61,7 @@ class CamController(QObject):
             return
         if self.engine_busy is not None and self.engine_busy():
             # The engine answers one call at a time: this one waits for the training to end.
-            self.waiting.emit("Grad-CAM waits until the training ends (the model engine does one thing at a time)")
+            self.notice.emit("Grad-CAM waits until the training ends (the model engine does one thing at a time)")
         engine, model = self.session.engine, self.session.model
         worker = Worker(lambda on_event, should_stop: normalise(engine.call("grad_cam", model_id=model.id, path=path)),
                         "Grad-CAM")
@@ -70,6 +70,8 @@ class CamController(QObject):
         self.runner.start(worker)
 
     def _on_finished(self, path: str, heat: np.ndarray) -> None:
+        if not np.any(heat > 0):
+            self.notice.emit("Grad-CAM is empty for this image: no region raises the positive class's score")
         self._heatmaps[path] = heat
         while len(self._heatmaps) > 64:
             self._heatmaps.popitem(last=False)

@@ -101,7 +101,7 @@ class MainWindow(QMainWindow):
         self.results.error.connect(self.show_error)
         self.cam.error.connect(self.show_error)
         self.cam.engine_busy = self.training.is_running
-        self.cam.waiting.connect(self._show_status)
+        self.cam.notice.connect(self._show_status)
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)

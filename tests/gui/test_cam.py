@@ -42,7 +42,7 @@ def _setup(qtbot, tmp_path: Path, training: bool) -> tuple[CamController, ImageV
 def test_heat_map_is_normalised_and_drawn_over_the_image_on_screen(qtbot, tmp_path: Path):
     cam, viewer, engine = _setup(qtbot, tmp_path, training=False)
     waits: list[str] = []
-    cam.waiting.connect(waits.append)
+    cam.notice.connect(waits.append)
     with qtbot.waitSignal(cam.cam_ready, timeout=10_000):
         viewer.overlay_check.setChecked(True)
     assert engine.calls == [viewer.current_path()] and waits == []
@@ -55,7 +55,16 @@ def test_heat_map_is_normalised_and_drawn_over_the_image_on_screen(qtbot, tmp_pa
 
 def test_a_heat_map_asked_for_during_training_says_it_waits(qtbot, tmp_path: Path):
     cam, viewer, _ = _setup(qtbot, tmp_path, training=True)
-    with qtbot.waitSignal(cam.waiting, timeout=10_000) as waiting:
+    with qtbot.waitSignal(cam.notice, timeout=10_000) as waiting:
         viewer.overlay_check.setChecked(True)
     assert "training" in waiting.args[0]
+    cam.shutdown()
+
+
+def test_an_empty_heat_map_is_said_not_silently_drawn_as_nothing(qtbot, tmp_path: Path):
+    cam, viewer, engine = _setup(qtbot, tmp_path, training=False)
+    engine.call = lambda name, on_event=None, should_stop=None, **kw: np.zeros((4, 4), np.float32)
+    with qtbot.waitSignal(cam.notice, timeout=10_000) as notice:
+        viewer.overlay_check.setChecked(True)
+    assert "empty" in notice.args[0]
     cam.shutdown()
