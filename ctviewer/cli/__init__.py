@@ -22,6 +22,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "demo",
     "train",
     "predict",
+    "gradcam",
     "cv",
     "evaluate",
     "doctor",

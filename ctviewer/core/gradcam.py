@@ -168,3 +168,21 @@ def _grad_cam_single(model: Any, image: np.ndarray, layer_name: str | None, clas
     if not np.isfinite(top) or top <= 0.0:
         return np.zeros(x.shape, dtype=np.float32)
     return np.clip(cam / top, 0.0, 1.0).astype(np.float32)
+
+
+def overlay_rgb(image: np.ndarray, heat: np.ndarray, opacity: float = 0.6) -> np.ndarray:
+    """The image in grey with the heat map on top in warm colours, as (H, W, 3) uint8.
+
+    ``image`` is what the model saw (values in [0, 1]); ``heat`` a Grad-CAM map of the same
+    shape in [0, 1]. Cold areas stay grey: the colour's weight grows with the squared heat.
+    """
+    grey = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+    heat = np.clip(np.asarray(heat, dtype=np.float32), 0.0, 1.0)
+    if grey.shape != heat.shape:
+        raise ValueError(f"image {grey.shape} and heat map {heat.shape} differ in shape")
+    # red for warm, yellow for the hottest (white would vanish on bone)
+    colour = np.stack([np.ones_like(heat), np.clip(2 * heat - 1, 0, 1), np.zeros_like(heat)], axis=-1)
+    # Squared: faint evidence spread over the body must not tint the whole image.
+    weight = (float(np.clip(opacity, 0.0, 1.0)) * heat**2)[..., None]
+    rgb = grey[..., None] * (1 - weight) + colour * weight
+    return np.round(rgb * 255).astype(np.uint8)

@@ -1,0 +1,78 @@
+"""``ctviewer gradcam BUNDLE DATA --out DIR``: where the model looked, one PNG per image."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ctviewer.cli._progress import ProgressBars, add_progress_flag
+from ctviewer.core.errors import CTViewerError, DatasetError
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "gradcam",
+        help="write Grad-CAM heat maps of a saved model over images as PNG files",
+        description="For every image of DATA, write DIR/<name>_gradcam.png: the image as the model saw it "
+                    "(its window, size and padding) with the Grad-CAM heat map of the positive class on top, "
+                    "and print the image's P(positive). The same maps as the desktop app's overlay.",
+    )
+    parser.add_argument("bundle", metavar="BUNDLE", help="model bundle folder (from ctviewer train)")
+    parser.add_argument("data", metavar="DATA", nargs="+", help="dataset folder, labels.csv, or image files")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the PNG files (created)")
+    parser.add_argument("--opacity", type=float, default=0.6, metavar="A",
+                        help="weight of the heat colours at the hottest point, 0-1 (default 0.6)")
+    parser.add_argument("--cache-dir", metavar="DIR", help="preprocessing cache (default: the user cache folder)")
+    add_progress_flag(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from ctviewer.core.bundle import load_bundle
+    from ctviewer.core.cache import Cache
+    from ctviewer.core.dataset import discover
+    from ctviewer.core.events import Progress
+    from ctviewer.core.gradcam import grad_cam, overlay_rgb
+    from ctviewer.core.inference import predict
+
+    if not 0.0 <= args.opacity <= 1.0:
+        raise CTViewerError(f"--opacity must be between 0 and 1 (got {args.opacity})")
+    bundle = load_bundle(args.bundle)  # fail fast on a bad bundle, before scanning
+    cache = Cache(args.cache_dir) if args.cache_dir else Cache()
+    source = args.data[0] if len(args.data) == 1 else args.data
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[tuple[str, float, Path, bool]] = []
+    with ProgressBars(disable=args.quiet) as bars:
+        dataset = discover(source, cache=cache,
+                           progress=lambda done, total, _path: bars(Progress(done, total, "scanning")))
+        if not dataset.items:
+            raise DatasetError(f"{source}: no readable images")
+        pred = predict(bundle, dataset, cache=cache, on_event=bars)
+        names: set[str] = set()
+        for done, (path, prob) in enumerate(zip(pred.paths, pred.probs, strict=True), start=1):
+            seen = np.asarray(cache.array(path, bundle.preprocessing), dtype=np.float32)
+            heat = grad_cam(bundle, seen)
+            target = out / _unique_name(Path(path).stem, names)
+            PILImage.fromarray(overlay_rgb(seen, heat, args.opacity)).save(target)
+            written.append((path, float(prob), target, bool(np.any(heat > 0))))
+            bars(Progress(done, len(dataset), "Grad-CAM"))
+    for path, prob, target, has_heat in written:
+        note = "" if has_heat else "  (empty: no region raises the positive score)"
+        print(f"{prob:.4f}  {path} -> {target}{note}")
+    print(f"wrote {len(written)} Grad-CAM images ({bundle.card.positive} = positive class) to {out}")
+    return 0
+
+
+def _unique_name(stem: str, taken: set[str]) -> str:
+    """``<stem>_gradcam.png``, numbered when two images share a file name (IM_0001 in every series)."""
+    name, n = f"{stem}_gradcam.png", 1
+    while name in taken:
+        n += 1
+        name = f"{stem}_{n}_gradcam.png"
+    taken.add(name)
+    return name
