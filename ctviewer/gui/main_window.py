@@ -168,7 +168,7 @@ class MainWindow(QMainWindow):
 
         model_menu = bar.addMenu("&Model")
         self._action(model_menu, "&Train", self.training.start_training, "Ctrl+T")
-        self._action(model_menu, "&Cancel training", self.training.cancel, "Esc")
+        self._action(model_menu, "&Cancel training or prediction", self.training.cancel, "Esc")
         self._action(model_menu, "&Predict on dataset", self.training.predict_dataset, "Ctrl+P")
 
         help_menu = bar.addMenu("&Help")
@@ -473,7 +473,7 @@ class MainWindow(QMainWindow):
         if self.training.is_running():
             lost.append("the training that is running (it will be cancelled)")
         if self.training.model_unsaved:
-            lost.append(f"the model, {self.session.model_source} (not saved: Model > Save model)")
+            lost.append(f"the model, {self.session.model_source} (not saved: File > Save model as…)")
         return lost
 
     def confirm_discard(self, action: str, lost: list[str]) -> bool:
