@@ -102,6 +102,15 @@ def test_train_two_epochs_then_results_gradcam_export_and_bundle(window, open_fo
         window.training.predict_dataset()
     np.testing.assert_allclose(again.args[0].probs, first.probs, atol=1e-6)
 
+    # The command line gives every image the same probability as the app did.
+    from ctviewer.cli import main as cli
+
+    cli_csv = tmp_path / "cli.csv"
+    assert cli(["predict", str(bundle), str(demo_folder), "--csv", str(cli_csv), "-q"]) == 0
+    from_cli = read_predictions_csv(cli_csv)
+    by_path = dict(zip(from_cli.paths, from_cli.probs, strict=True))
+    np.testing.assert_allclose([by_path[p] for p in again.args[0].paths], again.args[0].probs, atol=1e-4)
+
     # The doctor's full checks run the loaded model in the engine and list what they found.
     doctor = window.results.doctor
     qtbot.waitUntil(lambda: not doctor.is_running(), timeout=30_000)
