@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ctviewer.cli._progress import ProgressBars, add_progress_flag
-from ctviewer.core.errors import CTViewerError, DatasetError
+from ctviewer.core.errors import CTViewerError
 
 
 def register(subparsers: Any) -> None:
@@ -32,9 +32,9 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image as PILImage
 
+    from ctviewer.cli._data import scan_images
     from ctviewer.core.bundle import load_bundle
     from ctviewer.core.cache import Cache
-    from ctviewer.core.dataset import discover
     from ctviewer.core.events import Progress
     from ctviewer.core.gradcam import grad_cam, overlay_rgb
     from ctviewer.core.inference import predict
@@ -43,15 +43,11 @@ def run(args: argparse.Namespace) -> int:
         raise CTViewerError(f"--opacity must be between 0 and 1 (got {args.opacity})")
     bundle = load_bundle(args.bundle)  # fail fast on a bad bundle, before scanning
     cache = Cache(args.cache_dir) if args.cache_dir else Cache()
-    source = args.data[0] if len(args.data) == 1 else args.data
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[tuple[str, float, Path, bool]] = []
     with ProgressBars(disable=args.quiet) as bars:
-        dataset = discover(source, cache=cache,
-                           progress=lambda done, total, _path: bars(Progress(done, total, "scanning")))
-        if not dataset.items:
-            raise DatasetError(f"{source}: no readable images")
+        dataset = scan_images(args.data, cache, bars)
         pred = predict(bundle, dataset, cache=cache, on_event=bars)
         names: set[str] = set()
         for done, (path, prob) in enumerate(zip(pred.paths, pred.probs, strict=True), start=1):

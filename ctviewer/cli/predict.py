@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ctviewer.cli._progress import ProgressBars, add_progress_flag
-from ctviewer.core.errors import CTViewerError, DatasetError
+from ctviewer.core.errors import CTViewerError
 
 
 def register(subparsers: Any) -> None:
@@ -32,10 +32,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ctviewer.cli._data import scan_images
     from ctviewer.core.bundle import load_bundle
     from ctviewer.core.cache import Cache
-    from ctviewer.core.dataset import discover
-    from ctviewer.core.events import Progress
     from ctviewer.core.inference import predict
     from ctviewer.core.report import write_predictions_csv
 
@@ -43,16 +42,8 @@ def run(args: argparse.Namespace) -> int:
         raise CTViewerError(f"--batch-size must be a positive number (got {args.batch_size})")
     bundle = load_bundle(args.bundle)  # fail fast on a bad bundle, before scanning
     cache = Cache(args.cache_dir) if args.cache_dir else Cache()
-    source = args.data[0] if len(args.data) == 1 else args.data
     with ProgressBars(disable=args.quiet) as bars:
-        dataset = discover(source, cache=cache,
-                           progress=lambda done, total, _path: bars(Progress(done, total, "scanning")))
-        if dataset.report.skipped:
-            first = dataset.report.skipped[0]
-            bars.write(f"warning: skipped {len(dataset.report.skipped)} unreadable files "
-                       f"(e.g. {first.path}: {first.reason})")
-        if not dataset.items:
-            raise DatasetError(f"{source}: no readable images")
+        dataset = scan_images(args.data, cache, bars)
         pred = predict(bundle, dataset, tta=args.tta, batch_size=args.batch_size, cache=cache, on_event=bars)
     write_predictions_csv(pred, args.csv, pseudonymise_salt=args.pseudonymise)
     print(format_prediction_summary(pred, bundle, Path(args.csv)))

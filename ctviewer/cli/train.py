@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ctviewer.cli._progress import InterruptToStop, ProgressBars, add_progress_flag, quiet_tensorflow_logs
-from ctviewer.core.errors import Cancelled, CTViewerError, DatasetError
+from ctviewer.core.errors import Cancelled, CTViewerError
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,20 +60,13 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 def load_dataset(args: argparse.Namespace, bars: ProgressBars) -> tuple[Any, Any]:
     """Discover DATA with a progress bar; return (dataset, cache). Skipped files are reported on stderr."""
+    from ctviewer.cli._data import scan_images
     from ctviewer.core.cache import Cache
-    from ctviewer.core.dataset import discover
-    from ctviewer.core.events import Progress
 
     cache = Cache(args.cache_dir) if args.cache_dir else Cache()
-    dataset = discover(args.data, positive=args.positive, cache=cache,
-                       progress=lambda done, total, _path: bars(Progress(done, total, "scanning")))
-    if dataset.report.skipped:
-        first = dataset.report.skipped[0]
-        bars.write(f"warning: skipped {len(dataset.report.skipped)} unreadable files (e.g. {first.path}: {first.reason})")
+    dataset = scan_images(args.data, cache, bars, positive=args.positive)
     for note in dataset.report.notes:
         bars.write(f"note: {note}")
-    if not dataset.items:
-        raise DatasetError(f"{args.data}: no readable images")
     dataset.require_binary()
     return dataset, cache
 
