@@ -120,6 +120,15 @@ def test_train_two_epochs_then_results_gradcam_export_and_bundle(window, open_fo
     assert "tail-split-one-class" in {f.code for f in checked.args[0]}  # the demo folder is class-ordered
 
 
+def _train_until(window, qtbot, signal: str, count: int) -> list:
+    """Start training and wait until the worker sent ``count`` events of ``signal`` (it goes on)."""
+    seen: list = []
+    worker = window.training.start_training()
+    getattr(worker, signal).connect(seen.append)
+    qtbot.waitUntil(lambda: len(seen) >= count, timeout=TRAIN_TIMEOUT_MS)
+    return seen
+
+
 def test_event_loop_stays_responsive_and_cancel_keeps_best_epoch(window, open_folder, demo_folder, qtbot):
     """A 10 ms timer records every turn of the GUI event loop while training runs.
 
@@ -137,11 +146,8 @@ def test_event_loop_stays_responsive_and_cancel_keeps_best_epoch(window, open_fo
     timer = QTimer()
     timer.setInterval(10)
     timer.timeout.connect(lambda: ticks.append((time.perf_counter(), time.process_time())))
-    epochs_seen = []
     timer.start()
-    worker = window.training.start_training()
-    worker.epoch_ended.connect(epochs_seen.append)
-    qtbot.waitUntil(lambda: len(epochs_seen) >= 2, timeout=TRAIN_TIMEOUT_MS)
+    _train_until(window, qtbot, "epoch_ended", 2)
     with qtbot.waitSignal(window.training.training_finished, timeout=120_000) as finished:
         window.training.cancel_button.click()
     timer.stop()
@@ -167,10 +173,7 @@ def test_event_loop_stays_responsive_and_cancel_keeps_best_epoch(window, open_fo
 def test_closing_during_training_cancels_and_stops_every_thread(window, open_folder, demo_folder, qtbot):
     open_folder(window, demo_folder)
     _configure(window, epochs=40, batch=2)
-    batches = []
-    worker = window.training.start_training()
-    worker.batch_ended.connect(batches.append)
-    qtbot.waitUntil(lambda: len(batches) >= 3, timeout=TRAIN_TIMEOUT_MS)
+    _train_until(window, qtbot, "batch_ended", 3)
     engine = window.session.engine
     process = engine._process
     start = time.perf_counter()
@@ -206,10 +209,7 @@ def test_another_dataset_opened_during_training_is_said_and_the_results_name_the
     shutil.copytree(demo_folder, other)
     open_folder(window, demo_folder)
     _configure(window, epochs=400, batch=2)
-    epochs_seen = []
-    worker = window.training.start_training()
-    worker.epoch_ended.connect(epochs_seen.append)
-    qtbot.waitUntil(lambda: len(epochs_seen) >= 1, timeout=TRAIN_TIMEOUT_MS)
+    _train_until(window, qtbot, "epoch_ended", 1)
 
     open_folder(window, other)
     assert f"this training goes on with {demo_folder}" in window.training.log.toPlainText()
