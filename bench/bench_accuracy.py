@@ -1,14 +1,14 @@
 """Accuracy side by side: every model on the same patient-grouped, stratified 5 folds of the SIIM set.
 
-Rows, in this order: the default recipe (`ctviewer.core.training.cross_validate` with
+Rows, in this order: the default recipe (`ctviewer.core.training.cv.cross_validate` with
 `models.default_config("default")`); the question's ``seed`` network with the question's
-settings; the logistic regression on intensity histograms (`ctviewer.core.baseline`); each
+settings; the logistic regression on intensity histograms (`ctviewer.core.explain.baseline`); each
 transfer backbone whose ImageNet weights are on this machine (a row says so when not).
 
 Every CNN row goes through `cross_validate`, whose folds are `splits.kfold(dataset, 5,
 seed=config.seed)`; the baseline uses `splits.kfold_assignment` with the same seed. The
 section checks that all rows were tested on identical folds and prints the check.
-Metrics come from `ctviewer.core.evaluation` (AUC with DeLong interval; the rest at each
+Metrics come from `ctviewer.core.metrics.evaluation` (AUC with DeLong interval; the rest at each
 row's decision threshold).
 
 Run alone: ``python bench/run_all.py --only accuracy [--quick]``.
@@ -38,7 +38,7 @@ SEED_SIZE = 128
 class Row:
     name: str
     settings: str
-    metrics: Any = None  # ctviewer.core.evaluation.Metrics
+    metrics: Any = None  # ctviewer.core.metrics.evaluation.Metrics
     predicted: str = ""
     seconds: float = 0.0
     fold_of: np.ndarray | None = None
@@ -55,7 +55,7 @@ def seed_config(epochs: int, size: int) -> Any:
     EarlyStopping on *training* accuracy with patience 40 and the best weights restored,
     and argmax as the decision (threshold fixed at 0.5).
     """
-    from ctviewer.core.models import config_for
+    from ctviewer.core.model.recipes import config_for
 
     return config_for(
         "seed", input_size=size, epochs=epochs, batch_size=10, optimizer="sgd", learning_rate=0.01,
@@ -90,7 +90,7 @@ def _progress(name: str) -> Any:
 
 
 def cnn_row(name: str, dataset: Any, config: Any, settings: str) -> Row:
-    from ctviewer.core.training import cross_validate
+    from ctviewer.core.training.cv import cross_validate
 
     start = time.perf_counter()
     result = cross_validate(dataset, config, folds=bc.FOLDS, on_event=_progress(name))
@@ -105,8 +105,8 @@ def cnn_row(name: str, dataset: Any, config: Any, settings: str) -> Row:
 
 
 def baseline_row(dataset: Any) -> Row:
-    from ctviewer.core.baseline import HistogramSpec, baseline_for_dataset
-    from ctviewer.core.evaluation import compute_metrics
+    from ctviewer.core.explain.baseline import HistogramSpec, baseline_for_dataset
+    from ctviewer.core.metrics.evaluation import compute_metrics
 
     start = time.perf_counter()
     result = baseline_for_dataset(dataset, k=bc.FOLDS, seed=bc.SPLIT_SEED)
@@ -123,7 +123,7 @@ def baseline_row(dataset: Any) -> Row:
 
 def backbone_rows(dataset: Any, quick: bool) -> list[Row]:
     """One row per transfer backbone: cross-validated when its weights are local, else why not."""
-    from ctviewer.core import models
+    from ctviewer.core.model import recipes as models
 
     rows = []
     for name in models.BACKBONES:
@@ -154,9 +154,9 @@ def _cells(row: Row) -> list[str]:
 
 def run(quick: bool = False, data: Path | None = None, seed_size: int = SEED_SIZE) -> None:
     """Print the accuracy table (quick: 2 epochs per CNN, a smoke test of the wiring only)."""
-    from ctviewer.core.dataset import discover
-    from ctviewer.core.models import default_config
-    from ctviewer.core.splits import kfold
+    from ctviewer.core.data.dataset import discover
+    from ctviewer.core.data.splits import kfold
+    from ctviewer.core.model.recipes import default_config
 
     data = Path(data or bc.DEFAULT_DATA)
     dataset = discover(data, positive=bc.POSITIVE)

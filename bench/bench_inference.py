@@ -1,6 +1,6 @@
 """Inference: milliseconds per image at batch 1 and batch 32, with and without test-time augmentation.
 
-Times `ctviewer.core.inference.predict` on preprocessed arrays (the path every prediction
+Times `ctviewer.core.model.inference.predict` on preprocessed arrays (the path every prediction
 takes after the cache: fixed-shape padded batches, ``predict_on_batch``, BatchNorm in
 inference mode), for the default recipe and the ``seed`` network at their recipe input
 sizes, plus one row over the SIIM files through the cache. Weights are freshly initialised:
@@ -30,7 +30,7 @@ def _time_predict(model: Any, x: np.ndarray, batch_size: int, tta: bool, repeats
 
     Best, not mean: on a shared machine other processes only ever add time.
     """
-    from ctviewer.core.inference import predict
+    from ctviewer.core.model.inference import predict
 
     predict(model, x[:batch_size], tta=tta, batch_size=batch_size)
     best = float("inf")
@@ -42,7 +42,7 @@ def _time_predict(model: Any, x: np.ndarray, batch_size: int, tta: bool, repeats
 
 
 def run(quick: bool = False, data: Path | None = None) -> None:
-    from ctviewer.core.models import build_model, config_for
+    from ctviewer.core.model.recipes import build_model, config_for
 
     n = {1: 8, 32: 32} if quick else {1: 48, 32: 96}
     repeats = 1 if quick else REPEATS
@@ -66,9 +66,9 @@ def run(quick: bool = False, data: Path | None = None) -> None:
         "same model, same images: batch 32 is one padded predict_on_batch per 32 images, batch 1 one per image",
     ]
     if folder.is_dir():
-        from ctviewer.core.cache import Cache
-        from ctviewer.core.dataset import discover
-        from ctviewer.core.inference import predict
+        from ctviewer.core.data.cache import Cache
+        from ctviewer.core.data.dataset import discover
+        from ctviewer.core.model.inference import predict
 
         config = config_for("default")
         model = build_model(config)

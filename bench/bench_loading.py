@@ -39,7 +39,7 @@ def plain_pydicom_resized(paths: list[Path], size: int) -> float:
 
 def run(quick: bool = False, data: Path | None = None) -> None:
     """Print the loading table (quick: one cached repeat instead of three)."""
-    from ctviewer.core.cache import Cache
+    from ctviewer.core.data.cache import Cache
 
     folder = Path(data or bc.DEFAULT_DATA)
     paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() == ".dcm")

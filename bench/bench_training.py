@@ -1,7 +1,7 @@
 """Training throughput: images/s, peak memory and achieved FLOP/s against the measured matmul peak.
 
 Each measurement runs in a fresh process (so its peak RSS is its own) and feeds the model
-through ctviewer's own tf.data pipeline (`ctviewer.core.training.make_tf_dataset`): the
+through ctviewer's own tf.data pipeline (`ctviewer.core.training.pipeline.make_tf_dataset`): the
 in-memory path for the size table, the streamed-from-``.npy`` path for the 2,000-slice run.
 The first batch (graph tracing, thread pools) is timed apart from the steady-state batches.
 
@@ -49,7 +49,7 @@ MAX_STEPS = 400
 
 def batch_size_for(model_name: str, size: int) -> int:
     """The recipe's batch size, or a smaller one where the recipe's would not fit in memory."""
-    from ctviewer.core.models import config_for
+    from ctviewer.core.model.recipes import config_for
 
     return BATCH_OVERRIDES.get((model_name, size), config_for(model_name).batch_size)
 
@@ -63,8 +63,8 @@ def _timed_fit(model_name: str, size: int, images: Any, indices: np.ndarray, y: 
     """
     import keras
 
-    from ctviewer.core.models import build_model, compile_model, config_for
-    from ctviewer.core.training import class_weights, make_tf_dataset
+    from ctviewer.core.model.recipes import build_model, compile_model, config_for
+    from ctviewer.core.training.pipeline import class_weights, make_tf_dataset
 
     config = config_for(model_name, input_size=size, batch_size=batch_size_for(model_name, size))
     bs = config.batch_size
@@ -100,7 +100,7 @@ def _timed_fit(model_name: str, size: int, images: Any, indices: np.ndarray, y: 
 
 def in_memory_throughput(model_name: str, size: int, min_batches: int, min_seconds: float) -> Throughput:
     """Child process: synthetic images stacked in memory, the trainer's in-memory tf.data path."""
-    from ctviewer.core.training import PreprocessedImages
+    from ctviewer.core.training.pipeline import PreprocessedImages
 
     bs = batch_size_for(model_name, size)
     n = bs * 4  # repeated: the pipeline cycles over 4 batches of distinct images
@@ -113,7 +113,7 @@ def in_memory_throughput(model_name: str, size: int, min_batches: int, min_secon
 
 def streamed_throughput(model_name: str, files: list[str], min_batches: int, min_seconds: float) -> Throughput:
     """Child process: the same, but every batch read from memory-mapped ``.npy`` files on disk."""
-    from ctviewer.core.training import PreprocessedImages
+    from ctviewer.core.training.pipeline import PreprocessedImages
 
     y = np.arange(len(files), dtype=np.int32) % 2
     images = PreprocessedImages(files=list(files), stacked=None, size=STREAM_SIZE)
@@ -133,7 +133,7 @@ def streamed_pipeline_pass(files: list[str], batch_size: int) -> PipelinePass:
     """Child process: one full pass of the streamed tf.data pipeline over every file (no model)."""
     import tensorflow as tf  # noqa: F401 - imported before the RSS baseline is read
 
-    from ctviewer.core.training import PreprocessedImages, make_tf_dataset
+    from ctviewer.core.training.pipeline import PreprocessedImages, make_tf_dataset
 
     y = np.arange(len(files), dtype=np.int32) % 2
     ds = make_tf_dataset(PreprocessedImages(files=list(files), stacked=None, size=STREAM_SIZE), np.arange(len(files)), y,
@@ -161,10 +161,10 @@ def matmul_peak() -> tuple[float, int]:
 def write_synthetic_slices(folder: Path, n: int, size: int) -> list[str]:
     """``n`` float32 ``size`` x ``size`` phantom slices in the wide window, one ``.npy`` each.
 
-    A few phantoms from `ctviewer.core.demo` are drawn, then each file gets its own shift
+    A few phantoms from `ctviewer.core.data.demo` are drawn, then each file gets its own shift
     and noise-free offset, so every file differs without drawing ``n`` phantoms.
     """
-    from ctviewer.core.demo import phantom_slice
+    from ctviewer.core.data.demo import phantom_slice
 
     rng = np.random.default_rng(0)
     bases = []

@@ -17,9 +17,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ctviewer.core.cache import Cache  # noqa: E402
-from ctviewer.core.dataset import discover, load_stack  # noqa: E402
-from ctviewer.core.imaging import Preprocessing  # noqa: E402
+from ctviewer.core.data.cache import Cache
+from ctviewer.core.data.dataset import discover, load_stack
+from ctviewer.core.data.imaging import Preprocessing
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "siim-ct-contrast"
 

@@ -1,7 +1,7 @@
 """Measure model recipes on the SIIM CT contrast set with patient-grouped 5-fold cross-validation.
 
 Runs independently of ``ctviewer.core.training`` (so the recipe can be measured on its own):
-loads the DICOMs with ``ctviewer.core.imaging`` (wide window, ``--size`` px), makes
+loads the DICOMs with ``ctviewer.core.data.imaging`` (wide window, ``--size`` px), makes
 ``StratifiedGroupKFold(5, shuffle=True, random_state=0)`` folds grouped by PatientID, and per
 fold trains on the training part with a patient-grouped inner validation split (early stopping /
 best weights / threshold, never the test fold), then predicts the held-out fold.
@@ -88,7 +88,7 @@ class Data:
 
 
 def load_data(root: Path, size: int) -> Data:
-    from ctviewer.core import imaging
+    from ctviewer.core.data import imaging
 
     prep = imaging.Preprocessing(window="wide", size=size, resize="pad")
     images, labels, patients, hu = [], [], [], []
@@ -119,14 +119,14 @@ def inner_split(labels: np.ndarray, groups: np.ndarray, seed: int) -> tuple[np.n
 
 def youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
     """Youden's J as ``training.fit`` chooses it (middle of the widest best run), 0.5 if one class."""
-    from ctviewer.core.thresholds import choose_threshold
+    from ctviewer.core.metrics.thresholds import choose_threshold
 
     if len(np.unique(y)) < 2:
         return 0.5
     return choose_threshold(y, p, "youden")
 
 
-def save_result(result: "Result", labels: np.ndarray, folder: Path | None) -> None:
+def save_result(result: Result, labels: np.ndarray, folder: Path | None) -> None:
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in result.name)
@@ -213,7 +213,7 @@ def run_keras(
     import keras
     from sklearn.metrics import roc_auc_score
 
-    from ctviewer.core import models
+    from ctviewer.core.model import recipes as models
 
     config = models.default_config(model).with_overrides(**variant.get("config", {})).with_overrides(**overrides)
     arch = replace(models.DefaultArchitecture(), **variant.get("arch", {}))
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    from ctviewer.core import models
+    from ctviewer.core.model import recipes as models
 
     size = args.size or VARIANTS[args.variant[0]].get("config", {}).get("input_size") or models.default_config(args.model).input_size
     t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """Training throughput (images/s) of the default and seed models at input 256 and 512.
 
 Feeds synthetic preprocessed images through ctviewer's own tf.data pipeline
-(`ctviewer.core.training.make_tf_dataset`, in-memory or ``--stream`` from .npy files) into
+(`ctviewer.core.training.pipeline.make_tf_dataset`, in-memory or ``--stream`` from .npy files) into
 ``model.fit`` with each recipe's batch size, optimiser and class weights. One warm-up
 epoch (graph tracing) is excluded; the timed epochs are steady state.
 
@@ -32,12 +32,8 @@ def measure(model_name: str, size: int, n_images: int, epochs: int, stream: bool
     """
     import keras
 
-    from ctviewer.core.models import build_model, compile_model, default_config
-    from ctviewer.core.training import (
-        PreprocessedImages,
-        class_weights,
-        make_tf_dataset,
-    )
+    from ctviewer.core.model.recipes import build_model, compile_model, default_config
+    from ctviewer.core.training.pipeline import PreprocessedImages, class_weights, make_tf_dataset
 
     config = default_config(model_name).with_overrides(input_size=size)
     rng = np.random.default_rng(0)

@@ -16,7 +16,7 @@ def scan_images(data: str | Path | Sequence[str], cache: Any, bars: ProgressBars
 
     A list of one entry is that entry (a folder stays a dataset with its classes).
     """
-    from ctviewer.core.dataset import discover
+    from ctviewer.core.data.dataset import discover
     from ctviewer.core.events import Progress
 
     source = data[0] if not isinstance(data, (str, Path)) and len(data) == 1 else data

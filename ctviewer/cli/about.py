@@ -8,12 +8,7 @@ import json
 
 from ctviewer import __version__
 from ctviewer.core.errors import CTViewerError
-from ctviewer.licences import (
-    component_table,
-    dicom_codec_table,
-    format_component_table,
-    licence_text,
-)
+from ctviewer.licences import component_table, dicom_codec_table, format_component_table, licence_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -36,8 +36,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctviewer.core.report import write_metrics_json, write_predictions_csv, write_text_atomic
-    from ctviewer.core.training import cross_validate
+    from ctviewer.core.metrics.report import write_metrics_json, write_predictions_csv, write_text_atomic
+    from ctviewer.core.training.cv import cross_validate
 
     if args.folds < 2:
         raise CTViewerError(f"--folds must be at least 2 (got {args.folds})")
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     write_metrics_json(result.metrics, out / "metrics.json", extra=result.to_json_extra())
     write_text_atomic(out / "folds.json", json.dumps(result.folds.to_json_dict(), indent=1) + "\n")
     if args.keep_models:
-        from ctviewer.core.bundle import save_bundle
+        from ctviewer.core.model.bundle import save_bundle
 
         for k, member in enumerate(result.models):
             save_bundle(member, out / "models" / f"fold_{k + 1}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ctviewer.core.demo import demo_dataset_dir, make_demo_dataset
+from ctviewer.core.data.demo import demo_dataset_dir, make_demo_dataset
 
 
 def register(sub: argparse._SubParsersAction) -> None:

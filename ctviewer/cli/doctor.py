@@ -70,7 +70,7 @@ def _load_history(path: str) -> dict[str, list[float]]:
 
 
 def _load_split(path: str) -> Any:
-    from ctviewer.core.splits import Folds, Split
+    from ctviewer.core.data.splits import Folds, Split
 
     raw = _read_json(path, "split")
     try:
@@ -81,7 +81,7 @@ def _load_split(path: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctviewer.core.dataset import discover
+    from ctviewer.core.data.dataset import discover
     from ctviewer.core.doctor import findings_to_json, format_finding, run_checks
     from ctviewer.core.events import Message
 
@@ -96,14 +96,14 @@ def run(args: argparse.Namespace) -> int:
     split = _load_split(args.split) if args.split else None
     predictions = None
     if args.predictions:
-        from ctviewer.core.report import read_predictions_csv
+        from ctviewer.core.metrics.report import read_predictions_csv
 
         predictions = read_predictions_csv(args.predictions, positive=args.positive)
     dataset = discover(args.data, positive=args.positive)
     if not len(dataset):
         raise CTViewerError(f"{args.data}: no readable images ({len(dataset.report.skipped)} skipped)")
     if args.validation_split is not None:
-        from ctviewer.core.splits import keras_tail_split
+        from ctviewer.core.data.splits import keras_tail_split
 
         split = keras_tail_split(dataset, args.validation_split)
 

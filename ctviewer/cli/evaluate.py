@@ -30,8 +30,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctviewer.core.evaluation import metrics_from_predictions
-    from ctviewer.core.report import read_predictions_csv
+    from ctviewer.core.metrics.evaluation import metrics_from_predictions
+    from ctviewer.core.metrics.report import read_predictions_csv
 
     if args.threshold is not None and not math.isfinite(args.threshold):
         raise CTViewerError(f"--threshold must be a finite number, got {args.threshold}")
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
 def format_table(metrics: Any, source: str) -> str:
     """The metrics as a plain-text table: metric, value, 95% CI, method; then the warnings."""
-    from ctviewer.core.evaluation import metric_rows
+    from ctviewer.core.metrics.evaluation import metric_rows
 
     negative, positive = metrics.classes or ("negative", "positive")
     lines = [

@@ -33,11 +33,11 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image as PILImage
 
     from ctviewer.cli._data import scan_images
-    from ctviewer.core.bundle import load_bundle
-    from ctviewer.core.cache import Cache
+    from ctviewer.core.data.cache import Cache
     from ctviewer.core.events import Progress
-    from ctviewer.core.gradcam import grad_cam, overlay_rgb
-    from ctviewer.core.inference import predict
+    from ctviewer.core.explain.gradcam import grad_cam, overlay_rgb
+    from ctviewer.core.model.bundle import load_bundle
+    from ctviewer.core.model.inference import predict
 
     if not 0.0 <= args.opacity <= 1.0:
         raise CTViewerError(f"--opacity must be between 0 and 1 (got {args.opacity})")

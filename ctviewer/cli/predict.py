@@ -33,10 +33,10 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ctviewer.cli._data import scan_images
-    from ctviewer.core.bundle import load_bundle
-    from ctviewer.core.cache import Cache
-    from ctviewer.core.inference import predict
-    from ctviewer.core.report import write_predictions_csv
+    from ctviewer.core.data.cache import Cache
+    from ctviewer.core.metrics.report import write_predictions_csv
+    from ctviewer.core.model.bundle import load_bundle
+    from ctviewer.core.model.inference import predict
 
     if args.batch_size < 1:
         raise CTViewerError(f"--batch-size must be a positive number (got {args.batch_size})")
@@ -61,7 +61,7 @@ def format_prediction_summary(pred: Any, bundle: Any, csv_path: Path) -> str:
     ]
     labelled = int(pred.is_labelled.sum())
     if labelled:
-        from ctviewer.core.evaluation import metrics_from_predictions
+        from ctviewer.core.metrics.evaluation import metrics_from_predictions
 
         try:
             metrics = metrics_from_predictions(pred)

@@ -6,7 +6,7 @@ import argparse
 import json
 from collections import Counter
 
-from ctviewer.core.dataset import Dataset, discover
+from ctviewer.core.data.dataset import Dataset, discover
 from ctviewer.core.errors import DatasetError
 
 

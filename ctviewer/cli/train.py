@@ -19,7 +19,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options that override the chosen model's recipe defaults (see `ctviewer.core.models`)."""
+    """Options that override the chosen model's recipe defaults (see `ctviewer.core.model.recipes`)."""
     parser.add_argument("--model", default="default", metavar="NAME",
                         help="default, seed (the original question's network), efficientnetb0, resnet50, densenet121")
     parser.add_argument("--epochs", type=int, metavar="N", help="maximum epochs (early stopping may end sooner)")
@@ -41,7 +41,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """The model's recipe defaults with the command-line overrides applied."""
-    from ctviewer.core.models import default_config
+    from ctviewer.core.model.recipes import default_config
 
     config = default_config(args.model)
     if args.threshold_rule in ("sensitivity", "specificity") and args.target is None:
@@ -61,7 +61,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
 def load_dataset(args: argparse.Namespace, bars: ProgressBars) -> tuple[Any, Any]:
     """Discover DATA with a progress bar; return (dataset, cache). Skipped files are reported on stderr."""
     from ctviewer.cli._data import scan_images
-    from ctviewer.core.cache import Cache
+    from ctviewer.core.data.cache import Cache
 
     cache = Cache(args.cache_dir) if args.cache_dir else Cache()
     dataset = scan_images(args.data, cache, bars, positive=args.positive)
@@ -89,7 +89,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctviewer.core.bundle import save_bundle
+    from ctviewer.core.model.bundle import save_bundle
 
     quiet_tensorflow_logs()
     config = config_from_args(args)
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         dataset, cache = load_dataset(args, bars)
         if args.folds is not None:
             return _train_ensemble(args, config, dataset, cache, bars, out, stop)
-        from ctviewer.core.training import fit
+        from ctviewer.core.training.fit import fit
 
         trained = fit(dataset, config, on_event=bars, should_stop=stop, cache=cache)
     if trained.cancelled and trained.best_epoch is None:
@@ -111,8 +111,8 @@ def run(args: argparse.Namespace) -> int:
 def _train_ensemble(args: argparse.Namespace, config: Any, dataset: Any, cache: Any, bars: ProgressBars,
                     out: Path, stop: InterruptToStop) -> int:
     from ctviewer.cli.cv import format_cv_summary
-    from ctviewer.core.bundle import save_bundle
-    from ctviewer.core.training import cross_validate
+    from ctviewer.core.model.bundle import save_bundle
+    from ctviewer.core.training.cv import cross_validate
 
     if args.folds < 2:
         raise CTViewerError(f"--folds must be at least 2 (got {args.folds})")

@@ -7,14 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from PySide6.QtCore import QModelIndex, QSize, QSortFilterProxyModel, Qt, Signal
-from PySide6.QtGui import (
-    QAction,
-    QIcon,
-    QImage,
-    QPixmap,
-    QStandardItem,
-    QStandardItemModel,
-)
+from PySide6.QtGui import QAction, QIcon, QImage, QPixmap, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -31,9 +24,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ctviewer.core.cache import Cache
-from ctviewer.core.dataset import Dataset, Item
-from ctviewer.core.labels import relabel
+from ctviewer.core.data.cache import Cache
+from ctviewer.core.data.dataset import Dataset, Item
+from ctviewer.core.data.labels import relabel
 from ctviewer.gui.thumbnails import make_thumbnail
 from ctviewer.gui.workers import ThumbnailPool
 
@@ -399,13 +392,13 @@ if __name__ == "__main__":  # a quick look: python -m ctviewer.gui.browser [FOLD
 
     from PySide6.QtWidgets import QApplication
 
-    from ctviewer.core.dataset import discover
+    from ctviewer.core.data.dataset import discover
 
     app = QApplication(sys.argv)
     if len(sys.argv) > 1:
         folder = sys.argv[1]
     else:
-        from ctviewer.core.demo import demo_dataset_dir
+        from ctviewer.core.data.demo import demo_dataset_dir
 
         folder = str(demo_dataset_dir())
     panel = BrowserPanel()

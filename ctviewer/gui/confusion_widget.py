@@ -8,7 +8,7 @@ import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QVBoxLayout, QWidget
 
-from ctviewer.core.evaluation import Interval, confusion, wilson_interval
+from ctviewer.core.metrics.evaluation import Interval, confusion, wilson_interval
 
 
 @dataclass(frozen=True)

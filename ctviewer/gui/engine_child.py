@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ctviewer.core.imaging import Preprocessing
+from ctviewer.core.data.imaging import Preprocessing
 
 
 @dataclass
@@ -39,7 +39,7 @@ class ModelHandle:
     model_id: str = ""
     config: Any = None  # TrainConfig
     history: dict[str, list[float]] | None = None
-    split: Any = None  # ctviewer.core.splits.Split
+    split: Any = None  # ctviewer.core.data.splits.Split
     best_epoch: int | None = None
     epochs_run: int = 0
     cancelled: bool = False
@@ -61,7 +61,7 @@ class Engine:
     """Holds the models of one GUI session and serves calls on them."""
 
     def __init__(self, cache_root: str | None) -> None:
-        from ctviewer.core.cache import Cache
+        from ctviewer.core.data.cache import Cache
 
         self.cache = Cache(cache_root) if cache_root else Cache()
         self.models: dict[str, Any] = {}
@@ -87,20 +87,21 @@ class Engine:
 
     def train(self, dataset: Any, model_name: str, overrides: dict[str, Any], folds: int,
               on_event: Callable, should_stop: Callable) -> TrainingOutcome:
-        from ctviewer.core import training
-        from ctviewer.core.models import default_config
+        from ctviewer.core.model.recipes import default_config
+        from ctviewer.core.training.cv import cross_validate
+        from ctviewer.core.training.fit import fit
 
         config = default_config(model_name).with_overrides(**overrides)
         if folds >= 2:
-            cv = training.cross_validate(dataset, config, folds=folds, on_event=on_event, should_stop=should_stop,
-                                         keep_models=True, cache=self.cache)
+            cv = cross_validate(dataset, config, folds=folds, on_event=on_event, should_stop=should_stop,
+                                keep_models=True, cache=self.cache)
             handle = None
             if cv.ensemble is not None:
                 handle = self._keep(cv.ensemble, "ensemble", f"ensemble of {folds} fold models ({config.model})",
                                     history=None, split=cv.folds)
             return TrainingOutcome(handle, cv.predictions, "out-of-fold predictions (cross-validation)",
                                    f"{folds}-fold cross-validation done", histories=list(cv.histories))
-        trained = training.fit(dataset, config, on_event=on_event, should_stop=should_stop, cache=self.cache)
+        trained = fit(dataset, config, on_event=on_event, should_stop=should_stop, cache=self.cache)
         source = f"{config.model} trained in this session" + (" (cancelled, best epoch kept)" if trained.cancelled else "")
         handle = self._keep(trained, "trained", source, history=dict(trained.history), split=trained.split,
                             best_epoch=trained.best_epoch, epochs_run=trained.epochs_run, cancelled=trained.cancelled)
@@ -111,28 +112,28 @@ class Engine:
                                summary, histories=[dict(trained.history)])
 
     def predict(self, model_id: str, dataset: Any, on_event: Callable, should_stop: Callable) -> Any:
-        from ctviewer.core.inference import predict
+        from ctviewer.core.model.inference import predict
 
         return predict(self.model(model_id), dataset, cache=self.cache, on_event=on_event, should_stop=should_stop)
 
     def grad_cam(self, model_id: str, path: str) -> Any:
         import numpy as np
 
-        from ctviewer.core.gradcam import grad_cam
+        from ctviewer.core.explain.gradcam import grad_cam
 
         model = self.model(model_id)
         array = np.asarray(self.cache.array(path, model.preprocessing), dtype=np.float32)
         return np.asarray(grad_cam(model, array), dtype=np.float32)
 
     def save_bundle(self, model_id: str, folder: str) -> str:
-        from ctviewer.core.bundle import save_bundle
+        from ctviewer.core.model.bundle import save_bundle
 
         return str(save_bundle(self.model(model_id), folder))
 
     def load_bundle(self, folder: str) -> ModelHandle:
         import json
 
-        from ctviewer.core.bundle import load_bundle
+        from ctviewer.core.model.bundle import load_bundle
 
         bundle = load_bundle(folder)
         raw = getattr(bundle.card, "raw", {}) or {}
@@ -140,7 +141,7 @@ class Engine:
         split_file = Path(bundle.folder) / "split.json"
         if split_file.is_file():
             try:
-                from ctviewer.core.splits import Split
+                from ctviewer.core.data.splits import Split
 
                 split = Split.from_json_dict(json.loads(split_file.read_text(encoding="utf-8")))
             except (ValueError, KeyError, TypeError):
@@ -160,7 +161,7 @@ class Engine:
         return "pong"
 
     def model_names(self) -> tuple[str, ...]:
-        from ctviewer.core.models import MODEL_NAMES
+        from ctviewer.core.model.recipes import MODEL_NAMES
 
         return tuple(MODEL_NAMES)
 

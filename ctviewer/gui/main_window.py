@@ -9,14 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import (
-    QAction,
-    QCloseEvent,
-    QDragEnterEvent,
-    QDropEvent,
-    QGuiApplication,
-    QKeySequence,
-)
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -28,12 +21,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ctviewer.core.dataset import Dataset
+from ctviewer.core.data.dataset import Dataset
+from ctviewer.core.data.labels import default_labels_path, write_labels_csv
 from ctviewer.core.errors import Cancelled
 from ctviewer.gui.browser import BrowserPanel
 from ctviewer.gui.cam import CamController
 from ctviewer.gui.errors import error_box
-from ctviewer.core.labels import default_labels_path, write_labels_csv
 from ctviewer.gui.results_panel import ResultsPanel
 from ctviewer.gui.session import Session
 from ctviewer.gui.tags_panel import TagsPanel
@@ -217,7 +210,7 @@ class MainWindow(QMainWindow):
 
     def open_demo(self) -> None:
         def job(on_event, should_stop):
-            from ctviewer.core.demo import demo_dataset_dir
+            from ctviewer.core.data.demo import demo_dataset_dir
             from ctviewer.core.events import Progress
 
             on_event(Progress(0, 0, "making the demo dataset (first time only)"))
@@ -234,7 +227,7 @@ class MainWindow(QMainWindow):
         cache = self.session.cache
 
         def job(on_event, should_stop):
-            from ctviewer.core.dataset import discover
+            from ctviewer.core.data.dataset import discover
             from ctviewer.core.events import Progress
 
             def progress(done: int, total: int, path: str) -> None:
@@ -244,7 +237,7 @@ class MainWindow(QMainWindow):
 
             first: list[str] = []
 
-            def found(item) -> None:  # noqa: ANN001 - a core Item
+            def found(item) -> None:
                 if not first:
                     first.append(item.path)
                     on_event(ImageRead(item.path))

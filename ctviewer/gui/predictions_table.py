@@ -5,16 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import (
-    QAbstractTableModel,
-    QModelIndex,
-    QPersistentModelIndex,
-    QSortFilterProxyModel,
-    Qt,
-)
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QBrush, QColor
 
-from ctviewer.core.predictions import Predictions
+from ctviewer.core.metrics.predictions import Predictions
 
 COLUMNS = ("File", "Patient", "Label", "P(positive)", "Predicted", "Correct", "Fold")
 SORT_ROLE = Qt.ItemDataRole.UserRole + 10

@@ -26,15 +26,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ctviewer.core.predictions import Predictions
+from ctviewer.core.metrics.predictions import Predictions
 from ctviewer.gui.confusion_widget import ConfusionMatrixWidget, operating_point
 from ctviewer.gui.doctor_panel import DoctorPanel
-from ctviewer.gui.predictions_table import (
-    COLUMNS,
-    PATH_ROLE,
-    PredictionsFilter,
-    PredictionsModel,
-)
+from ctviewer.gui.predictions_table import COLUMNS, PATH_ROLE, PredictionsFilter, PredictionsModel
 from ctviewer.gui.roc_plot import RocPlot
 from ctviewer.gui.session import Session
 from ctviewer.gui.workers import WorkerError
@@ -169,7 +164,7 @@ class ResultsPanel(QWidget):
     def _fill_roc(self) -> None:
         # Numpy only (no scikit-learn import on the GUI thread): the counts at every candidate
         # threshold are the ROC's corners, plus the (0, 0) and (1, 1) ends.
-        from ctviewer.core.evaluation import delong_auc, metrics_at_thresholds
+        from ctviewer.core.metrics.evaluation import delong_auc, metrics_at_thresholds
 
         keep = self._y >= 0
         y, p = self._y[keep], self.predictions.probs[keep]
@@ -237,7 +232,7 @@ class ResultsPanel(QWidget):
 
     def export_csv(self, path: str | Path) -> Path:
         """Write the predictions at the current threshold in the core's CSV format."""
-        from ctviewer.core.report import write_predictions_csv
+        from ctviewer.core.metrics.report import write_predictions_csv
 
         return write_predictions_csv(self.predictions_at_threshold(), path)
 

@@ -28,7 +28,7 @@ def self_test(window: object, timeout_s: float = 600.0) -> int:
         window.close()
         return 1
 
-    from ctviewer.core.demo import make_demo_dataset
+    from ctviewer.core.data.demo import make_demo_dataset
 
     with tempfile.TemporaryDirectory(prefix="ctviewer-selftest-") as tmp:
         folder = make_demo_dataset(Path(tmp) / "demo", n_patients=3, slices_per_patient=2, size=64)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ctviewer.core.cache import Cache
-from ctviewer.core.dataset import Dataset
-from ctviewer.core.imaging import Preprocessing
-from ctviewer.core.predictions import Predictions
+from ctviewer.core.data.cache import Cache
+from ctviewer.core.data.dataset import Dataset
+from ctviewer.core.data.imaging import Preprocessing
+from ctviewer.core.metrics.predictions import Predictions
 from ctviewer.gui.engine import EngineClient
 
 

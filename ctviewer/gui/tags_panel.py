@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import (
-    QHeaderView,
-    QLineEdit,
-    QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QHeaderView, QLineEdit, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
-from ctviewer.core.imaging import Image
+from ctviewer.core.data.imaging import Image
 
 
 def describe_image(image: Image) -> list[tuple[str, str]]:
@@ -79,7 +72,7 @@ if __name__ == "__main__":  # a quick look: python -m ctviewer.gui.tags_panel FI
 
     from PySide6.QtWidgets import QApplication
 
-    from ctviewer.core.imaging import load
+    from ctviewer.core.data.imaging import load
 
     app = QApplication(sys.argv)
     panel = TagsPanel()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtGui import QImage
 
-from ctviewer.core.cache import Cache
-from ctviewer.core.imaging import Preprocessing
+from ctviewer.core.data.cache import Cache
+from ctviewer.core.data.imaging import Preprocessing
 
 THUMBNAIL_WINDOW = "dicom"  # the scanner's own window; falls back to a percentile window
 

@@ -23,8 +23,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ctviewer.core.config import MODEL_NAMES, TrainConfig
-from ctviewer.core.dataset import Dataset
+from ctviewer.core.data.dataset import Dataset
+from ctviewer.core.model.config import MODEL_NAMES, TrainConfig
 from ctviewer.gui.curves import CurvesWidget
 from ctviewer.gui.session import Session
 from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner

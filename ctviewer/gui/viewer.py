@@ -15,25 +15,10 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QHBoxLayout,
-    QLabel,
-    QSlider,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
+from ctviewer.core.data.imaging import WINDOW_PRESETS, Image, load, parse_window, resolve_window
 from ctviewer.core.errors import ImageReadError
-from ctviewer.core.imaging import (
-    WINDOW_PRESETS,
-    Image,
-    load,
-    parse_window,
-    resolve_window,
-)
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 
@@ -430,7 +415,7 @@ if __name__ == "__main__":  # a quick look: python -m ctviewer.gui.viewer [image
     viewer.show()
     files = sys.argv[1:]
     if not files:
-        from ctviewer.core.demo import demo_dataset_dir
+        from ctviewer.core.data.demo import demo_dataset_dir
 
         files = sorted(str(p) for p in (demo_dataset_dir() / "contrast").rglob("*.dcm"))[:3]
     viewer.show_series(files)

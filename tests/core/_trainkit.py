@@ -6,16 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ctviewer.core.cache import Cache
-from ctviewer.core.config import TrainConfig
-from ctviewer.core.dataset import Dataset, discover
+from ctviewer.core.data.cache import Cache
+from ctviewer.core.data.dataset import Dataset, discover
+from ctviewer.core.model.config import TrainConfig
 
 TINY_SIZE = 32
 
 
 def tiny_demo(folder: Path, n_patients: int = 5, slices: int = 2, size: int = 48) -> tuple[Dataset, Cache]:
     """A demo CT set (two classes, ``n_patients`` each) and a private cache for it."""
-    from ctviewer.core.demo import make_demo_dataset
+    from ctviewer.core.data.demo import make_demo_dataset
 
     make_demo_dataset(folder / "data", n_patients=n_patients, slices_per_patient=slices, size=size)
     cache = Cache(folder / "cache")
@@ -24,7 +24,7 @@ def tiny_demo(folder: Path, n_patients: int = 5, slices: int = 2, size: int = 48
 
 def tiny_config(**overrides: object) -> TrainConfig:
     """The default recipe at 32 px for 2 epochs: seconds on 2 cores."""
-    from ctviewer.core.models import default_config
+    from ctviewer.core.model.recipes import default_config
 
     base = default_config("default").with_overrides(input_size=TINY_SIZE, epochs=2, batch_size=8, patience=5)
     return base.with_overrides(**overrides)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ctviewer.core.models import build_model, default_config
+from ctviewer.core.model.recipes import build_model, default_config
 
 
-def _augmentation_layers(model) -> list[str]:  # noqa: ANN001
+def _augmentation_layers(model) -> list[str]:
     names = []
     for layer in model._flatten_layers(include_self=False):
         if "aug_" in layer.name:

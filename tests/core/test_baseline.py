@@ -7,13 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from ctviewer.core.baseline import (
+from ctviewer.core.errors import DatasetError
+from ctviewer.core.explain.baseline import (
     HistogramSpec,
     baseline_for_dataset,
     cross_validate_baseline,
     histogram_features,
 )
-from ctviewer.core.errors import DatasetError
 
 
 def hu_to_unit(hu: float) -> float:
@@ -85,8 +85,8 @@ def test_too_few_patients_is_a_clear_error_and_k_shrinks_to_what_is_possible():
 
 
 def test_baseline_for_a_demo_dataset_uses_every_image(tmp_path):
-    from ctviewer.core.dataset import discover
-    from ctviewer.core.demo import make_demo_dataset
+    from ctviewer.core.data.dataset import discover
+    from ctviewer.core.data.demo import make_demo_dataset
 
     ds = discover(make_demo_dataset(tmp_path / "demo", n_patients=5, slices_per_patient=2, size=48))
     result = baseline_for_dataset(ds, k=5, seed=0, spec=HistogramSpec(size=48))
@@ -99,7 +99,7 @@ def test_baseline_for_a_demo_dataset_uses_every_image(tmp_path):
 @pytest.mark.siim
 def test_baseline_on_the_siim_set_matches_the_issue(siim_dir):
     """The issue quotes AUC 0.96 for this baseline under patient-grouped 5-fold CV."""
-    from ctviewer.core.dataset import discover
+    from ctviewer.core.data.dataset import discover
 
     ds = discover(siim_dir, positive="contrast")
     result = baseline_for_dataset(ds, k=5, seed=0)

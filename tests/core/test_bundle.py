@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from _trainkit import tiny_config, tiny_demo
 
-from ctviewer.core.bundle import CARD_FILE, MODEL_FILE, SPLIT_FILE, Ensemble, load_bundle, read_card, save_bundle
+from ctviewer.core.data.splits import Split
 from ctviewer.core.errors import ModelError
-from ctviewer.core.inference import predict
-from ctviewer.core.splits import Split
-from ctviewer.core.training import fit
+from ctviewer.core.model.bundle import CARD_FILE, MODEL_FILE, SPLIT_FILE, Ensemble, load_bundle, read_card, save_bundle
+from ctviewer.core.model.inference import predict
+from ctviewer.core.training.fit import fit
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,7 +79,7 @@ def test_card_says_everything_needed(trained_set):
 
 
 def test_dataset_hash_ignores_order_but_not_content(trained_set):
-    from ctviewer.core.training import dataset_content_hash
+    from ctviewer.core.training.results import dataset_content_hash
 
     _, dataset, _, _ = trained_set
     reversed_ds = dataclasses.replace(dataset, items=list(reversed(dataset.items)))
@@ -89,7 +89,7 @@ def test_dataset_hash_ignores_order_but_not_content(trained_set):
 
 def test_read_card_does_not_import_tensorflow(trained_set):
     _, _, _, bundle_dir = trained_set
-    code = (f"import sys; from ctviewer.core.bundle import read_card; c = read_card({str(bundle_dir)!r}); "
+    code = (f"import sys; from ctviewer.core.model.bundle import read_card; c = read_card({str(bundle_dir)!r}); "
             "print(c.positive, c.preprocessing.size, 'tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
@@ -201,7 +201,7 @@ def test_ensemble_bundle_round_trip(trained_set, tmp_path: Path):
     np.testing.assert_allclose(predict(loaded, dataset, cache=cache).probs, mean, atol=1e-6)
 
     # Grad-CAM of an ensemble: the normalised mean of its members' maps.
-    from ctviewer.core.gradcam import ensemble_members, grad_cam
+    from ctviewer.core.explain.gradcam import ensemble_members, grad_cam
 
     image = np.asarray(cache.array(dataset.paths[0], trained.preprocessing))
     assert len(ensemble_members(loaded.model)) == 2

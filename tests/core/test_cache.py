@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ctviewer.core import imaging
-from ctviewer.core.cache import Cache, NoCache
-from ctviewer.core.dataset import discover, load_stack
-from ctviewer.core.demo import make_demo_dataset
+from ctviewer.core.data import imaging
+from ctviewer.core.data.cache import Cache, NoCache
+from ctviewer.core.data.dataset import discover, load_stack
+from ctviewer.core.data.demo import make_demo_dataset
 from ctviewer.core.errors import Cancelled
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from ctviewer.cli import main
-from ctviewer.core.evaluation import compute_metrics, metric_rows
-from ctviewer.core.predictions import Predictions
-from ctviewer.core.report import write_predictions_csv
+from ctviewer.core.metrics.evaluation import compute_metrics, metric_rows
+from ctviewer.core.metrics.predictions import Predictions
+from ctviewer.core.metrics.report import write_predictions_csv
 
 CLASSES = ("no_contrast", "contrast")
 

@@ -9,12 +9,12 @@ import pytest
 from PIL import Image as PILImage
 
 from ctviewer.cli import main
-from ctviewer.core.gradcam import overlay_rgb
+from ctviewer.core.explain.gradcam import overlay_rgb
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from ctviewer.core.demo import make_demo_dataset
+    from ctviewer.core.data.demo import make_demo_dataset
 
     root = tmp_path_factory.mktemp("gradcam")
     data = make_demo_dataset(root / "data", n_patients=3, slices_per_patient=2, size=48)

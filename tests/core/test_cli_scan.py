@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ctviewer.cli import main
-from ctviewer.core.demo import make_demo_dataset
+from ctviewer.core.data.demo import make_demo_dataset
 
 
 def test_scan_json_on_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

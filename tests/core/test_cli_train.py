@@ -16,7 +16,7 @@ TINY = ["--size", "32", "--epochs", "1", "--batch-size", "8", "-q"]
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ctviewer.core.demo import make_demo_dataset
+    from ctviewer.core.data.demo import make_demo_dataset
 
     return make_demo_dataset(tmp_path_factory.mktemp("cli") / "data", n_patients=3, slices_per_patient=2, size=48)
 
@@ -132,7 +132,7 @@ def test_ctrl_c_once_stops_gracefully_and_saves_the_best_epoch(data: Path, tmp_p
 
     original = _progress.ProgressBars.__call__
 
-    def press_ctrl_c_in_epoch_2(self, event):  # noqa: ANN001, ANN202
+    def press_ctrl_c_in_epoch_2(self, event):
         original(self, event)
         if isinstance(event, BatchEnded) and event.epoch == 1 and event.batch == 0:
             os.kill(os.getpid(), signal.SIGINT)

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image as PILImage
 from pydicom.data import get_testdata_file
 
-from ctviewer.core.cache import Cache
-from ctviewer.core.dataset import discover
-from ctviewer.core.demo import make_demo_dataset
+from ctviewer.core.data.cache import Cache
+from ctviewer.core.data.dataset import discover
+from ctviewer.core.data.demo import make_demo_dataset
 from ctviewer.core.errors import DatasetError
 
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
@@ -139,7 +139,7 @@ def test_unreadable_file_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
         real_open = builtins.open
 
-        def guarded_open(file, *args, **kwargs):  # noqa: ANN001, ANN202
+        def guarded_open(file, *args, **kwargs):
             if Path(file) == locked:
                 raise PermissionError(13, "Permission denied", str(file))
             return real_open(file, *args, **kwargs)

@@ -8,9 +8,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from ctviewer.core.dataset import discover  # noqa: E402
-from ctviewer.core.demo import make_demo_dataset  # noqa: E402
-from ctviewer.core.doctor import run_checks  # noqa: E402
+from ctviewer.core.data.dataset import discover
+from ctviewer.core.data.demo import make_demo_dataset
+from ctviewer.core.doctor import run_checks
 
 
 def by_code(findings) -> dict:
@@ -21,10 +21,10 @@ def by_code(findings) -> dict:
 
 
 def test_a_ctviewer_bundle_trained_the_default_way_has_no_split_problems(tmp_path):
-    from ctviewer.core.bundle import save_bundle
     from ctviewer.core.doctor.model_source import as_model_under_test
-    from ctviewer.core.models import default_config
-    from ctviewer.core.training import fit
+    from ctviewer.core.model.bundle import save_bundle
+    from ctviewer.core.model.recipes import default_config
+    from ctviewer.core.training.fit import fit
 
     ds = discover(make_demo_dataset(tmp_path / "ct", n_patients=6, slices_per_patient=2, size=48))
     config = replace(default_config("default"), input_size=32, epochs=1, batch_size=8)

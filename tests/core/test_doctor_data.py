@@ -12,7 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from ctviewer.core.dataset import Dataset, Item
+from ctviewer.core.data.dataset import Dataset, Item
+from ctviewer.core.data.splits import Folds, Split, keras_tail_split, kfold, train_validation_test_split
 from ctviewer.core.doctor import (
     CODES,
     Finding,
@@ -27,8 +28,7 @@ from ctviewer.core.doctor import (
     format_finding,
     run_checks,
 )
-from ctviewer.core.evaluation import wilson_interval
-from ctviewer.core.splits import Folds, Split, keras_tail_split, kfold, train_validation_test_split
+from ctviewer.core.metrics.evaluation import wilson_interval
 
 
 def make_dataset(n_pos: int, n_neg: int, slices: int = 2, shuffled: bool = False, patient_source: str = "dicom",
@@ -120,7 +120,7 @@ def test_small_class_uses_the_best_case_wilson_width():
     # 6 negatives in the test set: even 6/6 has a wide interval.
     ds = make_dataset(20, 6, slices=2)
     items = ds.items
-    test_idx = set(range(0, 6)) | set(range(40, 46))  # 6 contrast + 6 no_contrast images
+    test_idx = set(range(6)) | set(range(40, 46))  # 6 contrast + 6 no_contrast images
     roles = ["test" if i in test_idx else "train" for i in range(len(items))]
     split = Split(tuple(ds.paths), tuple(ds.patients.tolist()), tuple(roles), seed=0)
     found = check_small_class(ds, split)
@@ -271,7 +271,7 @@ def test_run_checks_orders_by_severity_and_is_quiet_on_a_clean_setup():
 
 
 def test_importing_the_doctor_does_not_import_tensorflow_or_sklearn():
-    code = ("import sys, ctviewer.core.doctor, ctviewer.cli.doctor, ctviewer.core.baseline, "
+    code = ("import sys, ctviewer.core.doctor, ctviewer.cli.doctor, ctviewer.core.explain.baseline, "
             "ctviewer.core.doctor.model_checks, ctviewer.core.doctor.model_source; "
             "print(sorted(m for m in ('tensorflow', 'keras', 'sklearn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -280,7 +280,7 @@ def test_importing_the_doctor_does_not_import_tensorflow_or_sklearn():
 
 @pytest.mark.siim
 def test_siim_folder_order_is_a_tail_split_hazard_and_nothing_else(siim_dir):
-    from ctviewer.core.dataset import discover
+    from ctviewer.core.data.dataset import discover
 
     ds = discover(siim_dir, positive="contrast")
     found = run_checks(ds)
@@ -296,10 +296,10 @@ def test_siim_folder_order_is_a_tail_split_hazard_and_nothing_else(siim_dir):
 def test_cli_checks_a_prediction_report_and_a_split_record(tmp_path, capsys):
     """No model needed: a collapsed prediction CSV and a recorded tail split are enough evidence."""
     from ctviewer.cli import main
-    from ctviewer.core.dataset import discover
-    from ctviewer.core.demo import make_demo_dataset
-    from ctviewer.core.predictions import Predictions
-    from ctviewer.core.report import write_predictions_csv
+    from ctviewer.core.data.dataset import discover
+    from ctviewer.core.data.demo import make_demo_dataset
+    from ctviewer.core.metrics.predictions import Predictions
+    from ctviewer.core.metrics.report import write_predictions_csv
 
     folder = make_demo_dataset(tmp_path / "ct", n_patients=5, slices_per_patient=2, size=48)
     ds = discover(folder)

@@ -10,7 +10,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from ctviewer.core.doctor.model_checks import (  # noqa: E402
+from ctviewer.core.doctor.model_checks import (
     call_probs,
     check_baseline,
     check_mode_mismatch,
@@ -20,12 +20,8 @@ from ctviewer.core.doctor.model_checks import (  # noqa: E402
     mode_layers,
     weights_restored,
 )
-from ctviewer.core.doctor.model_source import (  # noqa: E402
-    as_model_under_test,
-    detect_input_scale,
-    shape_for_model,
-)
-from ctviewer.core.errors import ModelError  # noqa: E402
+from ctviewer.core.doctor.model_source import as_model_under_test, detect_input_scale, shape_for_model
+from ctviewer.core.errors import ModelError
 
 SIZE = 16
 
@@ -49,7 +45,7 @@ def scales_of(hu: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def small_model(bn: bool = True, dropout: float = 0.0, momentum: float = 0.99,
-                rescale: float | None = None) -> "keras.Model":
+                rescale: float | None = None) -> keras.Model:
     keras.utils.set_random_seed(0)
     inputs = keras.Input((SIZE, SIZE, 1))
     x = inputs
@@ -65,7 +61,7 @@ def small_model(bn: bool = True, dropout: float = 0.0, momentum: float = 0.99,
     return keras.Model(inputs, outputs)
 
 
-def brightness_model() -> "keras.Model":
+def brightness_model() -> keras.Model:
     """Class 1 when the brightest pixel is above ~0.58 (HU 160): separates the phantoms, never collapses."""
     inputs = keras.Input((SIZE, SIZE, 1))
     x = keras.layers.GlobalMaxPooling2D()(inputs)
@@ -191,7 +187,7 @@ def test_unstable_predictions_quiet_for_a_deterministic_model():
 # --------------------------------------------------------------------------- input scale
 
 
-def _trained_on(scale: str) -> tuple["keras.Model", dict[str, np.ndarray]]:
+def _trained_on(scale: str) -> tuple[keras.Model, dict[str, np.ndarray]]:
     hu, y = hu_images(48)
     arrays = scales_of(hu)
     model = small_model(bn=True, momentum=0.5)
@@ -236,7 +232,7 @@ def test_forcing_hu_on_a_unit_model_is_flagged():
 
 class _Baseline:
     def __init__(self, auc: float) -> None:
-        from ctviewer.core.evaluation import Interval
+        from ctviewer.core.metrics.evaluation import Interval
 
         self.auc, self.auc_ci, self.accuracy, self.k = auc, Interval(auc - 0.05, min(1.0, auc + 0.05)), 0.9, 5
 

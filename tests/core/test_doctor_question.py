@@ -15,12 +15,12 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from ctviewer.cli import main  # noqa: E402
-from ctviewer.core.dataset import discover, load_stack  # noqa: E402
-from ctviewer.core.demo import make_demo_dataset  # noqa: E402
-from ctviewer.core.doctor import run_checks  # noqa: E402
-from ctviewer.core.imaging import Preprocessing  # noqa: E402
-from ctviewer.core.splits import keras_tail_split  # noqa: E402
+from ctviewer.cli import main
+from ctviewer.core.data.dataset import discover, load_stack
+from ctviewer.core.data.demo import make_demo_dataset
+from ctviewer.core.data.imaging import Preprocessing
+from ctviewer.core.data.splits import keras_tail_split
+from ctviewer.core.doctor import run_checks
 
 SIZE = 48
 
@@ -28,7 +28,7 @@ SIZE = 48
 @pytest.fixture(scope="module")
 def question(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Demo CT data in folder order (all contrast, then all no_contrast) and the seed model trained as asked."""
-    from ctviewer.core.models import build_model, compile_model, default_config
+    from ctviewer.core.model.recipes import build_model, compile_model, default_config
 
     root = tmp_path_factory.mktemp("question")
     folder = make_demo_dataset(root / "ct", n_patients=6, slices_per_patient=2, size=SIZE)

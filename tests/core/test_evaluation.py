@@ -1,4 +1,4 @@
-"""Metrics, intervals, curves and threshold choice of ctviewer.core.evaluation."""
+"""Metrics, intervals, curves and threshold choice of ctviewer.core.metrics.evaluation."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from ctviewer.core import evaluation as ev
-from ctviewer.core.predictions import Predictions
+from ctviewer.core.metrics import evaluation as ev
+from ctviewer.core.metrics.predictions import Predictions
 
 Z95 = 1.959963984540054
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image as PILImage
 from pydicom.data import get_testdata_file
 
-from ctviewer.core import imaging
+from ctviewer.core.data import imaging
 from ctviewer.core.errors import ImageReadError
 
 
@@ -196,7 +196,7 @@ def test_jpeg_and_tiff(tmp_path: Path) -> None:
     jpg = imaging.load(_save(arr, tmp_path / "a.jpg"))
     assert jpg.meta.format == "jpeg" and np.abs(jpg.pixels - arr).mean() < 3
     tif16 = tmp_path / "a.tif"
-    PILImage.fromarray((arr.astype(np.uint16) * 200)).save(tif16)
+    PILImage.fromarray(arr.astype(np.uint16) * 200).save(tif16)
     tif = imaging.load(tif16)
     assert tif.meta.format == "tiff" and tif.pixels.max() == pytest.approx(255 * 200)
 

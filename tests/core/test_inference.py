@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from _trainkit import TINY_SIZE, bn_dropout_model, tiny_demo
 
-from ctviewer.core.dataset import discover
+from ctviewer.core.data.dataset import discover
+from ctviewer.core.data.imaging import Preprocessing
 from ctviewer.core.errors import Cancelled, ModelError
 from ctviewer.core.events import Progress
-from ctviewer.core.gradcam import conv_layers, default_layers, grad_cam
-from ctviewer.core.imaging import Preprocessing
-from ctviewer.core.inference import predict, predict_arrays
+from ctviewer.core.explain.gradcam import conv_layers, default_layers, grad_cam
+from ctviewer.core.model.inference import predict, predict_arrays
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,7 @@ def test_grad_cam_explains_feature_maps_not_a_sigmoid_gate():
 
 
 def test_default_recipe_grad_cam_averages_each_members_last_feature_conv():
-    from ctviewer.core.models import build_model, default_config
+    from ctviewer.core.model.recipes import build_model, default_config
 
     model = build_model(default_config("default").with_overrides(input_size=32))
     chosen = default_layers(model)
@@ -166,7 +166,7 @@ def test_predict_uses_bundle_preprocessing_from_trained_model(tmp_path: Path):
     """A trained model carries its preprocessing: predict(dataset) reads the right cached arrays."""
     from _trainkit import tiny_config
 
-    from ctviewer.core.training import fit
+    from ctviewer.core.training.fit import fit
 
     dataset, cache = tiny_demo(tmp_path, n_patients=3, slices=1)
     # tta=False: the comparison below is against a plain forward pass (the default recipe uses TTA).

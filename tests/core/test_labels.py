@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ctviewer.core.dataset import discover
-from ctviewer.core.demo import make_demo_dataset
-from ctviewer.core.labels import default_labels_path, relabel, write_labels_csv
+from ctviewer.core.data.dataset import discover
+from ctviewer.core.data.demo import make_demo_dataset
+from ctviewer.core.data.labels import default_labels_path, relabel, write_labels_csv
 
 
 def test_relabel_a_patient_then_round_trip_through_labels_csv(tmp_path: Path) -> None:

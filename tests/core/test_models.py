@@ -11,10 +11,11 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from ctviewer.core import imaging, models  # noqa: E402
-from ctviewer.core import layers as ct_layers  # noqa: E402
-from ctviewer.core.config import TrainConfig  # noqa: E402
-from ctviewer.core.errors import ModelError  # noqa: E402
+from ctviewer.core.data import imaging
+from ctviewer.core.errors import ModelError
+from ctviewer.core.model import layers as ct_layers
+from ctviewer.core.model import recipes as models
+from ctviewer.core.model.config import TrainConfig
 
 SIZE = 32
 

@@ -1,4 +1,4 @@
-"""Prediction CSV and metrics JSON of ctviewer.core.report, and its atomic writes."""
+"""Prediction CSV and metrics JSON of ctviewer.core.metrics.report, and its atomic writes."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ctviewer.core import report
 from ctviewer.core.errors import CTViewerError
-from ctviewer.core.evaluation import compute_metrics, metrics_from_predictions
-from ctviewer.core.predictions import Predictions
-from ctviewer.core.report import ReportError, read_predictions_csv, write_metrics_json, write_predictions_csv
+from ctviewer.core.metrics import report
+from ctviewer.core.metrics.evaluation import compute_metrics, metrics_from_predictions
+from ctviewer.core.metrics.predictions import Predictions
+from ctviewer.core.metrics.report import ReportError, read_predictions_csv, write_metrics_json, write_predictions_csv
 
 CLASSES = ("no_contrast", "contrast")
 
@@ -40,7 +40,7 @@ def test_header_columns_and_utf8(tmp_path: Path) -> None:
     out = write_predictions_csv(pred, tmp_path / "p.csv")
     raw = out.read_bytes()
     assert raw.decode("utf-8").splitlines()[0] == ",".join(report.PREDICTION_COLUMNS)
-    assert "Ærø".encode("utf-8") in raw and not raw.startswith(b"\xef\xbb\xbf")
+    assert "Ærø".encode() in raw and not raw.startswith(b"\xef\xbb\xbf")
     with open(out, encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == len(pred) and list(rows[0]) == list(report.PREDICTION_COLUMNS)  # no index column
@@ -174,11 +174,10 @@ def test_reader_errors_for_files_and_contradicting_positive(tmp_path: Path) -> N
 def test_a_write_that_fails_midway_leaves_the_old_file(tmp_path: Path) -> None:
     target = tmp_path / "report.txt"
     target.write_text("good old content\n", encoding="utf-8")
-    with pytest.raises(RuntimeError):
-        with report.atomic_open(target) as handle:
-            handle.write("half of the new")
-            handle.flush()
-            raise RuntimeError("disk pulled out")
+    with pytest.raises(RuntimeError), report.atomic_open(target) as handle:
+        handle.write("half of the new")
+        handle.flush()
+        raise RuntimeError("disk pulled out")
     assert target.read_text(encoding="utf-8") == "good old content\n"
     assert os.listdir(tmp_path) == ["report.txt"]  # no temporary file left behind
 
@@ -228,7 +227,7 @@ def test_metrics_json(tmp_path: Path) -> None:
 
 
 def test_per_fold_thresholds_round_trip_and_count_each_row_at_its_own(tmp_path: Path) -> None:
-    from ctviewer.core.predictions import Predictions
+    from ctviewer.core.metrics.predictions import Predictions
 
     probs = np.array([0.9, 0.45, 0.35, 0.2, 0.6, 0.3])
     labels = ["pos", "pos", "neg", "neg", "pos", "neg"]

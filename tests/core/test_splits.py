@@ -9,9 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from ctviewer.core.dataset import Dataset, Item
-from ctviewer.core.errors import DatasetError
-from ctviewer.core.splits import (
+from ctviewer.core.data.dataset import Dataset, Item
+from ctviewer.core.data.splits import (
     TEST,
     TRAIN,
     VALIDATION,
@@ -22,6 +21,7 @@ from ctviewer.core.splits import (
     kfold,
     train_validation_test_split,
 )
+from ctviewer.core.errors import DatasetError
 
 
 def fake_dataset(n_pos_patients: int, n_neg_patients: int, slices=(1, 2, 3), sorted_by_class: bool = True) -> Dataset:
@@ -118,6 +118,6 @@ def test_impossible_splits_raise_clear_errors():
 
 
 def test_splits_module_does_not_import_tensorflow():
-    code = "import sys, ctviewer.core.splits, ctviewer.core.events; print('tensorflow' in sys.modules)"
+    code = "import sys, ctviewer.core.data.splits, ctviewer.core.events; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

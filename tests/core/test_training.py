@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from _trainkit import tiny_config, tiny_demo
 
-from ctviewer.core.cache import Cache
-from ctviewer.core.dataset import discover
+from ctviewer.core.data.cache import Cache
+from ctviewer.core.data.dataset import discover
+from ctviewer.core.data.splits import TRAIN, VALIDATION
 from ctviewer.core.errors import Cancelled, DatasetError, ModelError
 from ctviewer.core.events import BatchEnded, EpochEnded, Message, Progress
-from ctviewer.core.splits import TRAIN, VALIDATION
-from ctviewer.core.training import cross_validate, fit
+from ctviewer.core.training.cv import cross_validate
+from ctviewer.core.training.fit import fit
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -171,7 +172,7 @@ def test_cross_validation_predicts_every_image_out_of_fold(demo):
     extra = json.loads(json.dumps(result.to_json_extra()))
     assert extra["folds"] == 3 and len(extra["fold_metrics"]) == 3
     # The ensemble averages the fold models.
-    from ctviewer.core.inference import predict
+    from ctviewer.core.model.inference import predict
 
     ens = predict(result.ensemble, dataset, cache=cache)
     members = np.mean([predict(m, dataset, cache=cache).probs for m in result.models], axis=0)
@@ -187,8 +188,8 @@ MIRRORED_SCRIPT = textwrap.dedent(
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     sys.path.insert(0, sys.argv[1])
     from _trainkit import tiny_config, tiny_demo
-    from ctviewer.core.training import fit
-    from ctviewer.core.inference import predict
+    from ctviewer.core.training.fit import fit
+    from ctviewer.core.model.inference import predict
     dataset, cache = tiny_demo(Path(tempfile.mkdtemp()), n_patients=3)
     strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
     trained = fit(dataset, tiny_config(epochs=1), cache=cache, strategy=strategy)
@@ -217,8 +218,8 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path: Path):
 
 def test_large_sets_stream_from_the_cache_files(demo, monkeypatch: pytest.MonkeyPatch):
     """Above the in-memory limit nothing is stacked: batches are read from the memory-mapped .npy files."""
-    from ctviewer.core import training
-    from ctviewer.core.imaging import Preprocessing
+    from ctviewer.core.data.imaging import Preprocessing
+    from ctviewer.core.training import pipeline as training
 
     dataset, cache = demo
     prep = Preprocessing("wide", 32, "pad")

@@ -28,7 +28,7 @@ def gui_settings(tmp_path: Path) -> QSettings:
 @pytest.fixture(scope="session")
 def demo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3 patients per class, 2 slices each, 64 x 64 px: 12 CT DICOM files in class folders."""
-    from ctviewer.core.demo import make_demo_dataset
+    from ctviewer.core.data.demo import make_demo_dataset
 
     return make_demo_dataset(tmp_path_factory.mktemp("demo") / "demo", n_patients=3, slices_per_patient=2, size=64)
 
@@ -36,7 +36,7 @@ def demo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def window(qtbot, gui_settings: QSettings, _private_cache: Path):
     """The real main window with private settings and cache; closed (workers stopped) after the test."""
-    from ctviewer.core.cache import Cache
+    from ctviewer.core.data.cache import Cache
     from ctviewer.gui.main_window import MainWindow
     from ctviewer.gui.session import Session
 

@@ -63,7 +63,7 @@ def test_demo_screenshot_in_a_fresh_process_without_tensorflow(tmp_path: Path):
 
 
 def test_panel_choices_and_window_state_persist(qtbot, gui_settings: QSettings, _private_cache: Path):
-    from ctviewer.core.cache import Cache
+    from ctviewer.core.data.cache import Cache
     from ctviewer.gui.main_window import MainWindow
     from ctviewer.gui.session import Session
 

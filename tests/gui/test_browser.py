@@ -9,7 +9,7 @@ from pathlib import Path
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
-from ctviewer.core.dataset import discover
+from ctviewer.core.data.dataset import discover
 
 
 def _disk_counts(folder: Path) -> dict[str, tuple[int, int]]:

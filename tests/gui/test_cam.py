@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 from pydicom.data import get_testdata_file
 
-from ctviewer.core.cache import Cache
+from ctviewer.core.data.cache import Cache
 from ctviewer.gui.cam import CamController
 from ctviewer.gui.session import Session
 from ctviewer.gui.viewer import ImageViewer

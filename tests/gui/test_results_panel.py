@@ -9,8 +9,8 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
-from ctviewer.core.predictions import Predictions
-from ctviewer.core.report import read_predictions_csv
+from ctviewer.core.metrics.predictions import Predictions
+from ctviewer.core.metrics.report import read_predictions_csv
 from ctviewer.gui.predictions_table import PATH_ROLE
 from ctviewer.gui.results_panel import ResultsPanel
 from ctviewer.gui.session import Session
@@ -30,7 +30,7 @@ def predictions() -> Predictions:
 
 @pytest.fixture
 def panel(qtbot, predictions: Predictions, _private_cache: Path) -> ResultsPanel:
-    from ctviewer.core.cache import Cache
+    from ctviewer.core.data.cache import Cache
 
     widget = ResultsPanel(Session(cache=Cache(_private_cache)))
     qtbot.addWidget(widget)
@@ -123,7 +123,7 @@ def test_out_of_fold_rows_are_called_at_their_own_fold_threshold(qtbot, predicti
                                                                  _private_cache: Path, tmp_path: Path):
     from dataclasses import replace
 
-    from ctviewer.core.cache import Cache
+    from ctviewer.core.data.cache import Cache
 
     n = len(predictions)
     folds = np.arange(n) % 3

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ctviewer.core import models
-from ctviewer.core.config import MODEL_NAMES
-from ctviewer.core.models import default_config
+from ctviewer.core.model import recipes as models
+from ctviewer.core.model.config import MODEL_NAMES
+from ctviewer.core.model.recipes import default_config
 
 
 def test_augmentation_checkbox_sets_the_config(window) -> None:

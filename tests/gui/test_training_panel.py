@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QTimer
 
-from ctviewer.core.report import read_predictions_csv
+from ctviewer.core.metrics.report import read_predictions_csv
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
 
-from ctviewer.core.imaging import WINDOW_PRESETS, load
+from ctviewer.core.data.imaging import WINDOW_PRESETS, load
 from ctviewer.gui.viewer import ImageViewer
 
 
@@ -107,7 +107,7 @@ def test_overlay_covers_the_model_square_with_opacity(viewer: ImageViewer):
 
 
 def test_window_level_is_fast_at_1024(qtbot, tmp_path: Path):
-    from ctviewer.core.demo import phantom_slice, write_ct_dicom
+    from ctviewer.core.data.demo import phantom_slice, write_ct_dicom
 
     rng = np.random.default_rng(0)
     paths = []

@@ -91,12 +91,7 @@ def test_frozen_app_reads_compressed_dicom(tmp_path: Path, app_env) -> None:
     import numpy as np
     import pydicom
     from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import (
-        ExplicitVRLittleEndian,
-        JPEG2000Lossless,
-        RLELossless,
-        generate_uid,
-    )
+    from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless, generate_uid
 
     rng = np.random.default_rng(0)
     for label, syntax in (("contrast", RLELossless), ("no_contrast", JPEG2000Lossless)):

@@ -10,13 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ctviewer.resources import (
-    DESKTOP_FILE_NAME,
-    ICON_SIZES,
-    icon_path,
-    icon_paths,
-    resource_path,
-)
+from ctviewer.resources import DESKTOP_FILE_NAME, ICON_SIZES, icon_path, icon_paths, resource_path
 
 REPO = Path(__file__).resolve().parents[2]
 RESOURCES = REPO / "resources"

@@ -10,7 +10,8 @@ start-up; the model checks import TensorFlow when they run.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -54,9 +55,9 @@ def run_checks(
     Parameters
     ----------
     dataset
-        A `ctviewer.core.dataset.Dataset` in its given (folder) order.
+        A `ctviewer.core.data.dataset.Dataset` in its given (folder) order.
     split
-        A `ctviewer.core.splits.Split` or `Folds` over ``dataset`` (a bundle's recorded split
+        A `ctviewer.core.data.splits.Split` or `Folds` over ``dataset`` (a bundle's recorded split
         is used when none is given).
     history
         A Keras ``History`` or its ``.history`` dict (a bundle's recorded history by default).
@@ -64,7 +65,7 @@ def run_checks(
         A bundle folder, a ``.keras``/``.h5`` file, a loaded Bundle, a TrainedModel or a
         ``keras.Model``; its checks run on ``dataset``.
     predictions
-        `ctviewer.core.predictions.Predictions` to check for collapse (and against the baseline).
+        `ctviewer.core.metrics.predictions.Predictions` to check for collapse (and against the baseline).
     input_scale
         For a plain model: ``"auto"``, ``"unit"``, ``"hu"`` or ``"raw"`` (see
         `ctviewer.core.doctor.model_source`).
@@ -73,7 +74,7 @@ def run_checks(
     max_images, mode_images
         How many images the model checks use, and how many the repeated-call checks use.
     cache
-        Preprocessing cache (`ctviewer.core.cache.Cache()` by default).
+        Preprocessing cache (`ctviewer.core.data.cache.Cache()` by default).
     on_event
         Receives `Message` events saying which check runs (for progress display).
     should_stop
@@ -134,7 +135,7 @@ def _skipped(check: str, reason: str) -> Finding:
 
 
 def _baseline_result(dataset: Any, cache: Any, on_event: EventCallback | None) -> tuple[Any, Finding | None]:
-    from ctviewer.core.baseline import baseline_for_dataset
+    from ctviewer.core.explain.baseline import baseline_for_dataset
 
     emit(on_event, Message("fitting the histogram baseline (patient-grouped cross-validation)"))
     try:
@@ -233,7 +234,7 @@ def _model_findings(mut: Any, dataset: Any, input_scale: str, baseline: bool, ma
         if skipped:
             findings.append(skipped)
         else:
-            from ctviewer.core.evaluation import delong_auc
+            from ctviewer.core.metrics.evaluation import delong_auc
 
             model_auc = delong_auc(y, probs).auc
             emit(on_event, Message(f"histogram baseline AUC {result.auc:.3f} (patient-grouped {result.k}-fold CV) "
@@ -248,7 +249,7 @@ def _model_findings(mut: Any, dataset: Any, input_scale: str, baseline: bool, ma
 def _trained_on_this_data(mut: Any, dataset: Any) -> str:
     """How we know the model saw (some of) these images in training; "" when we do not."""
     if mut.trained_on:
-        from ctviewer.core.training import dataset_content_hash
+        from ctviewer.core.training.results import dataset_content_hash
 
         if mut.trained_on == dataset_content_hash(dataset):
             return "same dataset content hash as in the model card"

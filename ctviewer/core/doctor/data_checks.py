@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ctviewer.core.doctor.findings import Finding
-from ctviewer.core.evaluation import WIDE_INTERVAL, wilson_interval
+from ctviewer.core.metrics.evaluation import WIDE_INTERVAL, wilson_interval
 
 TAIL_FRACTIONS = (0.1, 0.2)
 # Above this share of the majority class, accuracy mostly measures the class balance.

@@ -6,8 +6,9 @@ No TensorFlow, no scikit-learn: the GUI imports this at start-up.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 import numpy as np
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -288,7 +289,7 @@ def check_baseline(model_probs: np.ndarray, y: np.ndarray, baseline: Any, traine
     ``columns_known``: the model's output columns are known to be (negative, positive), as for
     a ctviewer model; otherwise an AUC below 0.5 is also worded as possibly swapped columns.
     """
-    from ctviewer.core.evaluation import delong_auc
+    from ctviewer.core.metrics.evaluation import delong_auc
 
     y = np.asarray(y)
     if not set(y.tolist()) >= {0, 1} or baseline is None or math.isnan(baseline.auc):

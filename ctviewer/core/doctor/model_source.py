@@ -27,14 +27,15 @@ TensorFlow is imported inside the functions.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
+from ctviewer.core.data.imaging import Preprocessing, fit_square, load
 from ctviewer.core.errors import ImageReadError, ModelError
-from ctviewer.core.imaging import Preprocessing, fit_square, load
 
 SCALES: tuple[str, ...] = ("unit", "hu", "raw")
 SCALE_WORDS = {
@@ -59,7 +60,7 @@ class ModelUnderTest:
     classes: tuple[str, str] | None = None  # (negative, positive) when known
     threshold: float = 0.5
     history: dict[str, list[float]] | None = None
-    split: Any = None  # ctviewer.core.splits.Split
+    split: Any = None  # ctviewer.core.data.splits.Split
     validation_auc: float | None = None
     trained_on: str | None = None  # dataset content hash
     input_scale: str = "unit"
@@ -93,7 +94,7 @@ def load_plain_model(path: str | Path) -> Any:
         raise ModelError(f"{path}: not a Keras model file (expected .keras, .h5 or .hdf5, or a bundle folder)")
     import keras
 
-    import ctviewer.core.layers  # noqa: F401 - a ctviewer model saved as a plain file uses its layers
+    import ctviewer.core.model.layers  # noqa: F401 - a ctviewer model saved as a plain file uses its layers
 
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
@@ -130,7 +131,7 @@ def _check_output(model: Any, source: str) -> None:
 
 
 def _from_bundle(bundle: Any, source: str) -> ModelUnderTest:
-    from ctviewer.core.splits import Split
+    from ctviewer.core.data.splits import Split
 
     raw = bundle.card.raw
     split = None
@@ -159,7 +160,7 @@ def as_model_under_test(model: Any) -> ModelUnderTest:
     if isinstance(model, (str, Path)):
         path = Path(model)
         if path.is_dir() and (path / "model_card.json").is_file():
-            from ctviewer.core.bundle import load_bundle
+            from ctviewer.core.model.bundle import load_bundle
 
             return _from_bundle(load_bundle(path), str(path))
         keras_model = load_plain_model(path)
@@ -217,7 +218,7 @@ def _native(path: str, size: int) -> tuple[np.ndarray, np.ndarray]:
 def images_at_scales(mut: ModelUnderTest, items: Sequence[Any], scales: Sequence[str],
                      cache: Any = None) -> dict[str, np.ndarray]:
     """Model-ready arrays (N, S, S[, C]) of ``items`` for each requested scale."""
-    from ctviewer.core.cache import Cache
+    from ctviewer.core.data.cache import Cache
 
     out: dict[str, np.ndarray] = {}
     n, s = len(items), mut.size
@@ -368,7 +369,7 @@ def detect_input_scale(mut: ModelUnderTest, arrays: dict[str, np.ndarray], force
                 y = np.asarray(keras.ops.convert_to_numpy(layer(y)), dtype=np.float64)
             misfit[scale] = _normalised_misfit(y, layers[-1])
         best = min(misfit, key=lambda k: misfit[k])
-        report = ScaleReport(best, f"the model normalises its input itself ({', '.join(l.name for l in layers)}); "
+        report = ScaleReport(best, f"the model normalises its input itself ({', '.join(layer.name for layer in layers)}); "
                              f"{SCALE_WORDS[best]} come out of it with about unit spread", "normalisation-layer",
                              normalising_layers=[layer.name for layer in layers], ranges=ranges, detected=best)
     else:

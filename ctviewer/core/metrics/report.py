@@ -14,16 +14,17 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator, Mapping
+from typing import IO, Any
 
 import numpy as np
 
 from ctviewer.core.errors import CTViewerError
-from ctviewer.core.evaluation import Interval, Metrics
-from ctviewer.core.predictions import Predictions
+from ctviewer.core.metrics.evaluation import Interval, Metrics
+from ctviewer.core.metrics.predictions import Predictions
 
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "path", "patient", "study", "series", "label", "prob", "pred", "correct", "threshold", "fold", "model_id",
@@ -115,7 +116,7 @@ def pseudonym(value: str, salt: str, kind: str = "patient") -> str:
     ``kind`` keeps a patient and a study that share an id apart. Empty stays empty."""
     if not value:
         return ""
-    digest = hmac.new(salt.encode("utf-8"), f"{kind}:{value}".encode("utf-8"), hashlib.sha256)
+    digest = hmac.new(salt.encode("utf-8"), f"{kind}:{value}".encode(), hashlib.sha256)
     return f"{kind}-{digest.hexdigest()[:16]}"
 
 

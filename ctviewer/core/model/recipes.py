@@ -19,17 +19,18 @@ keras at import time.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import keras
 from keras import layers
 
-from ctviewer.core import layers as ct_layers
-from ctviewer.core.config import BACKBONES, MODEL_NAMES, TrainConfig
+from ctviewer.core.data.imaging import parse_window
 from ctviewer.core.errors import ModelError
-from ctviewer.core.imaging import parse_window
+from ctviewer.core.model import layers as ct_layers
+from ctviewer.core.model.config import BACKBONES, MODEL_NAMES, TrainConfig
 
 # --------------------------------------------------------------------------- recipes (defaults)
 
@@ -181,7 +182,9 @@ def build_default(
     inputs = keras.Input((size, size, 1), name="image")
     if arch.members <= 1:
         return keras.Model(inputs, _default_member(inputs, size, center, width, seed, arch, ""), name="ctviewer_default")
-    member_seed = (lambda i: None if seed is None else seed * 1000 + i)
+    def member_seed(i: int) -> int | None:
+        return None if seed is None else seed * 1000 + i
+
     outputs = [
         _default_member(inputs, size, center, width, member_seed(i), arch, f"m{i}_") for i in range(arch.members)
     ]

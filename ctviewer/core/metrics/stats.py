@@ -1,13 +1,13 @@
 """Statistical building blocks for the metrics: intervals (Wilson, DeLong, stratified bootstrap),
-input checks and the confusion matrix. See `ctviewer.core.evaluation` for the conventions.
+input checks and the confusion matrix. See `ctviewer.core.metrics.evaluation` for the conventions.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Sequence
 
 import numpy as np
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
-from ctviewer.core.stats import _check_inputs, delong_auc
-from ctviewer.core.thresholds import _safe_div
+from ctviewer.core.metrics.stats import _check_inputs, delong_auc
+from ctviewer.core.metrics.thresholds import _safe_div
 
 # --------------------------------------------------------------------------- curves
 

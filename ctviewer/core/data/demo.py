@@ -126,7 +126,7 @@ def make_demo_dataset(folder: str | Path, n_patients: int = 8, slices_per_patien
 
 def demo_dataset_dir(root: str | Path | None = None) -> Path:
     """The demo dataset folder, generated on first use (in the user cache unless ``root`` is given)."""
-    from ctviewer.core.cache import default_cache_dir
+    from ctviewer.core.data.cache import default_cache_dir
 
     folder = Path(root) if root is not None else default_cache_dir() / f"demo-v{_DEMO_VERSION}"
     marker = folder / ".complete"

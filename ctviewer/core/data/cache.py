@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ctviewer.core.data.imaging import Image, ImageMeta, Preprocessing, load, preprocess
 from ctviewer.core.errors import ImageReadError
-from ctviewer.core.imaging import Image, ImageMeta, Preprocessing, load, preprocess
 
 _SCHEMA_VERSION = 1
 
@@ -204,7 +204,7 @@ class Cache:
 class NoCache(Cache):
     """Same interface, nothing kept: every call decodes again (for cold-load benchmarks)."""
 
-    def __init__(self) -> None:  # noqa: D107 - no folder, no index
+    def __init__(self) -> None:
         self.root = Path(tempfile.gettempdir())
         self._lock = threading.Lock()
 

@@ -9,15 +9,16 @@ from __future__ import annotations
 import csv
 import os
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
-from ctviewer.core.cache import Cache
+from ctviewer.core.data.cache import Cache
+from ctviewer.core.data.imaging import Preprocessing
 from ctviewer.core.errors import Cancelled, DatasetError, ImageReadError
-from ctviewer.core.imaging import Preprocessing
 
 PatientSource = Literal["dicom", "labels", "file"]
 LABELS_FILE = "labels.csv"
@@ -104,7 +105,7 @@ class Dataset:
         counts = Counter(item.label for item in self.items if item.label is not None)
         return {name: counts.get(name, 0) for name in self.classes}
 
-    def subset(self, indices: Iterable[int]) -> "Dataset":
+    def subset(self, indices: Iterable[int]) -> Dataset:
         return replace(self, items=[self.items[i] for i in indices])
 
     def require_binary(self, min_per_class: int = 2) -> None:
@@ -220,7 +221,7 @@ def discover(
     return Dataset(items=items, classes=classes, positive=chosen, source=source_name, report=report)
 
 
-def _make_item(path: Path, label: str | None, csv_patient: str | None, record) -> Item:  # noqa: ANN001
+def _make_item(path: Path, label: str | None, csv_patient: str | None, record) -> Item:
     meta = record.meta
     if meta.patient_id:
         patient, source = meta.patient_id, "dicom"

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ctviewer.core.dataset import Dataset
+from ctviewer.core.data.dataset import Dataset
 from ctviewer.core.errors import DatasetError
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
@@ -221,7 +221,7 @@ def train_validation_test_split(
     Parameters
     ----------
     dataset
-        A `ctviewer.core.dataset.Dataset` with two classes.
+        A `ctviewer.core.data.dataset.Dataset` with two classes.
     validation, test
         Approximate fractions of the images (0 < validation < 1; test may be 0).
     seed

@@ -6,9 +6,12 @@ Imports nothing heavy (no TensorFlow/Keras), so the GUI can read the model names
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-# The single list of model names; ctviewer.core.models re-exports both.
+if TYPE_CHECKING:
+    from ctviewer.core.data.imaging import Preprocessing
+
+# The single list of model names; ctviewer.core.model.recipes re-exports both.
 BACKBONES: tuple[str, ...] = ("efficientnetb0", "resnet50", "densenet121")  # frozen keras.applications backbones
 MODEL_NAMES: tuple[str, ...] = ("default", "seed", *BACKBONES)
 
@@ -17,13 +20,13 @@ MODEL_NAMES: tuple[str, ...] = ("default", "seed", *BACKBONES)
 class TrainConfig:
     """What `training.fit` and `training.cross_validate` need besides the data.
 
-    Defaults per model name come from `ctviewer.core.models.default_config(name)`;
+    Defaults per model name come from `ctviewer.core.model.recipes.default_config(name)`;
     the CLI and GUI override single fields with `dataclasses.replace`.
     """
 
     model: str = "default"
     input_size: int = 128
-    window: str = "wide"  # a ctviewer.core.imaging.parse_window spec used to build the input
+    window: str = "wide"  # a ctviewer.core.data.imaging.parse_window spec used to build the input
     resize: Literal["pad", "crop"] = "pad"
     epochs: int = 60
     batch_size: int = 16
@@ -51,10 +54,17 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
-    def with_overrides(self, **overrides: Any) -> "TrainConfig":
+    def with_overrides(self, **overrides: Any) -> TrainConfig:
         """Replace only the fields whose override is not None."""
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def preprocessing_of(config: TrainConfig) -> Preprocessing:
+    """The preprocessing a model of this config reads its images with."""
+    from ctviewer.core.data.imaging import Preprocessing
+
+    return Preprocessing(window=config.window, size=int(config.input_size), resize=config.resize)

@@ -4,7 +4,7 @@ Conventions
 -----------
 * ``y_true`` holds 1 for the positive class and 0 for the negative class; ``probs`` is the
   probability of the positive class; an image is called positive when ``prob >= threshold``
-  (the same rule as :meth:`ctviewer.core.predictions.Predictions.y_pred`).
+  (the same rule as :meth:`ctviewer.core.metrics.predictions.Predictions.y_pred`).
 * A proportion whose denominator is zero (sensitivity with no positives, PPV when nothing
   was called positive, ...) is NaN, never a silent 0; ``Metrics.warnings`` says why.
 
@@ -24,21 +24,14 @@ scikit-learn is imported lazily (ROC and PR curves only) so this module imports 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
-from ctviewer.core.curves import (  # noqa: F401
-    Calibration,
-    PrCurve,
-    RocCurve,
-    calibration,
-    pr_curve,
-    roc_curve,
-)
-from ctviewer.core.predictions import Predictions
-from ctviewer.core.stats import (  # noqa: F401  (re-exported: the public metrics API lives here)
+from ctviewer.core.metrics.curves import Calibration, PrCurve, RocCurve, calibration, pr_curve, roc_curve  # noqa: F401
+from ctviewer.core.metrics.predictions import Predictions
+from ctviewer.core.metrics.stats import (  # noqa: F401  (re-exported: the public metrics API lives here)
     BOOTSTRAP_REPLICATES,
     BOOTSTRAP_SEED,
     CONFIDENCE,
@@ -58,7 +51,7 @@ from ctviewer.core.stats import (  # noqa: F401  (re-exported: the public metric
     delong_auc,
     wilson_interval,
 )
-from ctviewer.core.thresholds import (  # noqa: F401
+from ctviewer.core.metrics.thresholds import (  # noqa: F401
     ThresholdTable,
     candidate_thresholds,
     choose_threshold,

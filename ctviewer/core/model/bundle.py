@@ -29,8 +29,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ctviewer.core.data.imaging import Preprocessing, parse_window
 from ctviewer.core.errors import ModelError
-from ctviewer.core.imaging import Preprocessing, parse_window
 
 CARD_FILE = "model_card.json"
 MODEL_FILE = "model.keras"
@@ -132,7 +132,7 @@ def read_card(folder: str | Path) -> ModelCard:
 
 @dataclass
 class Bundle:
-    """A loaded bundle: usable wherever `ctviewer.core.inference.predict` takes a model."""
+    """A loaded bundle: usable wherever `ctviewer.core.model.inference.predict` takes a model."""
 
     model: Any  # keras.Model
     card: ModelCard
@@ -172,7 +172,7 @@ class Ensemble:
 
     @property
     def model_id(self) -> str:
-        from ctviewer.core.training import weights_id
+        from ctviewer.core.model.identity import weights_id
 
         return weights_id(self.model)
 
@@ -239,7 +239,7 @@ def _sha256(path: Path) -> str:
 
 
 def _card_dict(trained: Any, model_sha: str, metrics: Any, extra: dict[str, Any] | None) -> dict[str, Any]:
-    from ctviewer.core.training import weights_id
+    from ctviewer.core.model.identity import weights_id
 
     config = trained.config
     prep = trained.preprocessing
@@ -375,7 +375,7 @@ def load_bundle(folder: str | Path) -> Bundle:
 
     import keras
 
-    import ctviewer.core.layers  # noqa: F401 - registers ctviewer's custom layers for deserialisation
+    import ctviewer.core.model.layers  # noqa: F401 - registers ctviewer's custom layers for deserialisation
 
     try:
         model = keras.models.load_model(model_path, compile=False, safe_mode=True)

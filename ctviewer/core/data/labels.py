@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from ctviewer.core.dataset import LABELS_FILE, Dataset
+from ctviewer.core.data.dataset import LABELS_FILE, Dataset
 
 
 def relabel(dataset: Dataset, paths: Iterable[str], label: str | None) -> Dataset:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
-from ctviewer.core.stats import _check_inputs
+from ctviewer.core.metrics.stats import _check_inputs
 
 # --------------------------------------------------------------------------- thresholds
 

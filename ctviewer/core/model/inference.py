@@ -19,12 +19,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ctviewer.core.cache import Cache
-from ctviewer.core.dataset import Dataset
+from ctviewer.core.data.cache import Cache
+from ctviewer.core.data.dataset import Dataset
+from ctviewer.core.data.imaging import Preprocessing
 from ctviewer.core.errors import Cancelled, ModelError
 from ctviewer.core.events import EventCallback, Message, Progress, StopCheck, emit, stop_requested
-from ctviewer.core.imaging import Preprocessing
-from ctviewer.core.predictions import Predictions
+from ctviewer.core.metrics.predictions import Predictions
 
 DEFAULT_CLASSES = ("negative", "positive")
 
@@ -157,18 +157,18 @@ def predict(
     Parameters
     ----------
     model_or_bundle
-        A loaded bundle (`ctviewer.core.bundle.Bundle`), a `TrainedModel`, an ensemble,
+        A loaded bundle (`ctviewer.core.model.bundle.Bundle`), a `TrainedModel`, an ensemble,
         or a bare ``keras.Model`` (then ``preprocessing`` defaults to the "wide" window,
         the model's input size and padding).
     data
-        A `ctviewer.core.dataset.Dataset`, or preprocessed images (N, S, S[, 1]).
+        A `ctviewer.core.data.dataset.Dataset`, or preprocessed images (N, S, S[, 1]).
     tta
         Average the image and its mirror (see `tta_views`); None: as the model's recipe
         says (``TrainConfig.tta``, stored in the bundle's card).
     batch_size
         Images per forward pass; memory stays bounded by it (images stream from the cache).
     cache
-        Preprocessed-array cache (`ctviewer.core.cache.Cache()` by default).
+        Preprocessed-array cache (`ctviewer.core.data.cache.Cache()` by default).
     on_event, should_stop
         ``Progress(done, total, "predicting")`` events; cancel between batches (raises Cancelled).
 
@@ -238,6 +238,6 @@ def _predict_dataset(model: Any, dataset: Dataset, prep: Preprocessing, classes:
 
 def predict_paths(model_or_bundle: Any, paths: Sequence[str | Path], **kwargs: Any) -> Predictions:
     """Predict a list of files (a user's drop): discovered as an unlabelled dataset first."""
-    from ctviewer.core.dataset import discover
+    from ctviewer.core.data.dataset import discover
 
     return predict(model_or_bundle, discover(list(paths), cache=kwargs.get("cache")), **kwargs)

@@ -2,7 +2,7 @@
 
 Everything here is registered under the ``ctviewer`` package so that a saved
 ``model.keras`` loads with ``keras.models.load_model(path, safe_mode=True)`` once this
-module has been imported (``ctviewer.core.models`` imports it). No Lambda layers.
+module has been imported (``ctviewer.core.model.recipes`` imports it). No Lambda layers.
 
 The layers let a model work in Hounsfield units although its input is one display
 window: the preprocessing contract gives every model the "wide" window (HU -1000..1000
@@ -14,7 +14,8 @@ Import this module lazily (it imports keras).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 from keras import ops

@@ -12,7 +12,7 @@ of its *body* pixels (above -500 HU: no air, little lung) over HU -200..600 in 3
 density is divided by the body pixel count, so patient size and field of view drop out.
 
 Evaluation (:func:`cross_validate_baseline`): patient-grouped stratified k-fold (the splits
-of `ctviewer.core.splits`, so no patient is on both sides), standardised features and an
+of `ctviewer.core.data.splits`, so no patient is on both sides), standardised features and an
 L2-regularised logistic regression fitted on each training part; out-of-fold probabilities
 for every image, pooled AUC with a DeLong interval.
 
@@ -21,14 +21,15 @@ scikit-learn is imported inside the functions; the module itself imports only nu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
+from ctviewer.core.data.imaging import Preprocessing
 from ctviewer.core.errors import DatasetError
-from ctviewer.core.evaluation import Interval, delong_auc
-from ctviewer.core.imaging import Preprocessing
+from ctviewer.core.metrics.evaluation import Interval, delong_auc
 
 # HU <-> "wide" window value: x = (hu + 1000) / 2000.
 _WIDE_LOW_HU, _WIDE_WIDTH_HU = -1000.0, 2000.0
@@ -143,7 +144,7 @@ def cross_validate_baseline(
     DatasetError
         Fewer than 2 patients in a class (no grouped cross-validation is possible).
     """
-    from ctviewer.core.splits import kfold_assignment
+    from ctviewer.core.data.splits import kfold_assignment
 
     features = np.asarray(features, dtype=np.float64)
     y = np.asarray(y, dtype=np.int64)
@@ -180,8 +181,8 @@ def baseline_for_dataset(dataset: Any, k: int = 5, seed: int = 0, spec: Histogra
     DatasetError
         Unlabelled images, one class only, or too few patients per class.
     """
-    from ctviewer.core.cache import Cache
-    from ctviewer.core.dataset import load_stack
+    from ctviewer.core.data.cache import Cache
+    from ctviewer.core.data.dataset import load_stack
 
     dataset.require_binary()
     images = load_stack(dataset, spec.preprocessing, cache if cache is not None else Cache())

@@ -1,0 +1,1 @@
+"""Reading images and folders: imaging, the preprocessing cache, datasets, labels, splits, the demo set."""

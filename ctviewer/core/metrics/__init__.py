@@ -1,0 +1,1 @@
+"""Numbers about predictions: per-image predictions, metrics with intervals, thresholds, curves, reports."""

@@ -1,0 +1,1 @@
+"""Training: the tf.data pipeline, the Keras control callback, `fit` and `cross_validate`."""

@@ -1,0 +1,128 @@
+"""What training returns: `TrainedModel`, `CVResult` and the `DatasetSummary` of the data a model saw."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from ctviewer.core.data.dataset import Dataset
+from ctviewer.core.data.imaging import Preprocessing
+from ctviewer.core.data.splits import Folds, Split
+from ctviewer.core.metrics.predictions import Predictions
+from ctviewer.core.model.config import TrainConfig, preprocessing_of
+from ctviewer.core.model.identity import weights_id
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """What a model was trained on, for its model card."""
+
+    source: str
+    n_images: int
+    n_patients: int
+    class_counts: dict[str, int]
+    positive: str
+    negative: str
+    content_hash: str  # hash of the sorted per-file content hashes
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source, "n_images": self.n_images, "n_patients": self.n_patients,
+            "class_counts": dict(self.class_counts), "positive": self.positive, "negative": self.negative,
+            "content_hash": self.content_hash,
+        }
+
+
+def dataset_content_hash(dataset: Dataset) -> str:
+    """Order-independent hash of the dataset's files (sorted per-file content hashes)."""
+    h = hashlib.blake2b(digest_size=16)
+    for chash in sorted(item.content_hash for item in dataset.items):
+        h.update(chash.encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def summarize_dataset(dataset: Dataset) -> DatasetSummary:
+    return DatasetSummary(
+        source=str(dataset.source), n_images=len(dataset), n_patients=len(set(dataset.patients.tolist())),
+        class_counts=dataset.class_counts(), positive=str(dataset.positive), negative=str(dataset.negative),
+        content_hash=dataset_content_hash(dataset),
+    )
+
+
+@dataclass
+class TrainedModel:
+    """A trained model and everything needed to use, save and question it."""
+
+    model: Any  # keras.Model
+    config: TrainConfig
+    threshold: float
+    history: dict[str, list[float]]
+    split: Split
+    classes: tuple[str, str]  # (negative, positive)
+    dataset: DatasetSummary
+    validation_predictions: Predictions | None = None
+    validation_metrics: Any = None  # ctviewer.core.metrics.evaluation.Metrics
+    best_epoch: int | None = None  # 0-based; None when no epoch completed
+    epochs_run: int = 0
+    cancelled: bool = False
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def positive(self) -> str:
+        return self.classes[1]
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return preprocessing_of(self.config)
+
+    @property
+    def threshold_rule(self) -> str:
+        return self.config.threshold_rule
+
+    @property
+    def model_id(self) -> str:
+        return weights_id(self.model)
+
+
+
+
+
+
+@dataclass
+class CVResult:
+    """Out-of-fold predictions for every image, pooled metrics and per-fold details."""
+
+    predictions: Predictions  # out of fold; ``folds`` and per-fold ``row_thresholds`` set
+    metrics: Any  # ctviewer.core.metrics.evaluation.Metrics, pooled over all images
+    folds: Folds
+    fold_thresholds: list[float]
+    fold_metrics: list[Any]
+    histories: list[dict[str, list[float]]]
+    config: TrainConfig
+    dataset: DatasetSummary
+    models: list[TrainedModel] = field(default_factory=list)
+    ensemble: Any = None  # an `Ensemble` when keep_models / config.ensemble
+    seconds: float = 0.0
+    cancelled: bool = False
+
+    def to_json_extra(self) -> dict[str, Any]:
+        """What metrics.json holds besides the pooled metrics."""
+        return {
+            "folds": self.folds.k,
+            "seed": self.folds.seed,
+            "model": self.config.model,
+            "fold_thresholds": list(self.fold_thresholds),
+            "threshold_rule": self.config.threshold_rule,
+            "fold_metrics": [
+                {"fold": i, **({k: m.to_json_dict()[k] for k in ("n", "auc", "accuracy", "sensitivity",
+                                                                      "specificity", "threshold")} if m else {})}
+                for i, m in enumerate(self.fold_metrics)
+            ],
+            "dataset": self.dataset.to_json_dict(),
+            "config": self.config.to_dict(),
+            "seconds": round(self.seconds, 1),
+        }
+
