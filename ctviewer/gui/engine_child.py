@@ -20,10 +20,13 @@ import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctviewer.core.data.imaging import Preprocessing
+
+if TYPE_CHECKING:
+    from ctviewer.core.model.config import TrainConfig
+    from ctviewer.core.model.predictor import Predictor
 
 
 @dataclass
@@ -67,13 +70,13 @@ class Engine:
         self.models: dict[str, Any] = {}
         self._ids = itertools.count(1)
 
-    def _keep(self, model: Any, kind: str, source: str, **extra: Any) -> ModelHandle:
+    def _keep(self, model: Predictor, kind: str, source: str, config: TrainConfig | None,
+              **extra: Any) -> ModelHandle:
         key = f"m{next(self._ids)}"
         self.models[key] = model
         return ModelHandle(id=key, kind=kind, source=source, preprocessing=model.preprocessing,
                            classes=tuple(model.classes), threshold=float(model.threshold),
-                           model_id=str(getattr(model, "model_id", "")), config=getattr(model, "config", None),
-                           **extra)
+                           model_id=model.model_id, config=config, history=model.history, **extra)
 
     def model(self, model_id: str) -> Any:
         try:
@@ -98,12 +101,12 @@ class Engine:
             handle = None
             if cv.ensemble is not None:
                 handle = self._keep(cv.ensemble, "ensemble", f"ensemble of {folds} fold models ({config.model})",
-                                    history=None, split=cv.folds)
+                                    cv.ensemble.config, split=cv.folds)
             return TrainingOutcome(handle, cv.predictions, "out-of-fold predictions (cross-validation)",
                                    f"{folds}-fold cross-validation done", histories=list(cv.histories))
         trained = fit(dataset, config, on_event=on_event, should_stop=should_stop, cache=self.cache)
         source = f"{config.model} trained in this session" + (" (cancelled, best epoch kept)" if trained.cancelled else "")
-        handle = self._keep(trained, "trained", source, history=dict(trained.history), split=trained.split,
+        handle = self._keep(trained, "trained", source, trained.config, split=trained.split,
                             best_epoch=trained.best_epoch, epochs_run=trained.epochs_run, cancelled=trained.cancelled)
         best = "none" if trained.best_epoch is None else str(trained.best_epoch + 1)
         summary = (f"Training {'cancelled' if trained.cancelled else 'done'}: {trained.epochs_run} epochs, "
@@ -131,23 +134,10 @@ class Engine:
         return str(save_bundle(self.model(model_id), folder))
 
     def load_bundle(self, folder: str) -> ModelHandle:
-        import json
-
         from ctviewer.core.model.bundle import load_bundle
 
         bundle = load_bundle(folder)
-        raw = getattr(bundle.card, "raw", {}) or {}
-        split = None
-        split_file = Path(bundle.folder) / "split.json"
-        if split_file.is_file():
-            try:
-                from ctviewer.core.data.splits import Split
-
-                split = Split.from_json_dict(json.loads(split_file.read_text(encoding="utf-8")))
-            except (ValueError, KeyError, TypeError):
-                split = None  # a damaged split record only costs the doctor's split checks
-        return self._keep(bundle, "bundle", f"bundle {folder}", history=raw.get("history") or None, split=split,
-                          folder=str(folder))
+        return self._keep(bundle, "bundle", f"bundle {folder}", None, split=bundle.split, folder=str(folder))
 
     def doctor(self, dataset: Any, model_id: str | None, predictions: Any, on_event: Callable,
                should_stop: Callable) -> list[Any]:

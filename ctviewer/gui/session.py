@@ -32,8 +32,8 @@ class Session:
             self.engine = EngineClient(str(self.cache.root))
 
     def model_preprocessing(self) -> Preprocessing | None:
-        """How the model wants its input (window, size, resize), from its card or config."""
-        return model_preprocessing(self.model)
+        """How the model wants its input (window, size, resize), as its handle says."""
+        return None if self.model is None else self.model.preprocessing
 
     def describe(self) -> str:
         parts = []
@@ -45,17 +45,3 @@ class Session:
         if self.predictions is not None:
             parts.append(f"{len(self.predictions)} predictions")
         return " | ".join(parts)
-
-
-def model_preprocessing(model: Any) -> Preprocessing | None:
-    """Find the Preprocessing of a TrainedModel / bundle, whatever attribute carries it."""
-    if model is None:
-        return None
-    prep = getattr(model, "preprocessing", None)
-    if isinstance(prep, Preprocessing):
-        return prep
-    for holder in (model, getattr(model, "card", None)):
-        config = getattr(holder, "config", None)
-        if config is not None and hasattr(config, "input_size"):
-            return Preprocessing(window=config.window, size=int(config.input_size), resize=config.resize)
-    return None

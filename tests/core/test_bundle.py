@@ -16,7 +16,8 @@ from _trainkit import tiny_config, tiny_demo
 
 from ctviewer.core.data.splits import Split
 from ctviewer.core.errors import ModelError
-from ctviewer.core.model.bundle import CARD_FILE, MODEL_FILE, SPLIT_FILE, Ensemble, load_bundle, read_card, save_bundle
+from ctviewer.core.model.bundle import CARD_FILE, MODEL_FILE, SPLIT_FILE, load_bundle, read_card, save_bundle
+from ctviewer.core.model.ensemble import Ensemble
 from ctviewer.core.model.inference import predict
 from ctviewer.core.training.fit import fit
 

@@ -30,12 +30,18 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ctviewer.core.data.imaging import Preprocessing, fit_square, load
+from ctviewer.core.data.splits import Folds, Split
 from ctviewer.core.errors import ImageReadError, ModelError
+from ctviewer.core.model.bundle import CARD_FILE, Bundle, load_bundle
+from ctviewer.core.model.predictor import Predictor, PredictorBase
+
+if TYPE_CHECKING:
+    import keras
 
 SCALES: tuple[str, ...] = ("unit", "hu", "raw")
 SCALE_WORDS = {
@@ -60,7 +66,7 @@ class ModelUnderTest:
     classes: tuple[str, str] | None = None  # (negative, positive) when known
     threshold: float = 0.5
     history: dict[str, list[float]] | None = None
-    split: Any = None  # ctviewer.core.data.splits.Split
+    split: Split | Folds | None = None
     validation_auc: float | None = None
     trained_on: str | None = None  # dataset content hash
     input_scale: str = "unit"
@@ -130,56 +136,30 @@ def _check_output(model: Any, source: str) -> None:
         raise ModelError(f"{source}: model output {shape} is not one sigmoid or two softmax probabilities")
 
 
-def _from_bundle(bundle: Any, source: str) -> ModelUnderTest:
-    from ctviewer.core.data.splits import Split
-
-    raw = bundle.card.raw
-    split = None
-    split_file = Path(bundle.folder) / "split.json"
-    if split_file.is_file():
-        import json
-
-        try:
-            split = Split.from_json_dict(json.loads(split_file.read_text(encoding="utf-8")))
-        except (OSError, ValueError, KeyError, TypeError):
-            split = None  # a damaged split record only costs the split checks
-    val_auc = (raw.get("metrics") or {}).get("validation", {}).get("auc")
+def _from_predictor(model: Predictor, source: str, kind: str) -> ModelUnderTest:
     return ModelUnderTest(
-        model=bundle.model, source=source, kind="bundle", size=bundle.preprocessing.size, channels=1,
-        preprocessing=bundle.preprocessing, classes=tuple(bundle.classes), threshold=float(bundle.threshold),
-        history=raw.get("history") or None, split=split,
-        validation_auc=float(val_auc) if isinstance(val_auc, (int, float)) else None,
-        trained_on=(raw.get("dataset") or {}).get("content_hash"),
+        model=model.model, source=source, kind=kind, size=model.preprocessing.size, channels=1,
+        preprocessing=model.preprocessing, classes=tuple(model.classes), threshold=float(model.threshold),
+        history=dict(model.history) if model.history else None, split=model.split,
+        validation_auc=model.validation_auc, trained_on=model.trained_on,
     )
 
 
-def as_model_under_test(model: Any) -> ModelUnderTest:
+def as_model_under_test(model: ModelUnderTest | Predictor | str | Path | keras.Model) -> ModelUnderTest:
     """Accept a path (bundle folder, ``.keras``/``.h5`` file), a Bundle, a TrainedModel or a keras.Model."""
     if isinstance(model, ModelUnderTest):
         return model
     if isinstance(model, (str, Path)):
         path = Path(model)
-        if path.is_dir() and (path / "model_card.json").is_file():
-            from ctviewer.core.model.bundle import load_bundle
-
-            return _from_bundle(load_bundle(path), str(path))
+        if path.is_dir() and (path / CARD_FILE).is_file():
+            return _from_predictor(load_bundle(path), str(path), "bundle")
         keras_model = load_plain_model(path)
         return _plain(keras_model, str(path))
-    if hasattr(model, "card") and hasattr(model, "model"):
-        return _from_bundle(model, str(getattr(model, "folder", "bundle")))
-    if hasattr(model, "model") and hasattr(model, "preprocessing"):
+    if isinstance(model, Bundle):
+        return _from_predictor(model, str(model.folder), "bundle")
+    if isinstance(model, PredictorBase):
         # A TrainedModel (or an Ensemble of them) still in memory, e.g. in the GUI after training.
-        val = getattr(model, "validation_metrics", None)
-        dataset = getattr(model, "dataset", None)
-        history = getattr(model, "history", None)
-        return ModelUnderTest(
-            model=model.model, source=type(model).__name__, kind="trained", size=model.preprocessing.size,
-            channels=1, preprocessing=model.preprocessing, classes=tuple(model.classes),
-            threshold=float(model.threshold), history=dict(history) if history else None,
-            split=getattr(model, "split", None),
-            validation_auc=None if val is None or math.isnan(val.auc) else float(val.auc),
-            trained_on=getattr(dataset, "content_hash", None),
-        )
+        return _from_predictor(model, type(model).__name__, "trained")  # type: ignore[arg-type]
     if hasattr(model, "predict_on_batch") and hasattr(model, "input_shape"):
         return _plain(model, getattr(model, "name", "keras model"))
     raise ModelError(f"cannot examine a {type(model).__name__}: give a bundle folder, a .keras/.h5 file or a model")

@@ -27,10 +27,19 @@ import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctviewer.core.data.imaging import Preprocessing, parse_window
 from ctviewer.core.errors import ModelError
+from ctviewer.core.model.ensemble import Ensemble
+from ctviewer.core.model.predictor import PredictorBase
+
+if TYPE_CHECKING:
+    import keras
+
+    from ctviewer.core.data.splits import Split
+    from ctviewer.core.metrics.evaluation import Metrics
+    from ctviewer.core.training.results import TrainedModel
 
 CARD_FILE = "model_card.json"
 MODEL_FILE = "model.keras"
@@ -55,15 +64,34 @@ class ModelCard:
     threshold: float
     threshold_rule: str
     model_file_sha256: str
+    model_name: str = ""  # the recipe, e.g. "default"
+    tta: bool = False  # the recipe's test-time augmentation choice
+    history: dict[str, list[float]] | None = None
+    validation_auc: float | None = None
+    trained_on: str | None = None  # content hash of the training data
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
     def positive(self) -> str:
         return self.classes[1]
 
-    @property
-    def model_name(self) -> str:
-        return str(self.raw.get("training", {}).get("model", ""))
+
+def _optional_fields(raw: dict[str, Any]) -> dict[str, Any]:
+    """The card fields a bundle may lack (older or hand-made cards): read once, typed, defaulted."""
+    training = raw.get("training") if isinstance(raw.get("training"), dict) else {}
+    metrics = raw.get("metrics") if isinstance(raw.get("metrics"), dict) else {}
+    validation = metrics.get("validation") if isinstance(metrics.get("validation"), dict) else {}
+    dataset = raw.get("dataset") if isinstance(raw.get("dataset"), dict) else {}
+    history = raw.get("history")
+    auc = validation.get("auc")
+    trained_on = dataset.get("content_hash")
+    return {
+        "model_name": str(training.get("model", "")),
+        "tta": bool(training.get("tta", False)),
+        "history": history if isinstance(history, dict) and history else None,
+        "validation_auc": float(auc) if isinstance(auc, (int, float)) and not isinstance(auc, bool) else None,
+        "trained_on": str(trained_on) if trained_on else None,
+    }
 
 
 def _card_error(folder: Path, reason: str) -> ModelError:
@@ -123,20 +151,22 @@ def read_card(folder: str | Path) -> ModelCard:
     return ModelCard(
         model_id=model_id, kind=str(raw.get("kind", "single")), classes=classes,  # type: ignore[arg-type]
         preprocessing=Preprocessing(window=window, size=size, resize=resize),  # type: ignore[arg-type]
-        threshold=threshold, threshold_rule=str(raw.get("threshold_rule", "")), model_file_sha256=sha, raw=raw,
+        threshold=threshold, threshold_rule=str(raw.get("threshold_rule", "")), model_file_sha256=sha,
+        **_optional_fields(raw), raw=raw,
     )
 
 
-# --------------------------------------------------------------------------- bundle / ensemble
+# --------------------------------------------------------------------------- bundle
 
 
 @dataclass
-class Bundle:
-    """A loaded bundle: usable wherever `ctviewer.core.model.inference.predict` takes a model."""
+class Bundle(PredictorBase):
+    """A loaded bundle: a `ctviewer.core.model.predictor.Predictor` described by its card."""
 
-    model: Any  # keras.Model
+    model: keras.Model
     card: ModelCard
     folder: Path
+    split: Split | None = None  # from split.json, when the bundle has a readable one
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -151,52 +181,37 @@ class Bundle:
         return self.card.threshold
 
     @property
+    def tta(self) -> bool:
+        return self.card.tta
+
+    @property
     def model_id(self) -> str:
         return self.card.model_id
 
-
-@dataclass
-class Ensemble:
-    """The k fold models of a cross-validation as one model averaging their probabilities."""
-
-    model: Any  # keras.Model: input -> mean of the members' softmax outputs
-    members: list[Any]  # TrainedModel
-    threshold: float
-    config: Any  # TrainConfig (of the first member; seeds differ per fold)
-    classes: tuple[str, str]
-    dataset: Any  # DatasetSummary
+    @property
+    def history(self) -> dict[str, list[float]] | None:
+        return self.card.history
 
     @property
-    def preprocessing(self) -> Preprocessing:
-        return self.members[0].preprocessing
+    def validation_auc(self) -> float | None:
+        return self.card.validation_auc
 
     @property
-    def model_id(self) -> str:
-        from ctviewer.core.model.identity import weights_id
+    def trained_on(self) -> str | None:
+        return self.card.trained_on
 
-        return weights_id(self.model)
 
-    @classmethod
-    def from_trained(cls, members: list[Any], threshold: float | None = None) -> Ensemble:
-        """Average ``members`` (TrainedModel, same preprocessing and classes); threshold = median of theirs."""
-        import keras
-        import numpy as np
+def read_split(folder: str | Path) -> Split | None:
+    """The bundle's split record, or None when it has none or it is damaged (only the split checks need it)."""
+    from ctviewer.core.data.splits import Split
 
-        if not members:
-            raise ModelError("an ensemble needs at least one model")
-        first = members[0]
-        if any(m.preprocessing != first.preprocessing or m.classes != first.classes for m in members):
-            raise ModelError("ensemble members differ in preprocessing or classes")
-        size = first.preprocessing.size
-        inputs = keras.Input((size, size, 1), name="image")
-        # Each member becomes a uniquely named sub-model sharing its layers and weights.
-        outputs = [keras.Model(m.model.inputs[0], m.model.outputs[0], name=f"member{i}")(inputs)
-                   for i, m in enumerate(members)]
-        mean = outputs[0] if len(outputs) == 1 else keras.layers.Average(name="mean_probabilities")(outputs)
-        model = keras.Model(inputs, mean, name="ctviewer_ensemble")
-        t = float(np.median([m.threshold for m in members])) if threshold is None else float(threshold)
-        return cls(model=model, members=list(members), threshold=t, config=first.config, classes=first.classes,
-                   dataset=first.dataset)
+    path = Path(folder) / SPLIT_FILE
+    if not path.is_file():
+        return None
+    try:
+        return Split.from_json_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 # --------------------------------------------------------------------------- save
@@ -238,17 +253,17 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _card_dict(trained: Any, model_sha: str, metrics: Any, extra: dict[str, Any] | None) -> dict[str, Any]:
+def _card_dict(trained: TrainedModel | Ensemble, model_sha: str, metrics: Metrics | dict[str, Any] | None,
+               extra: dict[str, Any] | None) -> dict[str, Any]:
     from ctviewer.core.model.identity import weights_id
 
     config = trained.config
     prep = trained.preprocessing
-    is_ensemble = isinstance(trained, Ensemble)
     card: dict[str, Any] = {
         "format": CARD_FORMAT,
         "format_version": CARD_VERSION,
         "model_id": weights_id(trained.model),
-        "kind": "ensemble" if is_ensemble else "single",
+        "kind": trained.card_kind,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model_file": MODEL_FILE,
         "model_file_sha256": model_sha,
@@ -263,30 +278,21 @@ def _card_dict(trained: Any, model_sha: str, metrics: Any, extra: dict[str, Any]
         "training": config.to_dict(),
         "dataset": trained.dataset.to_json_dict(),
         "versions": library_versions(),
+        **trained.card_fields(),
     }
-    if is_ensemble:
-        card["members"] = [{"model_id": weights_id(m.model), "threshold": m.threshold, "seed": m.config.seed,
-                            "best_epoch": m.best_epoch, "epochs_run": m.epochs_run} for m in trained.members]
-    else:
-        card["history"] = trained.history
-        card["best_epoch"] = trained.best_epoch
-        card["epochs_run"] = trained.epochs_run
-        card["cancelled"] = trained.cancelled
-        card["split"] = {"method": trained.split.method, "seed": trained.split.seed, "counts": trained.split.counts(),
-                         "file": SPLIT_FILE}
-        card["notes"] = list(trained.notes)
     metrics_out: dict[str, Any] = {}
-    if getattr(trained, "validation_metrics", None) is not None:
+    if trained.validation_metrics is not None:
         metrics_out["validation"] = trained.validation_metrics.to_json_dict()
     if metrics is not None:
-        metrics_out["evaluation"] = metrics.to_json_dict() if hasattr(metrics, "to_json_dict") else metrics
+        metrics_out["evaluation"] = metrics if isinstance(metrics, dict) else metrics.to_json_dict()
     card["metrics"] = metrics_out
     for key, value in (extra or {}).items():
         card.setdefault(key, value)
     return _json_safe(card)
 
 
-def save_bundle(trained: Any, folder: str | Path, metrics: Any = None, extra: dict[str, Any] | None = None) -> Path:
+def save_bundle(trained: TrainedModel | Ensemble | Bundle, folder: str | Path,
+                metrics: Metrics | dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> Path:
     """Write ``trained`` (a TrainedModel, an Ensemble or a loaded Bundle) as a bundle folder, atomically.
 
     Everything is written to a temporary folder next to ``folder`` and renamed into place;
@@ -387,4 +393,4 @@ def load_bundle(folder: str | Path) -> Bundle:
         raise ModelError(f"{model_path}: model input {in_shape} does not match the card's {size}x{size}x1 images")
     if out_shape != (None, 2):
         raise ModelError(f"{model_path}: model output {out_shape} is not two class probabilities")
-    return Bundle(model=model, card=card, folder=folder)
+    return Bundle(model=model, card=card, folder=folder, split=read_split(folder))

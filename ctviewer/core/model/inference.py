@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,37 +25,25 @@ from ctviewer.core.data.imaging import Preprocessing
 from ctviewer.core.errors import Cancelled, ModelError
 from ctviewer.core.events import EventCallback, Message, Progress, StopCheck, emit, stop_requested
 from ctviewer.core.metrics.predictions import Predictions
+from ctviewer.core.model.predictor import Predictor, PredictorBase
+
+if TYPE_CHECKING:
+    import keras
 
 DEFAULT_CLASSES = ("negative", "positive")
 
 
-class Predictor(Protocol):
-    """What `predict` needs from a trained model, a loaded bundle or an ensemble."""
-
-    model: Any  # keras.Model
-    threshold: float
-
-    @property
-    def preprocessing(self) -> Preprocessing: ...
-
-    @property
-    def classes(self) -> tuple[str, str]: ...  # (negative, positive)
-
-    @property
-    def model_id(self) -> str: ...
-
-
-def _unwrap(model_or_bundle: Any, preprocessing: Preprocessing | None) -> tuple[Any, Preprocessing, tuple[str, str] | None, float, str]:
-    """(keras model, preprocessing, classes or None, threshold, model id) of any supported object."""
-    if hasattr(model_or_bundle, "model") and hasattr(model_or_bundle, "preprocessing"):
-        b = model_or_bundle
-        return b.model, preprocessing or b.preprocessing, tuple(b.classes), float(b.threshold), str(b.model_id)
-    model = model_or_bundle
+def _unwrap(model: Predictor | keras.Model, preprocessing: Preprocessing | None
+            ) -> tuple[keras.Model, Preprocessing, tuple[str, str] | None, float, str, bool]:
+    """(keras model, preprocessing, classes or None, threshold, model id, recipe TTA) of a model."""
+    if isinstance(model, PredictorBase):
+        p: Predictor = model  # type: ignore[assignment]
+        return p.model, preprocessing or p.preprocessing, tuple(p.classes), float(p.threshold), p.model_id, p.tta
     if not hasattr(model, "predict_on_batch"):
         raise ModelError(f"cannot predict with a {type(model).__name__}; give a keras.Model, a bundle or a trained model")
     if preprocessing is None:
         preprocessing = Preprocessing(window="wide", size=input_size(model), resize="pad")
-    return model, preprocessing, None, 0.5, ""
+    return model, preprocessing, None, 0.5, "", False
 
 
 def input_size(model: Any) -> int:
@@ -131,19 +119,8 @@ def _predict_batch(model: Any, batch: np.ndarray, batch_size: int, tta: bool) ->
 # --------------------------------------------------------------------------- datasets
 
 
-def recipe_tta(model_or_bundle: Any) -> bool:
-    """Whether the model's recipe asks for test-time augmentation (False for a bare Keras model)."""
-    config = getattr(model_or_bundle, "config", None)
-    if config is not None:
-        return bool(getattr(config, "tta", False))
-    card = getattr(model_or_bundle, "card", None)
-    if card is not None:
-        return bool(card.raw.get("training", {}).get("tta", False))
-    return False
-
-
 def predict(
-    model_or_bundle: Any,
+    model_or_bundle: Predictor | keras.Model,
     data: Any,
     tta: bool | None = None,
     batch_size: int = 32,
@@ -164,7 +141,7 @@ def predict(
         A `ctviewer.core.data.dataset.Dataset`, or preprocessed images (N, S, S[, 1]).
     tta
         Average the image and its mirror (see `tta_views`); None: as the model's recipe
-        says (``TrainConfig.tta``, stored in the bundle's card).
+        says (`Predictor.tta`: ``TrainConfig.tta``, stored in the bundle's card).
     batch_size
         Images per forward pass; memory stays bounded by it (images stream from the cache).
     cache
@@ -180,8 +157,8 @@ def predict(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1 (got {batch_size})")
-    model, prep, classes, threshold, model_id = _unwrap(model_or_bundle, preprocessing)
-    tta = recipe_tta(model_or_bundle) if tta is None else bool(tta)
+    model, prep, classes, threshold, model_id, recipe_tta = _unwrap(model_or_bundle, preprocessing)
+    tta = recipe_tta if tta is None else bool(tta)
     size = input_size(model)
     if size != prep.size:
         raise ModelError(f"model input is {size} px but the preprocessing makes {prep.size} px images")
@@ -236,7 +213,7 @@ def _predict_dataset(model: Any, dataset: Dataset, prep: Preprocessing, classes:
     )
 
 
-def predict_paths(model_or_bundle: Any, paths: Sequence[str | Path], **kwargs: Any) -> Predictions:
+def predict_paths(model_or_bundle: Predictor | keras.Model, paths: Sequence[str | Path], **kwargs: Any) -> Predictions:
     """Predict a list of files (a user's drop): discovered as an unlabelled dataset first."""
     from ctviewer.core.data.dataset import discover
 

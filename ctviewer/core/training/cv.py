@@ -98,7 +98,7 @@ def cross_validate(
         models=kept,
     )
     if kept:
-        from ctviewer.core.model.bundle import Ensemble
+        from ctviewer.core.model.ensemble import Ensemble
 
         result.ensemble = Ensemble.from_trained(kept, threshold=pooled_threshold)
     result.seconds = time.perf_counter() - started

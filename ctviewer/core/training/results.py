@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ctviewer.core.data.dataset import Dataset
 from ctviewer.core.data.imaging import Preprocessing
 from ctviewer.core.data.splits import Folds, Split
+from ctviewer.core.metrics.evaluation import Metrics
 from ctviewer.core.metrics.predictions import Predictions
+from ctviewer.core.model.bundle import SPLIT_FILE
 from ctviewer.core.model.config import TrainConfig, preprocessing_of
+from ctviewer.core.model.ensemble import Ensemble
 from ctviewer.core.model.identity import weights_id
+from ctviewer.core.model.predictor import PredictorBase
+
+if TYPE_CHECKING:
+    import keras
 
 
 @dataclass(frozen=True)
@@ -52,10 +60,10 @@ def summarize_dataset(dataset: Dataset) -> DatasetSummary:
 
 
 @dataclass
-class TrainedModel:
-    """A trained model and everything needed to use, save and question it."""
+class TrainedModel(PredictorBase):
+    """A trained model and everything needed to use, save and question it (a `Predictor`)."""
 
-    model: Any  # keras.Model
+    model: keras.Model
     config: TrainConfig
     threshold: float
     history: dict[str, list[float]]
@@ -63,7 +71,7 @@ class TrainedModel:
     classes: tuple[str, str]  # (negative, positive)
     dataset: DatasetSummary
     validation_predictions: Predictions | None = None
-    validation_metrics: Any = None  # ctviewer.core.metrics.evaluation.Metrics
+    validation_metrics: Metrics | None = None
     best_epoch: int | None = None  # 0-based; None when no epoch completed
     epochs_run: int = 0
     cancelled: bool = False
@@ -86,9 +94,30 @@ class TrainedModel:
     def model_id(self) -> str:
         return weights_id(self.model)
 
+    @property
+    def tta(self) -> bool:
+        return bool(self.config.tta)
 
+    @property
+    def validation_auc(self) -> float | None:
+        auc = None if self.validation_metrics is None else self.validation_metrics.auc
+        return None if auc is None or math.isnan(auc) else float(auc)
 
+    @property
+    def trained_on(self) -> str | None:
+        return self.dataset.content_hash
 
+    card_kind: ClassVar[str] = "single"
+
+    def card_fields(self) -> dict[str, Any]:
+        """What the model card records of one trained model beyond every model's fields."""
+        return {
+            "history": self.history, "best_epoch": self.best_epoch, "epochs_run": self.epochs_run,
+            "cancelled": self.cancelled,
+            "split": {"method": self.split.method, "seed": self.split.seed, "counts": self.split.counts(),
+                      "file": SPLIT_FILE},
+            "notes": list(self.notes),
+        }
 
 
 @dataclass
@@ -96,15 +125,15 @@ class CVResult:
     """Out-of-fold predictions for every image, pooled metrics and per-fold details."""
 
     predictions: Predictions  # out of fold; ``folds`` and per-fold ``row_thresholds`` set
-    metrics: Any  # ctviewer.core.metrics.evaluation.Metrics, pooled over all images
+    metrics: Metrics  # pooled over all images
     folds: Folds
     fold_thresholds: list[float]
-    fold_metrics: list[Any]
+    fold_metrics: list[Metrics | None]
     histories: list[dict[str, list[float]]]
     config: TrainConfig
     dataset: DatasetSummary
     models: list[TrainedModel] = field(default_factory=list)
-    ensemble: Any = None  # an `Ensemble` when keep_models / config.ensemble
+    ensemble: Ensemble | None = None  # when keep_models / config.ensemble
     seconds: float = 0.0
     cancelled: bool = False
 
