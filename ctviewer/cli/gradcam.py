@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ctviewer.cli._data import add_cache_argument
 from ctviewer.cli._progress import ProgressBars, add_progress_flag
 from ctviewer.core.errors import CTViewerError
 
@@ -23,7 +24,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the PNG files (created)")
     parser.add_argument("--opacity", type=float, default=0.6, metavar="A",
                         help="weight of the heat colours at the hottest point, 0-1 (default 0.6)")
-    parser.add_argument("--cache-dir", metavar="DIR", help="preprocessing cache (default: the user cache folder)")
+    add_cache_argument(parser)
     add_progress_flag(parser)
     parser.set_defaults(func=run)
 
@@ -32,8 +33,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image as PILImage
 
-    from ctviewer.cli._data import scan_images
-    from ctviewer.core.data.cache import Cache
+    from ctviewer.cli._data import cache_from_args, scan_images
     from ctviewer.core.events import Progress
     from ctviewer.core.explain.gradcam import grad_cam, overlay_rgb
     from ctviewer.core.model.bundle import load_bundle
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.opacity <= 1.0:
         raise CTViewerError(f"--opacity must be between 0 and 1 (got {args.opacity})")
     bundle = load_bundle(args.bundle)  # fail fast on a bad bundle, before scanning
-    cache = Cache(args.cache_dir) if args.cache_dir else Cache()
+    cache = cache_from_args(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[tuple[str, float, Path, bool]] = []

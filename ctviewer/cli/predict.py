@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ctviewer.cli._data import add_cache_argument
 from ctviewer.cli._progress import ProgressBars, add_progress_flag
 from ctviewer.core.errors import CTViewerError
 
@@ -26,14 +27,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--batch-size", type=int, default=32, metavar="B", help="images per forward pass")
     parser.add_argument("--pseudonymise", metavar="SALT",
                         help="replace patient/study/series ids in the CSV by salted pseudonyms")
-    parser.add_argument("--cache-dir", metavar="DIR", help="preprocessing cache (default: the user cache folder)")
+    add_cache_argument(parser)
     add_progress_flag(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctviewer.cli._data import scan_images
-    from ctviewer.core.data.cache import Cache
+    from ctviewer.cli._data import cache_from_args, scan_images
     from ctviewer.core.metrics.report import write_predictions_csv
     from ctviewer.core.model.bundle import load_bundle
     from ctviewer.core.model.inference import predict
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise CTViewerError(f"--batch-size must be a positive number (got {args.batch_size})")
     bundle = load_bundle(args.bundle)  # fail fast on a bad bundle, before scanning
-    cache = Cache(args.cache_dir) if args.cache_dir else Cache()
+    cache = cache_from_args(args)
     with ProgressBars(disable=args.quiet) as bars:
         dataset = scan_images(args.data, cache, bars)
         pred = predict(bundle, dataset, tta=args.tta, batch_size=args.batch_size, cache=cache, on_event=bars)

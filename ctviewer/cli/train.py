@@ -5,17 +5,21 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ctviewer.cli._data import add_cache_argument
 from ctviewer.cli._progress import InterruptToStop, ProgressBars, add_progress_flag, quiet_tensorflow_logs
 from ctviewer.core.errors import Cancelled, CTViewerError
+
+if TYPE_CHECKING:
+    from ctviewer.core.training.results import CVResult
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", metavar="DATA", help="dataset: a folder of class subfolders, or a labels.csv")
     parser.add_argument("--positive", metavar="CLASS", help="name of the positive class (default: guessed, e.g. "
                         "the class whose partner is called no_*/normal)")
-    parser.add_argument("--cache-dir", metavar="DIR", help="preprocessing cache (default: the user cache folder)")
+    add_cache_argument(parser)
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,10 +64,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 def load_dataset(args: argparse.Namespace, bars: ProgressBars) -> tuple[Any, Any]:
     """Discover DATA with a progress bar; return (dataset, cache). Skipped files are reported on stderr."""
-    from ctviewer.cli._data import scan_images
-    from ctviewer.core.data.cache import Cache
+    from ctviewer.cli._data import cache_from_args, scan_images
 
-    cache = Cache(args.cache_dir) if args.cache_dir else Cache()
+    cache = cache_from_args(args)
     dataset = scan_images(args.data, cache, bars, positive=args.positive)
     for note in dataset.report.notes:
         bars.write(f"note: {note}")
@@ -90,17 +93,22 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ctviewer.core.model.bundle import save_bundle
+    from ctviewer.core.training.run import run_training
 
     quiet_tensorflow_logs()
     config = config_from_args(args)
     out = Path(args.out)
+    if args.folds is not None and args.folds < 2:
+        raise CTViewerError(f"--folds must be at least 2 (got {args.folds})")
     with ProgressBars(disable=args.quiet, epochs=config.epochs) as bars, InterruptToStop(bars) as stop:
         dataset, cache = load_dataset(args, bars)
-        if args.folds is not None:
-            return _train_ensemble(args, config, dataset, cache, bars, out, stop)
-        from ctviewer.core.training.fit import fit
-
-        trained = fit(dataset, config, on_event=bars, should_stop=stop, cache=cache)
+        run = run_training(dataset, config, args.folds or 1, on_event=bars, should_stop=stop, cache=cache)
+        if run.cv is not None:
+            bars.close()
+    if run.cv is not None:
+        return _save_ensemble(run.cv, out)
+    trained = run.trained
+    assert trained is not None  # folds < 2 always trains one model
     if trained.cancelled and trained.best_epoch is None:
         raise Cancelled("training stopped before the first epoch ended; nothing saved")
     save_bundle(trained, out)
@@ -108,20 +116,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_ensemble(args: argparse.Namespace, config: Any, dataset: Any, cache: Any, bars: ProgressBars,
-                    out: Path, stop: InterruptToStop) -> int:
+def _save_ensemble(result: CVResult, out: Path) -> int:
     from ctviewer.cli.cv import format_cv_summary
     from ctviewer.core.model.bundle import save_bundle
-    from ctviewer.core.training.cv import cross_validate
 
-    if args.folds < 2:
-        raise CTViewerError(f"--folds must be at least 2 (got {args.folds})")
-    result = cross_validate(dataset, config, folds=args.folds, on_event=bars, should_stop=stop, cache=cache,
-                            keep_models=True)
-    bars.close()
+    assert result.ensemble is not None  # run_training keeps the fold models
     save_bundle(result.ensemble, out, metrics=result.metrics, extra={"cross_validation": result.to_json_extra()})
     print(format_cv_summary(result))
-    print(f"  ensemble of {args.folds} fold models saved to {out} (model id {result.ensemble.model_id})")
+    print(f"  ensemble of {result.folds.k} fold models saved to {out} (model id {result.ensemble.model_id})")
     return 0
 
 

@@ -58,7 +58,14 @@ class Progress:
     what: str
 
 
-Event = FoldStarted | EpochEnded | BatchEnded | Message | Progress
+@dataclass(frozen=True)
+class ImageFound:
+    """A scan read one more image (a viewer can show the first before the scan ends)."""
+
+    path: str
+
+
+Event = FoldStarted | EpochEnded | BatchEnded | Message | Progress | ImageFound
 EventCallback = Callable[[Event], None]
 StopCheck = Callable[[], bool]
 

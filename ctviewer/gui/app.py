@@ -82,7 +82,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--engine"]:
         # A frozen (PyInstaller) app starts its model engine by running itself with --engine.
-        from ctviewer.gui.engine_child import main as engine_main
+        from ctviewer.engine.server import main as engine_main
 
         return engine_main(argv[1:])
     parser = build_parser()

@@ -63,7 +63,7 @@ class CamController(QObject):
             # The engine answers one call at a time: this one waits for the training to end.
             self.notice.emit("Grad-CAM waits until the training ends (the model engine does one thing at a time)")
         engine, model = self.session.engine, self.session.model
-        worker = Worker(lambda on_event, should_stop: normalise(engine.call("grad_cam", model_id=model.id, path=path)),
+        worker = Worker(lambda on_event, should_stop: normalise(engine.grad_cam(model.id, path)),
                         "Grad-CAM")
         worker.finished.connect(lambda heat, p=path: self._on_finished(p, heat))
         worker.failed.connect(self._on_failed)

@@ -77,8 +77,8 @@ class DoctorPanel(QWidget):
         if full and model is not None:
             # The model's own checks run the model: that happens in the engine process.
             engine = self.session.engine
-            worker = Worker(lambda on_event, should_stop: engine.call(
-                "doctor", on_event, should_stop, dataset=dataset, model_id=model.id, predictions=predictions),
+            worker = Worker(lambda on_event, should_stop: engine.doctor(
+                dataset, model.id, predictions, on_event, should_stop),
                 "Doctor")
         else:
             cache = self.session.cache

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 
 from ctviewer.core.data.dataset import Dataset
 from ctviewer.core.data.labels import default_labels_path, write_labels_csv
-from ctviewer.core.errors import Cancelled
+from ctviewer.core.events import Event, ImageFound
 from ctviewer.gui.browser import BrowserPanel
 from ctviewer.gui.cam import CamController
 from ctviewer.gui.errors import error_box
@@ -32,7 +32,7 @@ from ctviewer.gui.session import Session
 from ctviewer.gui.tags_panel import TagsPanel
 from ctviewer.gui.training_panel import TrainingPanel
 from ctviewer.gui.viewer import PRESET_NAMES, ImageViewer
-from ctviewer.gui.workers import ImageRead, Worker, WorkerError, WorkerRunner
+from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner
 
 MAX_RECENT = 8
 
@@ -95,6 +95,7 @@ class MainWindow(QMainWindow):
         self.cam.error.connect(self.show_error)
         self.cam.engine_busy = self.training.is_running
         self.cam.notice.connect(self._show_status)
+        self.session.subscribe(lambda _change: self._update_status())
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -228,21 +229,18 @@ class MainWindow(QMainWindow):
 
         def job(on_event, should_stop):
             from ctviewer.core.data.dataset import discover
-            from ctviewer.core.events import Progress
-
-            def progress(done: int, total: int, path: str) -> None:
-                if should_stop():
-                    raise Cancelled("loading cancelled")
-                on_event(Progress(done, total, "reading images"))
 
             first: list[str] = []
 
-            def found(item) -> None:
-                if not first:
-                    first.append(item.path)
-                    on_event(ImageRead(item.path))
+            def forward(event: Event) -> None:
+                if isinstance(event, ImageFound):  # only the first: the viewer shows it while the scan goes on
+                    if not first:
+                        first.append(event.path)
+                        on_event(event)
+                else:
+                    on_event(event)
 
-            return discover(source, cache=cache, progress=progress, found=found)
+            return discover(source, cache=cache, on_event=forward, should_stop=should_stop)
 
         worker = Worker(job, "Open dataset")
         worker.image_read.connect(lambda path: self._show_first_read(worker, path))
@@ -278,8 +276,7 @@ class MainWindow(QMainWindow):
     def set_dataset(self, dataset: Dataset, source: str | Sequence[str] | None = None) -> None:
         self.load_progress.hide()
         shown = self.viewer.series[self.viewer.index] if self.viewer.image is not None else None
-        self.session.dataset = dataset
-        self.session.predictions = None
+        self.session.set_dataset(dataset)
         self.viewer.clear()
         self.browser.set_dataset(dataset, fresh=True)
         self.undo_action.setEnabled(False)
@@ -287,7 +284,6 @@ class MainWindow(QMainWindow):
         self.results.set_predictions(None)
         if isinstance(source, str):
             self._remember_recent(source)
-        self._update_status()
         paths = self.browser.visible_paths()
         if paths:
             # The image shown while scanning stays: jumping to another one would look like a glitch.
@@ -300,9 +296,8 @@ class MainWindow(QMainWindow):
 
     def _on_labels_changed(self, dataset: Dataset) -> None:
         self.undo_action.setEnabled(self.browser.can_undo())
-        self.session.dataset = dataset
+        self.session.set_dataset(dataset, keep_predictions=True)
         self.training.set_dataset(dataset)
-        self._update_status()
 
     def save_labels_dialog(self) -> None:
         if self.session.dataset is None:
@@ -361,15 +356,13 @@ class MainWindow(QMainWindow):
 
     def _on_model_ready(self, _model: object) -> None:
         self.cam.reset()
-        self._update_status()
         if self.viewer.current_path():
             self.cam.request(self.viewer.current_path())
 
     def _on_predictions_ready(self, predictions: object, description: str = "") -> None:
-        self.session.predictions = predictions
+        self.session.set_predictions(predictions)
         self.results.set_predictions(predictions, description)
         self.results_dock.raise_()
-        self._update_status()
 
     def export_plots_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export plots into folder", str(Path.home()))
@@ -499,10 +492,3 @@ class MainWindow(QMainWindow):
         self.browser.shutdown()
         event.accept()
 
-
-if __name__ == "__main__":  # a quick look: python -m ctviewer.gui.main_window [FOLDER] (same as ctviewer)
-    import sys
-
-    from ctviewer.gui.app import run
-
-    sys.exit(run(sys.argv[1:]))

@@ -141,7 +141,7 @@ class ResultsPanel(QWidget):
 
     def set_predictions(self, predictions: Predictions | None, description: str = "") -> None:
         self.predictions = predictions
-        self.session.predictions = predictions
+        self.session.set_predictions(predictions)
         self.model.set_predictions(predictions)
         self._enable(predictions is not None)
         self._roc = None

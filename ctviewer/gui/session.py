@@ -1,19 +1,25 @@
 """What the window currently holds: dataset, model, predictions. A plain view-model, no Qt.
 
-Panels read it; the main window changes it and tells the panels. Keeping it out of the
+Panels read it and change it only through its ``set_*`` methods; whoever needs to follow a
+change subscribes (`Session.subscribe`) instead of being told by hand. Keeping it out of the
 widgets means the state can be inspected (and tested) without looking inside Qt objects.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Literal
 
 from ctviewer.core.data.cache import Cache
 from ctviewer.core.data.dataset import Dataset
 from ctviewer.core.data.imaging import Preprocessing
 from ctviewer.core.metrics.predictions import Predictions
-from ctviewer.gui.engine import EngineClient
+from ctviewer.engine.client import EngineClient
+from ctviewer.engine.protocol import ModelHandle
+
+Change = Literal["dataset", "model", "predictions"]
+Listener = Callable[[Change], None]
 
 
 @dataclass
@@ -22,14 +28,44 @@ class Session:
 
     cache: Cache = field(default_factory=Cache)
     dataset: Dataset | None = None
-    model: Any = None  # ctviewer.gui.engine_child.ModelHandle
+    model: ModelHandle | None = None
     model_source: str = ""  # "trained in this session" or the bundle folder
     predictions: Predictions | None = None
     engine: EngineClient | None = None
+    _listeners: list[Listener] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.engine is None:
             self.engine = EngineClient(str(self.cache.root))
+
+    # ------------------------------------------------------------------ changes
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(change)`` after every change; returns the function that unsubscribes."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _changed(self, change: Change) -> None:
+        for listener in list(self._listeners):
+            listener(change)
+
+    def set_dataset(self, dataset: Dataset | None, keep_predictions: bool = False) -> None:
+        """A new dataset (its predictions go, unless only its labels changed: ``keep_predictions``)."""
+        self.dataset = dataset
+        if not keep_predictions and self.predictions is not None:
+            self.predictions = None
+            self._changed("predictions")
+        self._changed("dataset")
+
+    def set_model(self, model: ModelHandle | None, source: str) -> None:
+        self.model, self.model_source = model, source
+        self._changed("model")
+
+    def set_predictions(self, predictions: Predictions | None) -> None:
+        if predictions is self.predictions:
+            return  # told twice (panel and window): one notification
+        self.predictions = predictions
+        self._changed("predictions")
 
     def model_preprocessing(self) -> Preprocessing | None:
         """How the model wants its input (window, size, resize), as its handle says."""

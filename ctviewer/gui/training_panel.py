@@ -4,7 +4,6 @@ load/save a model bundle; predict the dataset. All TensorFlow work runs in `work
 from __future__ import annotations
 
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,6 @@ from ctviewer.gui.session import Session
 from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner
 
 RECIPE = 0  # spin-box value meaning "use the recipe's default"
-_CONFIG_FIELDS = {f.name for f in fields(TrainConfig)}
 
 
 def format_eta(seconds: float) -> str:
@@ -90,9 +88,6 @@ class TrainingPanel(QWidget):
         self.validation_spin.setToolTip("Fraction of patients held out for validation (early stopping, threshold)")
         self.augment_check = QCheckBox("augmentation")
         self.augment_check.setChecked(True)
-        if "augment" not in _CONFIG_FIELDS:
-            self.augment_check.setEnabled(False)
-            self.augment_check.setToolTip("Augmentation is built into each recipe's model and cannot be switched here")
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, 2**31 - 1)
         self.seed_spin.setToolTip("Random seed: same seed, same split and same result")
@@ -197,9 +192,8 @@ class TrainingPanel(QWidget):
             "batch_size": self.batch_spin.value() or None,
             "validation_fraction": round(self.validation_spin.value(), 3),
             "seed": self.seed_spin.value(),
+            "augment": self.augment_check.isChecked(),
         }
-        if "augment" in _CONFIG_FIELDS:
-            values["augment"] = self.augment_check.isChecked()
         return values
 
     # ------------------------------------------------------------------ training
@@ -215,8 +209,7 @@ class TrainingPanel(QWidget):
         engine = self.session.engine
 
         def job(on_event, should_stop):
-            return engine.call("train", on_event, should_stop, dataset=dataset, model_name=name,
-                               overrides=overrides, folds=folds)
+            return engine.train(dataset, name, overrides, folds, on_event, should_stop)
 
         worker = Worker(job, "Training")
         worker.epoch_ended.connect(self._on_epoch_ended)
@@ -328,8 +321,7 @@ class TrainingPanel(QWidget):
 
     def _set_model(self, model: Any, source: str) -> None:
         self._model_unsaved = getattr(model, "kind", "bundle") != "bundle"
-        self.session.model = model
-        self.session.model_source = source
+        self.session.set_model(model, source)
         self.model_label.setText(f"Model: {source}")
         self.model_ready.emit(model)
 
@@ -373,7 +365,7 @@ class TrainingPanel(QWidget):
     def load_bundle(self, folder: str | Path) -> Worker | None:
         """Load a saved model folder (in the engine); it becomes the session's model."""
         engine, folder = self.session.engine, str(folder)
-        return self._run_model_job(lambda on_event, should_stop: engine.call("load_bundle", folder=folder),
+        return self._run_model_job(lambda on_event, should_stop: engine.load_bundle(folder),
                                    "Open model", lambda handle: self._set_model(handle, handle.source))
 
     def save_bundle(self, folder: str | Path) -> Worker | None:
@@ -383,7 +375,7 @@ class TrainingPanel(QWidget):
             self.status.emit("no model to save: train or open one first")
             return None
         return self._run_model_job(
-            lambda on_event, should_stop: engine.call("save_bundle", model_id=model.id, folder=folder),
+            lambda on_event, should_stop: engine.save_bundle(model.id, folder),
             "Save model", lambda _path: self._saved(folder))
 
     def _saved(self, folder: str) -> None:
@@ -399,7 +391,7 @@ class TrainingPanel(QWidget):
             return None
 
         def job(on_event, should_stop):
-            return engine.call("predict", on_event, should_stop, model_id=model.id, dataset=dataset)
+            return engine.predict(model.id, dataset, on_event, should_stop)
 
         what = "whole dataset"
         if model.kind != "bundle":

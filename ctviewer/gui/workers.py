@@ -24,13 +24,6 @@ Job = Callable[[Callable[[Any], None], Callable[[], bool]], Any]
 
 
 @dataclass(frozen=True)
-class ImageRead:
-    """A loading job read its first image: the viewer can show it before the scan ends."""
-
-    path: str
-
-
-@dataclass(frozen=True)
 class WorkerError:
     """What the GUI shows for a failed job: a readable line plus the full details."""
 
@@ -62,7 +55,7 @@ class Worker(QObject):
     fold_started = Signal(object)  # FoldStarted
     message = Signal(object)  # Message
     progress = Signal(int, int, str)  # done, total, what
-    image_read = Signal(str)  # path (ImageRead)
+    image_read = Signal(str)  # path (ctviewer.core.events.ImageFound)
     finished = Signal(object)  # the job's result
     cancelled = Signal()
     failed = Signal(object)  # WorkerError
@@ -93,7 +86,7 @@ class Worker(QObject):
         if kind == "Progress":
             self.progress.emit(int(event.done), int(event.total), str(event.what))
             return
-        if kind == "ImageRead":
+        if kind == "ImageFound":
             self.image_read.emit(str(event.path))
             return
         name = self._EVENT_SIGNALS.get(kind)

@@ -15,7 +15,8 @@ from pydicom.data import get_testdata_file
 from ctviewer.core.data.cache import Cache
 from ctviewer.core.data.dataset import discover
 from ctviewer.core.data.demo import make_demo_dataset
-from ctviewer.core.errors import DatasetError
+from ctviewer.core.errors import Cancelled, DatasetError
+from ctviewer.core.events import ImageFound, Progress
 
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
 
@@ -123,11 +124,32 @@ def test_found_reports_each_readable_image_as_it_is_read_and_never_a_skipped_one
     _ct(tmp_path / "b" / "3.dcm", "P2", shift=5)
     found: list[str] = []
     seen_at_progress: list[int] = []
-    ds = discover(tmp_path, found=lambda item: found.append(item.path),
-                  progress=lambda done, total, path: seen_at_progress.append(len(found)))
+
+    def on_event(event) -> None:
+        if isinstance(event, ImageFound):
+            found.append(event.path)
+        elif isinstance(event, Progress):
+            seen_at_progress.append(len(found))
+
+    ds = discover(tmp_path, on_event=on_event)
     assert sorted(found) == sorted(ds.paths)
     assert len(ds.report.skipped) == 1 and not any(p.endswith(".pdf") for p in found)
     assert seen_at_progress[0] == 1  # the first image was reported before the scan went on
+    assert len(seen_at_progress) == 3  # one Progress per file, the skipped one too
+
+
+def test_discover_stops_when_asked_and_raises_cancelled_itself(tmp_path: Path) -> None:
+    for i in range(4):
+        _ct(tmp_path / "a" / f"{i}.dcm", f"P{i}", shift=i)
+    found: list[str] = []
+
+    def on_event(event) -> None:
+        if isinstance(event, ImageFound):
+            found.append(event.path)
+
+    with pytest.raises(Cancelled):
+        discover(tmp_path, on_event=on_event, should_stop=lambda: len(found) >= 2)
+    assert len(found) == 2  # checked before each file: no file read after the stop
 
 
 def test_unreadable_file_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,6 +21,8 @@ def test_core_modules_never_import_qt() -> None:
     modules = [m.name for m in pkgutil.walk_packages(ctviewer.core.__path__, "ctviewer.core.")]
     modules += ["ctviewer.cli"] + [f"ctviewer.cli.{m.name}" for m in pkgutil.iter_modules(
         [str(Path(ctviewer.core.__path__[0]).parent / "cli")])]
+    modules += ["ctviewer.engine"] + [f"ctviewer.engine.{m.name}" for m in pkgutil.iter_modules(
+        [str(Path(ctviewer.core.__path__[0]).parent / "engine")])]
     code = (
         "import importlib, sys\n"
         f"for name in {modules!r}:\n"
@@ -30,7 +32,7 @@ def test_core_modules_never_import_qt() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "", f"core/cli imported GUI toolkits: {done.stdout}"
+    assert done.stdout.strip() == "", f"core/cli/engine imported GUI toolkits: {done.stdout}"
 
 
 def test_core_sources_have_no_qt_import_lines() -> None:

@@ -9,6 +9,7 @@ import numpy as np
 from pydicom.data import get_testdata_file
 
 from ctviewer.core.data.cache import Cache
+from ctviewer.core.data.imaging import Preprocessing
 from ctviewer.gui.cam import CamController
 from ctviewer.gui.session import Session
 from ctviewer.gui.viewer import ImageViewer
@@ -20,16 +21,15 @@ class _HeatEngine:
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    def call(self, name, on_event=None, should_stop=None, **kwargs):
-        assert name == "grad_cam"
-        self.calls.append(kwargs["path"])
+    def grad_cam(self, model_id, path):
+        self.calls.append(path)
         return np.linspace(0, 4, 16, dtype=np.float32).reshape(4, 4)
 
 
 def _setup(qtbot, tmp_path: Path, training: bool) -> tuple[CamController, ImageViewer, _HeatEngine]:
     engine = _HeatEngine()
     session = Session(cache=Cache(tmp_path / "cache"), engine=engine)
-    session.model = SimpleNamespace(id="m1", kind="bundle")
+    session.model = SimpleNamespace(id="m1", kind="bundle", preprocessing=Preprocessing(resize="pad"))
     viewer = ImageViewer()
     qtbot.addWidget(viewer)
     viewer.show()

@@ -17,8 +17,7 @@ class _SlowPredictingEngine:
         self.stopped_at: int | None = None
         self.started = threading.Event()
 
-    def call(self, name, on_event=None, should_stop=None, **kwargs):
-        assert name == "predict"
+    def predict(self, model_id, dataset, on_event=None, should_stop=None):
         self.started.set()
         total = 5000
         for done in range(total):

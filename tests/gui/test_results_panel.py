@@ -157,13 +157,12 @@ class _SlowDoctorEngine:
     def __init__(self) -> None:
         self.stopped = False
 
-    def call(self, name, on_event=None, should_stop=None, **kwargs):
+    def doctor(self, dataset, model_id, predictions, on_event=None, should_stop=None):
         import time
 
         from ctviewer.core.errors import Cancelled
         from ctviewer.core.events import Message
 
-        assert name == "doctor"
         for step in range(3000):
             if should_stop():
                 self.stopped = True

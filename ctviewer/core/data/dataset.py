@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import os
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -19,6 +19,7 @@ import numpy as np
 from ctviewer.core.data.cache import Cache
 from ctviewer.core.data.imaging import Preprocessing
 from ctviewer.core.errors import Cancelled, DatasetError, ImageReadError
+from ctviewer.core.events import EventCallback, ImageFound, Progress, StopCheck, emit, stop_requested
 
 PatientSource = Literal["dicom", "labels", "file"]
 LABELS_FILE = "labels.csv"
@@ -136,15 +137,14 @@ class Dataset:
             raise DatasetError(f"{self.source}: too few images per class to train ({detail}; need {min_per_class})")
 
 
-ProgressFn = Callable[[int, int, str], None]
 
 
 def discover(
     source: str | Path | Sequence[str | Path],
     positive: str | None = None,
     cache: Cache | None = None,
-    progress: ProgressFn | None = None,
-    found: Callable[[Item], None] | None = None,
+    on_event: EventCallback | None = None,
+    should_stop: StopCheck | None = None,
 ) -> Dataset:
     """Find the images of a dataset.
 
@@ -161,11 +161,12 @@ def discover(
         second in alphabetical order. The choice is written in ``report.notes``.
     cache
         Inspection cache (a fresh default `Cache()` when None).
-    progress
-        ``progress(done, total, path)`` after each file.
-    found
-        ``found(item)`` for each readable image as soon as it is read, so a viewer can show
-        the first image while the rest of a large folder is still being scanned.
+    on_event
+        ``ImageFound(path)`` for each readable image as soon as it is read (a viewer can show
+        the first image while the rest of a large folder is still being scanned), then
+        ``Progress(done, total, "reading images")`` after each file.
+    should_stop
+        Checked before each file; raises `Cancelled` when it says stop.
     """
     cache = cache if cache is not None else Cache()
     report = LoadReport()
@@ -195,16 +196,16 @@ def discover(
     items: list[Item] = []
     total = len(candidates)
     for done, (path, label, csv_patient) in enumerate(candidates, start=1):
+        if stop_requested(should_stop):
+            raise Cancelled("loading cancelled")
         try:
             record = cache.inspect(path)
         except ImageReadError as exc:
             report.skipped.append(Skipped(str(path), exc.reason))
         else:
             items.append(_make_item(path, label, csv_patient, record))
-            if found:
-                found(items[-1])
-        if progress:
-            progress(done, total, str(path))
+            emit(on_event, ImageFound(items[-1].path))
+        emit(on_event, Progress(done, total, "reading images"))
 
     if not items and not report.skipped and not candidates:
         raise DatasetError(f"{source_name}: no files found (empty folder?)")
@@ -358,21 +359,37 @@ def _find_duplicates(items: list[Item]) -> list[list[str]]:
     return [paths for paths in groups.values() if len(paths) > 1]
 
 
+def iter_arrays(
+    dataset: Dataset,
+    prep: Preprocessing,
+    cache: Cache,
+    on_event: EventCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> Iterator[tuple[int, Item, np.ndarray]]:
+    """``(index, item, preprocessed array)`` of every image, in order, through the cache.
+
+    ``Progress(done, total, "loading images")`` after each image; `Cancelled` when
+    ``should_stop()`` says stop; an unreadable file raises `ImageReadError`.
+    """
+    n = len(dataset)
+    for i, item in enumerate(dataset.items):
+        if stop_requested(should_stop):
+            raise Cancelled("loading cancelled")
+        yield i, item, cache.array(item.path, prep)
+        emit(on_event, Progress(i + 1, n, "loading images"))
+
+
 def load_stack(
     dataset: Dataset,
     prep: Preprocessing,
     cache: Cache | None = None,
-    progress: ProgressFn | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    on_event: EventCallback | None = None,
+    should_stop: StopCheck | None = None,
 ) -> np.ndarray:
     """All preprocessed images as one (N, size, size) float32 array (small datasets)."""
     cache = cache if cache is not None else Cache()
     out = np.empty((len(dataset), prep.size, prep.size), dtype=np.float32)
-    for i, item in enumerate(dataset.items):
-        if should_stop and should_stop():
-            raise Cancelled("loading cancelled")
-        out[i] = cache.array(item.path, prep)
-        if progress:
-            progress(i + 1, len(dataset), item.path)
+    for i, _item, arr in iter_arrays(dataset, prep, cache, on_event, should_stop):
+        out[i] = arr
     return out
 

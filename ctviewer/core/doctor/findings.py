@@ -5,12 +5,11 @@ No TensorFlow, no scikit-learn: the GUI imports this at start-up.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numpy as np
+from ctviewer.core.jsonable import json_safe
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
@@ -65,29 +64,11 @@ class Finding:
             raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
         if self.code not in CODES:
             raise ValueError(f"unknown finding code {self.code!r}")
-        object.__setattr__(self, "evidence", json_safe(dict(self.evidence)))
+        object.__setattr__(self, "evidence", json_safe(dict(self.evidence), digits=6))
 
     def to_json_dict(self) -> dict[str, Any]:
         return {"code": self.code, "severity": self.severity, "message": self.message,
                 "evidence": self.evidence, "fix": self.fix}
-
-
-def json_safe(value: Any) -> Any:
-    """numpy scalars/arrays -> Python, NaN/inf -> None, tuples -> lists, keys -> str; rounds floats to 6 digits."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = sorted(value, key=str) if isinstance(value, (set, frozenset)) else value
-        return [json_safe(v) for v in items]
-    if isinstance(value, np.ndarray):
-        return [json_safe(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return round(value, 6) if math.isfinite(value) else None
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    return str(value)
 
 
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:

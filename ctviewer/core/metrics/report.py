@@ -16,14 +16,14 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
 from ctviewer.core.errors import CTViewerError
-from ctviewer.core.metrics.evaluation import Interval, Metrics
+from ctviewer.core.jsonable import json_safe
+from ctviewer.core.metrics.evaluation import Metrics
 from ctviewer.core.metrics.predictions import Predictions
 
 PREDICTION_COLUMNS: tuple[str, ...] = (
@@ -352,24 +352,5 @@ def write_metrics_json(metrics: Metrics, path: str | os.PathLike[str],
     for key, value in (extra or {}).items():
         if key in payload:
             raise ValueError(f"extra key {key!r} would overwrite a metric")
-        payload[key] = _json_safe(value)
+        payload[key] = json_safe(value)
     return write_text_atomic(path, json.dumps(payload, indent=2, allow_nan=False, ensure_ascii=False) + "\n")
-
-
-def _json_safe(value: Any) -> Any:
-    """Plain JSON types: NaN/inf -> None, numpy -> Python, tuples/arrays -> lists."""
-    if isinstance(value, Interval):
-        return value.to_list()
-    if is_dataclass(value) and not isinstance(value, type):
-        return _json_safe(asdict(value))
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (np.ndarray, list, tuple, set)):
-        return [_json_safe(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value

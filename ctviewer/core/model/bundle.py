@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ctviewer.core.data.imaging import Preprocessing, parse_window
 from ctviewer.core.errors import ModelError
+from ctviewer.core.jsonable import json_safe
 from ctviewer.core.model.ensemble import Ensemble
 from ctviewer.core.model.predictor import PredictorBase
 
@@ -217,20 +218,6 @@ def read_split(folder: str | Path) -> Split | None:
 # --------------------------------------------------------------------------- save
 
 
-def _json_safe(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def library_versions() -> dict[str, str]:
     from importlib import metadata
 
@@ -288,7 +275,7 @@ def _card_dict(trained: TrainedModel | Ensemble, model_sha: str, metrics: Metric
     card["metrics"] = metrics_out
     for key, value in (extra or {}).items():
         card.setdefault(key, value)
-    return _json_safe(card)
+    return json_safe(card)
 
 
 def save_bundle(trained: TrainedModel | Ensemble | Bundle, folder: str | Path,
@@ -330,7 +317,7 @@ def save_bundle(trained: TrainedModel | Ensemble | Bundle, folder: str | Path,
             (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, allow_nan=False, ensure_ascii=False) + "\n",
                                          encoding="utf-8")
         if not isinstance(trained, (Ensemble, Bundle)):
-            (tmp / SPLIT_FILE).write_text(json.dumps(_json_safe(trained.split.to_json_dict()), indent=1) + "\n",
+            (tmp / SPLIT_FILE).write_text(json.dumps(json_safe(trained.split.to_json_dict()), indent=1) + "\n",
                                           encoding="utf-8")
         old = None
         if folder.exists():

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 
 from ctviewer.core.data.cache import Cache
-from ctviewer.core.data.dataset import Dataset
+from ctviewer.core.data.dataset import Dataset, iter_arrays
 from ctviewer.core.data.imaging import Preprocessing
-from ctviewer.core.errors import Cancelled, DatasetError, ImageReadError
-from ctviewer.core.events import EventCallback, Progress, StopCheck, emit, stop_requested
+from ctviewer.core.errors import DatasetError, ImageReadError
+from ctviewer.core.events import EventCallback, StopCheck
 
 # Above this many bytes of preprocessed images, training streams them from disk.
 IN_MEMORY_LIMIT_BYTES = 512 * 1024 * 1024
@@ -60,18 +60,14 @@ def _load_images(dataset: Dataset, prep: Preprocessing, cache: Cache, on_event: 
     stream = stream and has_files
     files: list[str] = []
     stacked = None if stream else np.empty((n, prep.size, prep.size), dtype=np.float32)
-    for i, item in enumerate(dataset.items):
-        if stop_requested(should_stop):
-            raise Cancelled("loading cancelled")
-        try:
-            arr = cache.array(item.path, prep)
-        except ImageReadError as exc:
-            raise DatasetError(f"{exc.path}: {exc.reason}") from None
-        if stacked is not None:
-            stacked[i] = arr
-        if has_files:
-            files.append(str(cache.array_path(cache.inspect(item.path).content_hash, prep)))
-        emit(on_event, Progress(i + 1, n, "loading images"))
+    try:
+        for i, item, arr in iter_arrays(dataset, prep, cache, on_event, should_stop):
+            if stacked is not None:
+                stacked[i] = arr
+            if has_files:
+                files.append(str(cache.array_path(cache.inspect(item.path).content_hash, prep)))
+    except ImageReadError as exc:
+        raise DatasetError(f"{exc.path}: {exc.reason}") from None
     return PreprocessedImages(files=files, stacked=stacked, size=prep.size)
 
 

@@ -1,6 +1,7 @@
 """The GUI's side of the model engine: start the engine process on first use, send calls,
-route answers back to the (worker-thread) caller. No Qt here; `workers.Worker` jobs call
-`EngineClient.call`, so training still reaches the widgets as Qt signals.
+route answers back to the (worker-thread) caller. No Qt here; `ctviewer.gui.workers.Worker`
+jobs call the typed methods (`EngineClient.train`, ``predict``...), so training still reaches
+the widgets as Qt signals.
 """
 
 from __future__ import annotations
@@ -12,14 +13,22 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctviewer.core.errors import Cancelled, CTViewerError
+from ctviewer.core.events import EventCallback, StopCheck
+from ctviewer.engine import protocol as msg
+from ctviewer.engine.protocol import KEY_ENV, ModelHandle, TrainingOutcome
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ctviewer.core.data.dataset import Dataset
+    from ctviewer.core.doctor.findings import Finding
+    from ctviewer.core.metrics.predictions import Predictions
 
 POLL_S = 0.1  # how often a waiting call checks should_stop()
 STARTUP_TIMEOUT_S = 120.0  # the engine connects before it imports anything heavy
-KEY_ENV = "CTVIEWER_ENGINE_KEY"  # the connection's secret, passed by environment (not visible in ps)
 
 
 def engine_command(address: str, cache_root: str | None) -> list[str]:
@@ -27,7 +36,7 @@ def engine_command(address: str, cache_root: str | None) -> list[str]:
     tail = [address, cache_root or ""]
     if getattr(sys, "frozen", False):
         return [sys.executable, "--engine", *tail]
-    return [sys.executable, "-m", "ctviewer.gui.engine_child", *tail]
+    return [sys.executable, "-m", "ctviewer.engine.server", *tail]
 
 
 def _accept(listener: Any, process: subprocess.Popen, timeout_s: float) -> Any:
@@ -81,7 +90,7 @@ class EngineClient:
         self._process: Any = None
         self._conn: Any = None
         self._lock = threading.Lock()  # start/stop and sending
-        self._pending: dict[int, queue.Queue] = {}
+        self._pending: dict[int, queue.Queue[msg.Answer]] = {}
         self._ids = itertools.count(1)
         self._reader: threading.Thread | None = None
 
@@ -117,8 +126,8 @@ class EngineClient:
             except (EOFError, OSError):
                 break
             except Exception as exc:  # noqa: BLE001 - an unreadable answer fails its call, not the router
-                message = ("error", None, f"unreadable answer from the engine: {exc}", "", False)
-            box = self._pending.get(message[1]) if message[1] is not None else None
+                message = msg.Failure(None, f"unreadable answer from the engine: {exc}", "", False)
+            box = self._pending.get(message.id) if message.id is not None else None
             if box is not None:
                 box.put(message)
         # The engine is gone: every waiting call fails with the reason.
@@ -127,7 +136,7 @@ class EngineClient:
         except subprocess.TimeoutExpired:
             code = None
         for box in list(self._pending.values()):
-            box.put(("error", None, f"the model engine stopped unexpectedly (exit code {code})", "", False))
+            box.put(msg.Failure(None, f"the model engine stopped unexpectedly (exit code {code})", "", False))
 
     def shutdown(self, timeout_s: float = 30.0) -> None:
         """Cancel every call, ask the engine to quit, wait, and kill it if it does not."""
@@ -138,8 +147,8 @@ class EngineClient:
                 return
             try:
                 for call_id in list(self._pending):
-                    conn.send(("cancel", call_id))
-                conn.send(("quit",))
+                    conn.send(msg.Cancel(call_id))
+                conn.send(msg.Quit())
             except (OSError, ValueError):
                 pass
         try:
@@ -154,20 +163,44 @@ class EngineClient:
 
     # ------------------------------------------------------------------ calls
 
-    def call(self, name: str, on_event: Callable[[Any], None] | None = None,
-             should_stop: Callable[[], bool] | None = None, **kwargs: Any) -> Any:
+    def train(self, dataset: Dataset, model_name: str, overrides: dict[str, Any], folds: int,
+              on_event: EventCallback | None = None, should_stop: StopCheck | None = None) -> TrainingOutcome:
+        """Train in the engine (`ctviewer.core.training.run.run_training`); the model stays there."""
+        return self._call("train", on_event, should_stop, dataset=dataset, model_name=model_name,
+                         overrides=overrides, folds=folds)
+
+    def predict(self, model_id: str, dataset: Dataset, on_event: EventCallback | None = None,
+                should_stop: StopCheck | None = None) -> Predictions:
+        return self._call("predict", on_event, should_stop, model_id=model_id, dataset=dataset)
+
+    def grad_cam(self, model_id: str, path: str) -> np.ndarray:
+        return self._call("grad_cam", model_id=model_id, path=path)
+
+    def save_bundle(self, model_id: str, folder: str) -> str:
+        return self._call("save_bundle", model_id=model_id, folder=folder)
+
+    def load_bundle(self, folder: str) -> ModelHandle:
+        return self._call("load_bundle", folder=folder)
+
+    def doctor(self, dataset: Dataset | None, model_id: str | None, predictions: Predictions | None,
+               on_event: EventCallback | None = None, should_stop: StopCheck | None = None) -> list[Finding]:
+        return self._call("doctor", on_event, should_stop, dataset=dataset, model_id=model_id,
+                         predictions=predictions)
+
+    def _call(self, name: str, on_event: EventCallback | None = None,
+             should_stop: StopCheck | None = None, **kwargs: Any) -> Any:
         """Run ``Engine.<name>(**kwargs)`` in the engine and wait for its answer.
 
         Events are passed to ``on_event`` as they arrive; when ``should_stop()`` turns true the
         engine is asked to cancel. Raises `Cancelled` or `EngineError` like a local call would.
         """
-        box: queue.Queue = queue.Queue()
+        box: queue.Queue[msg.Answer] = queue.Queue()
         with self._lock:
             self._ensure_started()
             call_id = next(self._ids)
             self._pending[call_id] = box
             conn = self._conn
-            conn.send(("call", call_id, name, kwargs))
+            conn.send(msg.Call(call_id, name, kwargs))
         cancel_sent = False
         try:
             while True:
@@ -176,21 +209,20 @@ class EngineClient:
                 if should_stop is not None and not cancel_sent and should_stop():
                     with self._lock:
                         if self._conn is conn:
-                            conn.send(("cancel", call_id))
+                            conn.send(msg.Cancel(call_id))
                     cancel_sent = True
                 try:
                     message = box.get(timeout=POLL_S)
                 except queue.Empty:
                     continue
-                kind = message[0]
-                if kind == "event":
+                if isinstance(message, msg.EventMessage):
                     if on_event is not None:
-                        on_event(message[2])
-                elif kind == "result":
-                    return message[2]
-                elif kind == "cancelled":
+                        on_event(message.event)
+                elif isinstance(message, msg.Result):
+                    return message.value
+                elif isinstance(message, msg.CancelledReply):
                     raise Cancelled(f"{name} cancelled")
                 else:
-                    raise EngineError(message[2], message[3], message[4])
+                    raise EngineError(message.message, message.details, message.user_error)
         finally:
             self._pending.pop(call_id, None)

@@ -1,4 +1,4 @@
-"""EngineClient.call against a scripted engine: no process, no TensorFlow, fast."""
+"""EngineClient against a scripted engine: no process, no TensorFlow, fast."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import time
 import pytest
 
 from ctviewer.core.errors import Cancelled
-from ctviewer.gui.engine import EngineClient
+from ctviewer.engine.client import EngineClient
+from ctviewer.engine.protocol import Call, Cancel, CancelledReply, EventMessage, Result
 
 
 class _RunningProcess:
@@ -22,23 +23,23 @@ class _ScriptedEngine:
 
     def __init__(self, client: EngineClient, event_interval_s: float) -> None:
         self.client = client
-        self.sent: list[tuple] = []
+        self.sent: list[object] = []
         self.cancelled = threading.Event()
         self.interval = event_interval_s
 
-    def send(self, message: tuple) -> None:
+    def send(self, message: object) -> None:
         self.sent.append(message)
-        if message[0] == "call":
-            threading.Thread(target=self._serve, args=(message[1],), daemon=True).start()
-        elif message[0] == "cancel":
+        if isinstance(message, Call):
+            threading.Thread(target=self._serve, args=(message.id,), daemon=True).start()
+        elif isinstance(message, Cancel):
             self.cancelled.set()
 
     def _serve(self, call_id: int) -> None:
         deadline = time.monotonic() + 10
         while not self.cancelled.is_set() and time.monotonic() < deadline:
-            self.client._pending[call_id].put(("event", call_id, "batch"))
+            self.client._pending[call_id].put(EventMessage(call_id, "batch"))
             time.sleep(self.interval)
-        answer = ("cancelled", call_id) if self.cancelled.is_set() else ("result", call_id, "ran to the end")
+        answer = CancelledReply(call_id) if self.cancelled.is_set() else Result(call_id, "ran to the end")
         self.client._pending[call_id].put(answer)
 
 
@@ -63,9 +64,10 @@ def test_cancel_reaches_the_engine_whether_events_stream_fast_or_slowly(event_in
         return bool(asked_at)
 
     with pytest.raises(Cancelled):
-        client.call("train", events.append, should_stop)
-    assert [m[0] for m in scripted.sent] == ["call", "cancel"]
-    assert scripted.sent[1][1] == scripted.sent[0][1]  # the cancel names the running call
+        client.train(None, "default", {}, 1, events.append, should_stop)  # type: ignore[arg-type]
+    assert [type(m) for m in scripted.sent] == [Call, Cancel]
+    assert scripted.sent[0].name == "train"
+    assert scripted.sent[1].id == scripted.sent[0].id  # the cancel names the running call
     assert time.monotonic() - asked_at[0] < 2.0
     assert client._pending == {}
 
@@ -74,15 +76,15 @@ def test_a_call_nobody_cancels_returns_its_result_and_events():
     client, scripted = _client(0.001)
     scripted._serve = _finish_after_five(client)  # type: ignore[method-assign]
     events: list[str] = []
-    assert client.call("train", events.append, lambda: False) == "done"
+    assert client.train(None, "default", {}, 1, events.append, lambda: False) == "done"  # type: ignore[arg-type]
     assert events == ["batch"] * 5
-    assert [m[0] for m in scripted.sent] == ["call"]
+    assert [type(m) for m in scripted.sent] == [Call]
 
 
 def _finish_after_five(client: EngineClient):
     def serve(call_id: int) -> None:
         for _ in range(5):
-            client._pending[call_id].put(("event", call_id, "batch"))
-        client._pending[call_id].put(("result", call_id, "done"))
+            client._pending[call_id].put(EventMessage(call_id, "batch"))
+        client._pending[call_id].put(Result(call_id, "done"))
 
     return serve

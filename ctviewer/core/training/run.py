@@ -1,0 +1,75 @@
+"""`run_training`: the one way the app and the CLI train a model on everything they have.
+
+One fold (``folds < 2``): `fit` with a patient-grouped validation hold-out. Two or more:
+`cross_validate` keeping the fold models, whose averaging `Ensemble` is the model. Either
+way the result names the model (a `Predictor`), the honest predictions to show (validation
+hold-out or out-of-fold) and what they are, the histories, and a one-line summary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ctviewer.core.data.cache import Cache
+from ctviewer.core.data.dataset import Dataset
+from ctviewer.core.events import EventCallback, StopCheck
+from ctviewer.core.metrics.predictions import Predictions
+from ctviewer.core.model.config import TrainConfig
+from ctviewer.core.model.ensemble import Ensemble
+from ctviewer.core.training.results import CVResult, TrainedModel
+
+VALIDATION_PREDICTIONS = "validation hold-out of the training run"
+OUT_OF_FOLD_PREDICTIONS = "out-of-fold predictions (cross-validation)"
+
+
+@dataclass
+class TrainingRun:
+    """What `run_training` made: the model, the predictions to show and how they were made."""
+
+    model: TrainedModel | Ensemble | None  # None only if cross-validation kept no model
+    predictions: Predictions | None  # validation hold-out, or out-of-fold
+    predictions_are: str  # what ``predictions`` are, said to the user
+    summary: str  # one line for a status bar
+    histories: list[dict[str, list[float]]] = field(default_factory=list)
+    trained: TrainedModel | None = None  # the single model (folds < 2)
+    cv: CVResult | None = None  # the cross-validation (folds >= 2)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.trained is not None and self.trained.cancelled
+
+
+def run_training(dataset: Dataset, config: TrainConfig, folds: int = 1, *, on_event: EventCallback | None = None,
+                 should_stop: StopCheck | None = None, cache: Cache | None = None) -> TrainingRun:
+    """Train one model (``folds < 2``) or a ``folds``-fold cross-validated ensemble.
+
+    Parameters
+    ----------
+    dataset, config
+        The labelled binary dataset and the recipe (with any overrides).
+    folds
+        Below 2: one model with a validation hold-out; otherwise k-fold cross-validation.
+    on_event, should_stop, cache
+        As `fit` and `cross_validate` take them.
+
+    Returns
+    -------
+    TrainingRun
+        A cancelled single run keeps its best epoch (``cancelled`` is True); a cancelled
+        cross-validation raises `Cancelled`.
+    """
+    from ctviewer.core.training.cv import cross_validate
+    from ctviewer.core.training.fit import fit
+
+    if folds >= 2:
+        cv = cross_validate(dataset, config, folds=folds, on_event=on_event, should_stop=should_stop,
+                            keep_models=True, cache=cache)
+        return TrainingRun(model=cv.ensemble, predictions=cv.predictions, predictions_are=OUT_OF_FOLD_PREDICTIONS,
+                           summary=f"{folds}-fold cross-validation done", histories=list(cv.histories), cv=cv)
+    trained = fit(dataset, config, on_event=on_event, should_stop=should_stop, cache=cache)
+    best = "none" if trained.best_epoch is None else str(trained.best_epoch + 1)
+    summary = (f"Training {'cancelled' if trained.cancelled else 'done'}: {trained.epochs_run} epochs, "
+               f"best epoch {best}, threshold {trained.threshold:.3f}")
+    return TrainingRun(model=trained, predictions=trained.validation_predictions,
+                       predictions_are=VALIDATION_PREDICTIONS, summary=summary, histories=[dict(trained.history)],
+                       trained=trained)
