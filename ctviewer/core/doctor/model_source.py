@@ -57,7 +57,7 @@ DEFAULT_FREE_SIZE = 256  # input side for a model whose input shape leaves it op
 class ModelUnderTest:
     """A model and what the doctor knows about how to feed it and how it was trained."""
 
-    model: Any  # keras.Model
+    model: keras.Model
     source: str
     kind: str  # "bundle", "trained" or "plain"
     size: int

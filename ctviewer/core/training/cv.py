@@ -45,7 +45,6 @@ def cross_validate(
     Cancelled
         ``should_stop()`` became true; the folds finished so far are discarded.
     """
-    from ctviewer.core.data.cache import Cache
     from ctviewer.core.metrics.evaluation import compute_metrics, metrics_from_predictions
     from ctviewer.core.model.inference import predict
 
