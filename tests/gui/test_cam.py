@@ -63,7 +63,7 @@ def test_a_heat_map_asked_for_during_training_says_it_waits(qtbot, tmp_path: Pat
 
 def test_an_empty_heat_map_is_said_not_silently_drawn_as_nothing(qtbot, tmp_path: Path):
     cam, viewer, engine = _setup(qtbot, tmp_path, training=False)
-    engine.call = lambda name, on_event=None, should_stop=None, **kw: np.zeros((4, 4), np.float32)
+    engine.grad_cam = lambda model_id, path: np.zeros((4, 4), np.float32)
     with qtbot.waitSignal(cam.notice, timeout=10_000) as notice:
         viewer.overlay_check.setChecked(True)
     assert "empty" in notice.args[0]
