@@ -25,6 +25,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "gradcam",
     "cv",
     "evaluate",
+    "export",
     "doctor",
     "install_desktop",
     "about",
