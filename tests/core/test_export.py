@@ -32,7 +32,19 @@ from ctviewer.core.model.inference import predict, predict_arrays
 from ctviewer.core.training.fit import fit
 
 pytestmark = pytest.mark.slow
-RUNTIME = {"savedmodel": "tensorflow", "onnx": "onnxruntime", "tflite": "ai_edge_litert"}
+# Runs predict_example.py (argv[1]) as a script in a fresh process, then says whether anything of
+# ctviewer was imported: the exported model and the example must stand alone.
+RUN_WITHOUT_CTVIEWER = (
+    "import runpy, sys\n"
+    "script = sys.argv[1]\n"
+    "sys.argv = sys.argv[1:]\n"
+    "try:\n"
+    "    runpy.run_path(script, run_name='__main__')\n"
+    "except SystemExit as exc:\n"
+    "    assert not exc.code, exc.code\n"
+    "imported = [m for m in sys.modules if m.split('.')[0] == 'ctviewer']\n"
+    "print('ctviewer imported: ' + (', '.join(imported) or 'no'))\n"
+)
 CASES = [(recipe, fmt) for recipe in ("default", "seed") for fmt in ("savedmodel", "onnx", "tflite")]
 
 
@@ -147,44 +159,25 @@ def _ctviewer_predict(bundle_dir: Path, files: list[Path], csv_path: Path) -> di
 
 @pytest.mark.parametrize(("recipe", "fmt"), [("default", "onnx"), ("default", "savedmodel"),
                                               ("default", "tflite"), ("seed", "onnx")])
-def test_predict_example_on_dicom_and_png_matches_ctviewer_predict(trained, exported, tmp_path: Path,
+def test_predict_example_in_a_process_without_ctviewer_matches_ctviewer_predict(trained, exported, tmp_path: Path,
                                                                    recipe: str, fmt: str):
     out = exported(recipe, fmt)
     files = _test_images(tmp_path / "images")
     expected = _ctviewer_predict(trained[recipe][0], files, tmp_path / "pred.csv")
     assert len(expected) == 3
     assert abs(expected["CT_small.dcm"] - expected["ct_monochrome1.dcm"]) > 1e-6, "inversion changed nothing"
-    result = subprocess.run([sys.executable, str(out / "predict_example.py"), *map(str, files)],
-                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    result = subprocess.run([sys.executable, "-c", RUN_WITHOUT_CTVIEWER, str(out / "predict_example.py"),
+                             *map(str, files)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line.split("\t") for line in result.stdout.strip().splitlines()]
+    assert rows[-1] == ["ctviewer imported: no"]
+    rows = rows[:-1]
     got = {Path(path).name: float(prob) for path, prob, _ in rows}
     for name, prob in expected.items():
         assert got[name] == pytest.approx(prob, abs=TOLERANCE[fmt]), name
     threshold = read_card(trained[recipe][0]).threshold
     negative, positive = read_card(trained[recipe][0]).classes
     assert [label for *_, label in rows] == [positive if float(p) >= threshold else negative for _, p, _ in rows]
-
-
-def test_savedmodel_and_onnx_load_in_a_process_without_ctviewer(trained, exported, tmp_path: Path):
-    saved, onnx_dir = exported("default", "savedmodel"), exported("default", "onnx")
-    x = check_images(TINY_SIZE, count=3)
-    np.save(tmp_path / "x.npy", x)
-    script = (
-        "import sys, numpy as np, tensorflow as tf, onnxruntime as ort\n"
-        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
-        f"tf_probs = tf.saved_model.load({str(saved / 'saved_model')!r}).signatures['serving_default']"
-        "(image=tf.constant(x))['probability'].numpy()\n"
-        f"onnx_probs = ort.InferenceSession({str(onnx_dir / 'model.onnx')!r}).run(['probability'], {{'image': x}})[0]\n"
-        "assert not [m for m in sys.modules if m.split('.')[0] == 'ctviewer'], 'ctviewer was imported'\n"
-        "print(' '.join(repr(float(v)) for v in np.concatenate([tf_probs, onnx_probs])))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                            cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    values = np.array([float(v) for v in result.stdout.split()])
-    expected = predict_arrays(load_bundle(trained["default"][0]).model, x, tta=True)
-    np.testing.assert_allclose(values, np.concatenate([expected, expected]), rtol=0, atol=1e-5)
 
 
 # --------------------------------------------------------------------------- refusals
@@ -245,20 +238,23 @@ def test_refuses_a_folder_that_is_not_an_export_and_a_missing_runtime(trained, t
 
 
 def test_an_unsaved_ensemble_exports_as_one_averaging_graph(trained, tmp_path: Path):
-    """An ensemble (here two bundles) is one graph averaging its members; TTA as the recipe says."""
+    """An ensemble (here of two seed networks) is one graph averaging its members; TTA on request."""
     from ctviewer.core.model.bundle import Ensemble
+    from ctviewer.core.model.recipes import config_for
 
-    bundle_dir, dataset, cache = trained["default"]
-    config = tiny_config(epochs=1, seed=7)
-    members = [fit(dataset, tiny_config(epochs=1), cache=cache), fit(dataset, config, cache=cache)]
+    _, dataset, cache = trained["seed"]
+    members = [fit(dataset, config_for("seed", input_size=TINY_SIZE, epochs=1, batch_size=4, seed=seed), cache=cache)
+               for seed in (1, 2)]
     ensemble = Ensemble.from_trained(members)
-    result = export_bundle(ensemble, "savedmodel", tmp_path / "ensemble")
+    result = export_bundle(ensemble, "savedmodel", tmp_path / "ensemble", tta=True)
     assert result.tta and result.max_abs_difference <= 1e-5
     x = check_images(TINY_SIZE, count=4, seed=1)
     got = run_with_own_runtime("savedmodel", result.folder, x)
     mean = np.mean([predict_arrays(m.model, x, tta=True) for m in members], axis=0)
-    np.testing.assert_allclose(got, mean, atol=1e-5)
-    assert json.loads((result.folder / "preprocessing.json").read_text())["kind"] == "ensemble"
+    np.testing.assert_allclose(got, mean, rtol=0, atol=1e-5)
+    assert np.max(np.abs(mean - predict_arrays(members[0].model, x, tta=True))) > 1e-4, "members are alike"
+    contract = json.loads((result.folder / "preprocessing.json").read_text())
+    assert contract["kind"] == "ensemble" and contract["test_time_augmentation"]["in_graph"] is True
 
 
 def test_layers_are_found_in_converter_paths():
