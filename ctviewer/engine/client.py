@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ctviewer.core.data.dataset import Dataset
     from ctviewer.core.doctor.findings import Finding
     from ctviewer.core.metrics.predictions import Predictions
+    from ctviewer.core.model.export import ExportResult
 
 POLL_S = 0.1  # how often a waiting call checks should_stop()
 STARTUP_TIMEOUT_S = 120.0  # the engine connects before it imports anything heavy
@@ -178,6 +179,11 @@ class EngineClient:
 
     def save_bundle(self, model_id: str, folder: str) -> str:
         return self._call("save_bundle", model_id=model_id, folder=folder)
+
+    def export(self, model_id: str, fmt: str, folder: str, on_event: EventCallback | None = None,
+               should_stop: StopCheck | None = None) -> ExportResult:
+        """`ctviewer.core.model.export.export_bundle` in the engine: converting and checking take a minute."""
+        return self._call("export", on_event, should_stop, model_id=model_id, fmt=fmt, folder=folder)
 
     def load_bundle(self, folder: str) -> ModelHandle:
         return self._call("load_bundle", folder=folder)

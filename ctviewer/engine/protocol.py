@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 KEY_ENV = "CTVIEWER_ENGINE_KEY"  # the connection's secret, passed by environment (not visible in ps)
 
 # Calls that run long: they get the call's events and stop flag (``on_event``, ``should_stop``).
-LONG_CALLS = frozenset({"train", "predict", "doctor"})
+LONG_CALLS = frozenset({"train", "predict", "doctor", "export"})
 
 
 @dataclass(frozen=True)

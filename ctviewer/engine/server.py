@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from ctviewer.core.events import EventCallback, StopCheck
     from ctviewer.core.metrics.predictions import Predictions
     from ctviewer.core.model.config import TrainConfig
+    from ctviewer.core.model.export import ExportResult
     from ctviewer.core.model.predictor import Predictor
 
 
@@ -112,6 +113,13 @@ class Engine:
 
         return str(save_bundle(self.model(model_id), folder))
 
+    def export(self, model_id: str, fmt: str, folder: str, on_event: EventCallback, should_stop: StopCheck
+               ) -> ExportResult:
+        """`ctviewer.core.model.export.export_bundle` of a session model (an unsaved one too)."""
+        from ctviewer.core.model.export import export_bundle
+
+        return export_bundle(self.model(model_id), fmt, folder, on_event=on_event, should_stop=should_stop)
+
     def load_bundle(self, folder: str) -> ModelHandle:
         from ctviewer.core.model.bundle import load_bundle
 
@@ -129,7 +137,8 @@ class Engine:
     def calls(self) -> dict[str, Callable[..., Any]]:
         """The calls the GUI may make, by the name a `Call` gives."""
         return {"train": self.train, "predict": self.predict, "grad_cam": self.grad_cam,
-                "save_bundle": self.save_bundle, "load_bundle": self.load_bundle, "doctor": self.doctor}
+                "save_bundle": self.save_bundle, "load_bundle": self.load_bundle, "doctor": self.doctor,
+                "export": self.export}
 
 
 # --------------------------------------------------------------------------- the serving loop

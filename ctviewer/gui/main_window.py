@@ -13,6 +13,7 @@ from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGu
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -164,6 +165,9 @@ class MainWindow(QMainWindow):
         self._action(model_menu, "&Train", self.training.start_training, "Ctrl+T")
         self._action(model_menu, "&Cancel training or prediction", self.training.cancel, "Esc")
         self._action(model_menu, "&Predict on dataset", self.training.predict_dataset, "Ctrl+P")
+        model_menu.addSeparator()
+        self._action(model_menu, "&Export for deployment…", self.export_model_dialog, None,
+                     "SavedModel, ONNX or TFLite with its preprocessing contract (ctviewer export)")
 
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "&Mouse and keys", self._show_help, "F1")
@@ -353,6 +357,19 @@ class MainWindow(QMainWindow):
         folder = QFileDialog.getExistingDirectory(self, "Save model into folder", str(Path.home()))
         if folder:
             self.training.save_bundle(folder)
+
+    def export_model_dialog(self) -> None:
+        """Ask a format and a parent folder; the export goes to a new subfolder named after both."""
+        if self.session.model is None:
+            self._show_status("no model to export: train or open one first")
+            return
+        fmt, ok = QInputDialog.getItem(self, "Export model", "Format:", ["savedmodel", "onnx", "tflite"], 1, False)
+        if not ok:
+            return
+        parent = QFileDialog.getExistingDirectory(self, "Export into folder", str(Path.home()))
+        if parent:
+            model_id = self.session.model.model_id or self.session.model.id
+            self.training.export_model(fmt, Path(parent) / f"ctviewer-{fmt}-{model_id}")
 
     def _on_model_ready(self, _model: object) -> None:
         self.cam.reset()

@@ -47,6 +47,7 @@ class TrainingPanel(QWidget):
     status = Signal(str)
     training_finished = Signal(object)  # the TrainedModel or CVResult (also after a cancel)
     training_cancelled = Signal()
+    exported = Signal(str)  # the export folder
 
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -377,6 +378,25 @@ class TrainingPanel(QWidget):
         return self._run_model_job(
             lambda on_event, should_stop: engine.save_bundle(model.id, folder),
             "Save model", lambda _path: self._saved(folder))
+
+    def export_model(self, fmt: str, folder: str | Path) -> Worker | None:
+        """Export the session's model for use outside ctviewer (in the engine: converting takes a minute)."""
+        engine, model, folder = self.session.engine, self.session.model, str(folder)
+        if model is None:
+            self.status.emit("no model to export: train or open one first")
+            return None
+
+        def job(on_event, should_stop):
+            return engine.export(model.id, fmt, folder, on_event, should_stop)
+
+        return self._run_model_job(job, "Export model", self._exported, cancellable=True)
+
+    def _exported(self, result: Any) -> None:
+        text = (f"model exported as {result.format} to {result.folder} ({result.size_bytes / 1e6:.1f} MB, "
+                f"matches ctviewer within {result.max_abs_difference:.1e})")
+        self._log(text)
+        self.status.emit(text)
+        self.exported.emit(str(result.folder))
 
     def _saved(self, folder: str) -> None:
         self._model_unsaved = False
