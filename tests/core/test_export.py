@@ -183,12 +183,13 @@ def test_predict_example_in_a_process_without_ctviewer_matches_ctviewer_predict(
 # --------------------------------------------------------------------------- refusals
 
 
-def test_an_unsupported_op_is_named_with_its_layer_and_nothing_is_written(trained, tmp_path: Path):
-    _needs("onnx")
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_an_unsupported_op_is_named_with_its_layer_and_nothing_is_written(trained, tmp_path: Path, fmt: str):
+    _needs(fmt)
     import keras
 
     class AlwaysNoisy(keras.layers.Layer):
-        """Random noise at inference too: no ONNX op for TensorFlow's stateless random generator."""
+        """Random noise at inference too: neither ONNX nor TFLite's built-ins have TensorFlow's stateless generator."""
 
         def call(self, x):
             return x + 0.0 * keras.random.uniform(keras.ops.shape(x), seed=1)
@@ -198,8 +199,8 @@ def test_an_unsupported_op_is_named_with_its_layer_and_nothing_is_written(traine
     image = keras.Input((TINY_SIZE, TINY_SIZE, 1), name="image")
     model = keras.Model(image, real.model(AlwaysNoisy(name="noisy_input")(image)))
     out = tmp_path / "export"
-    with pytest.raises(ExportError, match=r"(?s)onnx.*StatelessRandomUniformV2.*noisy_input"):
-        export_bundle(Bundle(model=model, card=real.card, folder=bundle_dir), "onnx", out)
+    with pytest.raises(ExportError, match=rf"(?s)cannot export to {fmt}.*StatelessRandomUniformV2.*noisy_input"):
+        export_bundle(Bundle(model=model, card=real.card, folder=bundle_dir), fmt, out)
     assert not out.exists()
     assert not list(tmp_path.iterdir()), "a temporary folder was left behind"
 

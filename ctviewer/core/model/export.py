@@ -191,7 +191,8 @@ def check_images(size: int, count: int = 6, seed: int = 0) -> np.ndarray:
 def _layer_names(model: Any) -> set[str]:
     names: set[str] = set()
     for layer in getattr(model, "layers", []):
-        names.add(layer.name)
+        if type(layer).__name__ != "InputLayer":  # an input is never what cannot be converted
+            names.add(layer.name)
         names |= _layer_names(layer)
     return names
 
@@ -251,10 +252,20 @@ def _unsupported_message(fmt: str, ops: list[tuple[str, str]], layer_names: set[
 # --------------------------------------------------------------------------- export
 
 
+def _converter_options(fmt: str) -> dict[str, Any]:
+    if fmt != "tflite":
+        return {}
+    import tensorflow as tf
+
+    # Built-in ops only: Keras would fall back to TensorFlow ("Flex") ops, which plain LiteRT
+    # cannot run; refusing them makes the converter name the op and its layer instead.
+    return {"target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}}
+
+
 def _convert(graph: Any, fmt: str, path: Path, layer_names: set[str]) -> None:
     try:
         with _quiet_tf2onnx() as unsupported:
-            graph.export(str(path), format=_KERAS_FORMATS[fmt], verbose=False)
+            graph.export(str(path), format=_KERAS_FORMATS[fmt], verbose=False, **_converter_options(fmt))
     except Exception as exc:  # noqa: BLE001 - converters raise anything; the user needs the layer and op
         text = str(exc)
         layers = layers_named_in(text, layer_names)
