@@ -132,7 +132,7 @@ def test_each_format_gives_ctviewer_predict_probabilities(trained, exported, rec
 
 
 def _test_images(folder: Path) -> list[Path]:
-    """pydicom's bundled CT (HU, 128 px), the same as MONOCHROME1, and a non-square 16-bit grey PNG."""
+    """pydicom's bundled CT (HU, 128 px), the same as MONOCHROME1, non-square 16-bit grey and RGB PNGs."""
     import pydicom
     from PIL import Image
     from pydicom.data import get_testdata_file
@@ -148,7 +148,10 @@ def _test_images(folder: Path) -> list[Path]:
     png = folder / "slice.png"
     pixels = 20000 + 15000 * np.exp(-((xx - 28) ** 2 + (yy - 20) ** 2) / 300) + rng.normal(0, 500, (40, 56))
     Image.fromarray(pixels.astype(np.uint16)).save(png)
-    return [ct, mono1, png]
+    rgb = folder / "photo.png"
+    colour = np.stack([pixels / 160, pixels / 200, pixels / 250], axis=-1).clip(0, 255).astype(np.uint8)
+    Image.fromarray(np.ascontiguousarray(colour[:, :48])).save(rgb)
+    return [ct, mono1, png, rgb]
 
 
 def _ctviewer_predict(bundle_dir: Path, files: list[Path], csv_path: Path) -> dict[str, float]:
@@ -164,7 +167,7 @@ def test_predict_example_in_a_process_without_ctviewer_matches_ctviewer_predict(
     out = exported(recipe, fmt)
     files = _test_images(tmp_path / "images")
     expected = _ctviewer_predict(trained[recipe][0], files, tmp_path / "pred.csv")
-    assert len(expected) == 3
+    assert len(expected) == 4
     assert abs(expected["CT_small.dcm"] - expected["ct_monochrome1.dcm"]) > 1e-6, "inversion changed nothing"
     result = subprocess.run([sys.executable, "-c", RUN_WITHOUT_CTVIEWER, str(out / "predict_example.py"),
                              *map(str, files)], capture_output=True, text=True, timeout=300, cwd=tmp_path)

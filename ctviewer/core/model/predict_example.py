@@ -29,11 +29,10 @@ def read_pixels(path):
                 im = im.convert("RGBA" if "transparency" in im.info else "RGB")
             if im.mode in ("LA", "La"):
                 im = im.getchannel("L")
-            arr = np.asarray(im)
-        if arr.ndim == 3:
-            arr = arr[..., 0] * np.float32(GREY[0]) + arr[..., 1] * np.float32(GREY[1]) + \
-                arr[..., 2] * np.float32(GREY[2]) if arr.shape[2] >= 3 else arr[..., 0]
-        return arr.astype(np.float32), False, None
+            arr = np.asarray(im).astype(np.float32)
+        if arr.ndim == 3:  # RGB(A): luma of the colours, alpha dropped
+            arr = arr[..., 0] * GREY[0] + arr[..., 1] * GREY[1] + arr[..., 2] * GREY[2]
+        return np.ascontiguousarray(arr, dtype=np.float32), False, None
     import pydicom
 
     ds = pydicom.dcmread(path, force=True)
