@@ -270,10 +270,10 @@ def _convert(graph: Any, fmt: str, path: Path, layer_names: set[str]) -> None:
         text = str(exc)
         layers = layers_named_in(text, layer_names)
         ops = sorted(set(re.findall(r"'(?:tf|tfl)\.(\w+)'", text)))
-        where = (f" (op {', '.join(ops[:4])}" if ops else " (") + \
-            (f" in layer {', '.join(layers[-3:])})" if layers else ")") if ops or layers else ""
+        where = ([f"op {', '.join(ops[:4])}"] if ops else []) + ([f"in layer {', '.join(layers[-3:])}"] if layers else [])
+        named = f" ({' '.join(where)})" if where else ""
         first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
-        raise ExportError(f"cannot export to {fmt}{where}: {type(exc).__name__}: {first[:300]}") from None
+        raise ExportError(f"cannot export to {fmt}{named}: {type(exc).__name__}: {first[:300]}") from None
     if unsupported.ops:
         raise ExportError(_unsupported_message(fmt, unsupported.ops, layer_names))
     if not path.exists():
