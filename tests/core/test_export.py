@@ -243,7 +243,7 @@ def test_refuses_a_folder_that_is_not_an_export_and_a_missing_runtime(trained, t
 
 def test_an_unsaved_ensemble_exports_as_one_averaging_graph(trained, tmp_path: Path):
     """An ensemble (here of two seed networks) is one graph averaging its members; TTA on request."""
-    from ctviewer.core.model.bundle import Ensemble
+    from ctviewer.core.model.ensemble import Ensemble
     from ctviewer.core.model.recipes import config_for
 
     _, dataset, cache = trained["seed"]

@@ -333,12 +333,13 @@ def _replace_folder(tmp: Path, out: Path) -> None:
 def _as_bundle(model: Any, workdir: Path) -> Any:
     """A loaded `Bundle` for anything `predict` takes: a bundle folder, a Bundle, a trained model or ensemble."""
     from ctviewer.core.model.bundle import Bundle, load_bundle, save_bundle
+    from ctviewer.core.model.predictor import PredictorBase
 
     if isinstance(model, Bundle):
         return model
     if isinstance(model, (str, Path)):
         return load_bundle(model)
-    if not hasattr(model, "config"):
+    if not isinstance(model, PredictorBase):
         raise ExportError(f"cannot export a {type(model).__name__}: give a model bundle folder or a trained model")
     # An unsaved model gets its card the one way cards are made: saved as a bundle (in a temp folder).
     return load_bundle(save_bundle(model, workdir / "bundle"))
@@ -372,7 +373,7 @@ def export_bundle(model: Any, fmt: str, out: str | Path, tta: bool | None = None
         or the artifact does not load or does not reproduce ctviewer's probabilities.
     """
     from ctviewer.core.model.bundle import CARD_FILE
-    from ctviewer.core.model.inference import predict_arrays, recipe_tta
+    from ctviewer.core.model.inference import predict_arrays
 
     fmt = _check_format(fmt)
     missing = missing_packages(fmt)
@@ -385,7 +386,7 @@ def export_bundle(model: Any, fmt: str, out: str | Path, tta: bool | None = None
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
         bundle = _as_bundle(model, tmp)
-        tta = recipe_tta(bundle) if tta is None else bool(tta)
+        tta = bundle.tta if tta is None else bool(tta)
 
         def step(done: int) -> None:
             emit(on_event, Progress(done, _STEPS, "exporting"))
