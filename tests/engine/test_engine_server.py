@@ -31,4 +31,5 @@ def test_each_call_gets_one_typed_answer_and_quit_ends_the_loop(tmp_path: Path) 
 
 
 def test_the_engine_serves_exactly_its_calls() -> None:
-    assert set(Engine(None).calls()) == {"train", "predict", "grad_cam", "save_bundle", "load_bundle", "doctor"}
+    assert set(Engine(None).calls()) == {"train", "predict", "grad_cam", "save_bundle", "load_bundle", "doctor",
+                                         "export"}
