@@ -140,3 +140,24 @@ def demo_dataset_dir(root: str | Path | None = None) -> Path:
             shutil.rmtree(folder)
         os.replace(tmp, folder)
     return folder
+
+
+def demo_arrays(n_patients: int = 8, slices_per_patient: int = 3, size: int = 64,
+                seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The demo slices as a notebook user holds them: ``(x, y, patients)`` sorted by class.
+
+    ``x`` is (N, size, size) float32 in Hounsfield units; ``y`` is 1 for contrast, 0 for
+    no contrast; all contrast slices come first, as when arrays are filled class folder by
+    class folder (the order that makes Keras' ``validation_split`` validate on one class).
+    """
+    rng = np.random.default_rng(seed)
+    images, labels, patients = [], [], []
+    for class_index, name in enumerate(CLASSES):
+        contrast = name == "contrast"
+        for p in range(n_patients):
+            z0 = rng.uniform(0.1, 0.7)
+            for s in range(slices_per_patient):
+                images.append(phantom_slice(rng, size, contrast, z0 + 0.1 * s))
+                labels.append(int(contrast))
+                patients.append(f"DEMO-{class_index}{p:03d}")
+    return np.stack(images).astype(np.float32), np.asarray(labels, dtype=np.int64), np.asarray(patients)

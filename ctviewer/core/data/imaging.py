@@ -2,6 +2,8 @@
 
 DICOM pixels come out in Hounsfield units (RescaleSlope/Intercept applied) when the
 modality is CT; PNG/JPEG/TIFF come out as one grey float32 channel in their own units.
+An *array image* (``.npz`` with a 2-D ``pixels`` array and a boolean ``is_hu``, as
+`ctviewer.core.data.arrays.from_arrays` writes them) comes out as stored.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from ctviewer.core.errors import ImageReadError
 
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic", ".ima"}
+ARRAY_SUFFIX = ".npz"
 
 # Magic numbers, so a file's extension is never trusted on its own.
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*")
+_ZIP_MAGIC = b"PK\x03\x04"  # an .npz is a ZIP of .npy files
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ class Image:
 
 
 def sniff_format(path: str | Path) -> str | None:
-    """Return "dicom", "png", "jpeg", "tiff" from the file's first bytes, or None."""
+    """Return "dicom", "png", "jpeg", "tiff" (or "npz" for an array image) from the file's first bytes, or None."""
     path = Path(path)
     with open(path, "rb") as fh:
         head = fh.read(132)
@@ -88,6 +92,8 @@ def sniff_format(path: str | Path) -> str | None:
         return "jpeg"
     if head.startswith(_TIFF_MAGICS):
         return "tiff"
+    if head.startswith(_ZIP_MAGIC) and path.suffix.lower() == ARRAY_SUFFIX:
+        return "npz"
     # DICOM written without the 128-byte preamble ("raw" datasets): trust the
     # extension only, pydicom will be asked to read it with force=True.
     if path.suffix.lower() in DICOM_SUFFIXES and head:
@@ -121,6 +127,8 @@ def load(path: str | Path) -> Image:
         raise ImageReadError(path, f"not an image ({_describe_non_image(path)})")
     if kind == "dicom":
         return _load_dicom(path)
+    if kind == "npz":
+        return _load_array_image(path)
     return _load_raster(path, kind)
 
 
@@ -136,6 +144,30 @@ def _describe_non_image(path: Path) -> str:
         return "looks like text"
     except UnicodeDecodeError:
         return "unknown binary format"
+
+
+# --------------------------------------------------------------------------- array images
+
+
+def _load_array_image(path: Path) -> Image:
+    """An ``.npz`` holding ``pixels`` (2-D, finite) and ``is_hu``; never unpickles anything."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "pixels" not in data.files:
+                raise ImageReadError(path, "an .npz without a 'pixels' array (not a ctviewer array image)")
+            pixels = np.asarray(data["pixels"], dtype=np.float32)
+            is_hu = bool(data["is_hu"]) if "is_hu" in data.files else False
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise ImageReadError(path, f"array image cannot be read (truncated or corrupt): {exc}") from None
+    if pixels.ndim != 2 or min(pixels.shape) == 0:
+        raise ImageReadError(path, f"array image 'pixels' has shape {pixels.shape}, expected a 2-D image")
+    if not np.isfinite(pixels).all():
+        raise ImageReadError(path, "array image holds NaN or infinite values")
+    meta = ImageMeta(path=str(path), format="npz", rows=int(pixels.shape[0]), columns=int(pixels.shape[1]),
+                     is_hu=is_hu, modality="CT" if is_hu else "")
+    return Image(pixels=pixels, meta=meta)
 
 
 # --------------------------------------------------------------------------- DICOM

@@ -201,17 +201,9 @@ def _model_findings(mut: Any, dataset: Any, input_scale: str, baseline: bool, ma
                                         "prob_min": float(p.min()), "prob_max": float(p.max())}
     where = f"{dataset.source}" + (f" ({len(data)} of {len(dataset)} images)" if len(data) < len(dataset) else "")
     findings += mc.check_unnormalised_input(report, scale_predictions)
-    bad = ~np.isfinite(probs)
-    if bad.any():
-        findings.append(Finding(
-            "non-finite-output", "error",
-            f"The model outputs NaN or infinity for {int(bad.sum())} of {len(probs)} images of {where}: its weights "
-            "diverged in training or the input is far outside what it was trained on.",
-            {"n_non_finite": int(bad.sum()), "n": len(probs), "input_scale": report.chosen,
-             "example_files": [data.items[i].path for i in np.flatnonzero(bad)[:5]]},
-            "Retrain with normalised inputs and a smaller learning rate; check the input scale (--input-scale).",
-        ))
-        return findings
+    non_finite = mc.check_non_finite(probs, where, [it.path for it in data.items], report.chosen)
+    if non_finite:
+        return findings + non_finite
     findings += mc.check_prediction_collapse(probs, mut.threshold, y, classes, where=where)
 
     emit(on_event, Message("comparing training=True with training=False"))

@@ -94,6 +94,24 @@ def _accuracy(probs: np.ndarray, threshold: float, y: np.ndarray | None) -> floa
     return float(np.mean((probs >= threshold).astype(np.int64) == y))
 
 
+# --------------------------------------------------------------------------- non-finite output
+
+
+def check_non_finite(probs: np.ndarray, where: str, names: Sequence[str], input_scale: str) -> list[Finding]:
+    """NaN or infinite outputs (``names``: the file or array row of each output)."""
+    bad = ~np.isfinite(np.asarray(probs, dtype=np.float64))
+    if not bad.any():
+        return []
+    return [Finding(
+        "non-finite-output", "error",
+        f"The model outputs NaN or infinity for {int(bad.sum())} of {len(bad)} images of {where}: its weights "
+        "diverged in training or the input is far outside what it was trained on.",
+        {"n_non_finite": int(bad.sum()), "n": len(bad), "input_scale": input_scale,
+         "example_files": [names[i] for i in np.flatnonzero(bad)[:5]]},
+        "Retrain with normalised inputs and a smaller learning rate; check the input scale (--input-scale).",
+    )]
+
+
 # --------------------------------------------------------------------------- collapse
 
 

@@ -369,3 +369,29 @@ def detect_input_scale(mut: ModelUnderTest, arrays: dict[str, np.ndarray], force
         report.chosen, report.evidence_kind = forced, "forced"
         report.reason = f"input scale {forced} ({SCALE_WORDS[forced]}) as asked"
     return report
+
+
+def array_scale_report(model: Any, x: np.ndarray) -> ScaleReport:
+    """What scale the arrays given to a model are in, judged by their values (for arrays a user feeds).
+
+    A model with a ``Rescaling``/``Normalization`` layer before its first computing layer
+    scales its input itself. Otherwise values spanning more than about [-1, 2] reach the
+    first layer unscaled: below -500 they are taken for Hounsfield units (air is -1000 HU),
+    else for stored pixel values (0-255, 0-4095).
+    """
+    low, high = (float(v) for v in np.percentile(x, [0.5, 99.5]))
+    ranges = {"given": [low, high]}
+    normalising = [layer.name for layer in _input_layers(model) if type(layer).__name__ in _NORMALISING]
+    if normalising:
+        return ScaleReport("given", f"the model normalises its input itself ({', '.join(normalising)})",
+                           "normalisation-layer", normalising_layers=normalising, ranges=ranges, detected=None)
+    if low < -500.0:
+        detected, why = "hu", f"values from {low:.0f} to {high:.0f} (below -500: Hounsfield units)"
+    elif high > 2.0 or low < -1.0:
+        detected, why = "raw", f"values from {low:.4g} to {high:.4g} (not a [0, 1] or [-1, 1] range)"
+    else:
+        return ScaleReport("given", f"values from {low:.3g} to {high:.3g}, a normalised range", "array-range",
+                           ranges=ranges, detected="unit")
+    return ScaleReport("given", f"the arrays hold {why} and the model has no Rescaling or Normalization layer "
+                       "before its first convolution", "array-range", ranges={detected: [low, high]},
+                       detected=detected)

@@ -189,5 +189,33 @@ def baseline_for_dataset(dataset: Any, k: int = 5, seed: int = 0, spec: Histogra
     return cross_validate_baseline(histogram_features(images, spec), dataset.y, dataset.patients, k, seed)
 
 
-__all__ = ["BaselineResult", "HistogramSpec", "baseline_for_dataset", "cross_validate_baseline",
-           "histogram_features"]
+def array_histogram_features(images: np.ndarray, bins: int = 32, eps: float = 1e-3) -> np.ndarray:
+    """Log-density histograms of arrays in an unknown intensity scale (a user's own ``x``).
+
+    Nothing says where the body or the contrast lies in such arrays, so the bins span the
+    0.5-99.5 percentile range of all the images together (a range computed without labels).
+    """
+    x = np.asarray(images, dtype=np.float32).reshape(len(images), -1)
+    low, high = (float(v) for v in np.percentile(x, [0.5, 99.5]))
+    edges = np.linspace(low, high if high > low else low + 1.0, bins + 1)
+    features = np.empty((x.shape[0], bins), dtype=np.float64)
+    for i, row in enumerate(x):
+        counts, _ = np.histogram(np.clip(row, edges[0], edges[-1]), bins=edges)
+        features[i] = np.log(counts / max(row.size, 1) + eps)
+    return features
+
+
+def baseline_for_arrays(images: np.ndarray, y: Sequence[int] | np.ndarray, groups: Sequence[Any] | np.ndarray,
+                        k: int = 5, seed: int = 0) -> BaselineResult:
+    """:func:`cross_validate_baseline` on :func:`array_histogram_features` of arrays (N, H, W[, C]).
+
+    Raises
+    ------
+    DatasetError
+        Fewer than 2 patients (groups) in a class.
+    """
+    return cross_validate_baseline(array_histogram_features(images), y, groups, k, seed)
+
+
+__all__ = ["BaselineResult", "HistogramSpec", "array_histogram_features", "baseline_for_arrays",
+           "baseline_for_dataset", "cross_validate_baseline", "histogram_features"]
