@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from ctviewer.core.data.cache import Cache, default_cache_dir, pixel_hash
+from ctviewer.core.data.cache import Cache, default_cache_dir
 from ctviewer.core.data.dataset import LABELS_FILE, Dataset, Item, LoadReport, _choose_positive, discover
-from ctviewer.core.data.imaging import ARRAY_SUFFIX, Image, ImageMeta
+from ctviewer.core.data.imaging import ARRAY_SUFFIX
 
 DEFAULT_CLASSES = ("class 0", "class 1")
 # Below this minimum the arrays are taken as Hounsfield units: air is -1000 HU, and no
@@ -124,16 +124,19 @@ def array_index(x: Any, y: Any = None, patients: Any = None, classes: Sequence[s
 
     For the data checks only: training and prediction need files, see `from_arrays`.
     """
-    images = as_grey_images(x)
-    n = len(images)
+    rows = np.asarray(x, dtype=np.float32)  # any (N, ...) rows: the checks need labels and hashes, not images
+    if rows.ndim < 2 or len(rows) == 0:
+        raise ValueError(f"x has shape {np.shape(x)}: expected one row per sample, (N, ...)")
+    n = len(rows)
     labels, names, chosen = label_names(y, n, classes, positive)
     ids = _patient_list(patients, n)
+    shape = (int(rows.shape[1]), int(rows.shape[2])) if rows.ndim >= 3 else (1, int(rows.shape[1]))
     items = []
-    for i, image in enumerate(images):
-        digest = pixel_hash(Image(image, ImageMeta(path=f"x[{i}]", format="array")))
+    for i, row in enumerate(rows):
+        digest = hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=16).hexdigest()
         items.append(Item(path=f"x[{i}]", label=labels[i], patient=ids[i] if ids else f"x[{i}]",
                           patient_source="labels" if ids else "file", format="array",
-                          shape=(int(image.shape[0]), int(image.shape[1])), content_hash=digest, pixel_hash=digest))
+                          shape=shape, content_hash=digest, pixel_hash=digest))
     return Dataset(items=items, classes=names, positive=chosen, source=f"arrays ({n} images)")
 
 
