@@ -154,7 +154,8 @@ def _load_array_image(path: Path) -> Image:
     import zipfile
 
     try:
-        with np.load(path, allow_pickle=False) as data:
+        # Opened here, not by np.load, so a corrupt ZIP does not leave the file open.
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
             if "pixels" not in data.files:
                 raise ImageReadError(path, "an .npz without a 'pixels' array (not a ctviewer array image)")
             pixels = np.asarray(data["pixels"], dtype=np.float32)
