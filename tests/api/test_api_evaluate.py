@@ -65,6 +65,7 @@ def test_softmax_rows_and_one_hot_labels_are_read_as_class_one():
     assert (m.tp, m.fn, m.fp, m.tn) == (2, 1, 1, 2)
     assert plain.confusion.as_array().tolist() == [[2, 1], [1, 2]]
     assert "class 1" in str(plain.confusion) and "<table>" in plain.confusion._repr_html_()
+    assert plain._repr_html_().startswith("<table>") and "sensitivity" in plain._repr_html_()
     flipped = evaluate(y, np.stack([1 - p, p], axis=1), positive=0).per_image
     assert flipped.n_positive == 3 and math.isclose(flipped.auc, plain.per_image.auc)
 

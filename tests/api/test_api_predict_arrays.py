@@ -105,8 +105,15 @@ def test_from_arrays_writes_a_dataset_in_array_order(tmp_path):
     again = from_arrays(x_hu, y, patients, classes=("no_contrast", "contrast"))
     assert again.source == ds.source  # named by content: the same arrays reuse the same folder
     assert from_arrays(x_hu + 1, y, patients, classes=("no_contrast", "contrast")).source != ds.source
-    unlabelled = from_arrays(np.clip((x_hu + 1000) / 2000, 0, 1), folder=tmp_path / "new")
+    unit = np.clip((x_hu + 1000) / 2000, 0, 1)
+    unlabelled = from_arrays(unit, folder=tmp_path / "new")
     assert not unlabelled.is_labelled and not unlabelled.items[0].is_hu
+    # [0, 1] arrays of a known HU window go back to HU: the recipes then see what the DICOMs give.
+    windowed = from_arrays(unit, y, patients, window="wide")
+    assert windowed.items[0].is_hu
+    assert np.allclose(load_stack(windowed, Preprocessing("wide", SIZE)), unit, atol=1e-5)
+    with pytest.raises(ValueError, match="for arrays in \\[0, 1\\]"):
+        from_arrays(x_hu, y, window="wide")
     with pytest.raises(ValueError, match="patients has 3 entries for 12 images"):
         from_arrays(x_hu, y, patients[:3])
 

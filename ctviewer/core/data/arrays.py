@@ -149,8 +149,8 @@ def _digest(images: np.ndarray, labels: Sequence[str | None], ids: Sequence[str]
 
 
 def from_arrays(x: Any, y: Any = None, patients: Any = None, *, classes: Sequence[str] | None = None,
-                positive: str | None = None, hu: bool | None = None, folder: str | Path | None = None,
-                cache: Cache | None = None) -> Dataset:
+                positive: str | None = None, hu: bool | None = None, window: str | None = None,
+                folder: str | Path | None = None, cache: Cache | None = None) -> Dataset:
     """Write the arrays as array images with a ``labels.csv`` and return them as a `Dataset`.
 
     Parameters
@@ -167,7 +167,11 @@ def from_arrays(x: Any, y: Any = None, patients: Any = None, *, classes: Sequenc
     hu
         Whether the values are Hounsfield units, so the recipes' HU windows apply. Default:
         yes when the minimum is below -500 (air); otherwise the images are windowed like a
-        PNG (their own 0.5-99.5 percentile range).
+        PNG (each by its own 0.5-99.5 percentile range, which drops absolute brightness).
+    window
+        For arrays already mapped to [0, 1] by a HU window (e.g. ``"wide"``, ``"40,400"``):
+        that window, so they are stored back as HU and the recipes window them as DICOMs
+        (values clipped by the window stay at its ends).
     folder
         Where to write (default: ``<ctviewer cache>/from_arrays/<content hash>``). A folder
         that already holds a ``labels.csv`` is reused as it is.
@@ -183,6 +187,9 @@ def from_arrays(x: Any, y: Any = None, patients: Any = None, *, classes: Sequenc
     n = len(images)
     labels, names, chosen = label_names(y, n, classes, positive)
     ids = _patient_list(patients, n)
+    if window is not None:
+        images = _unit_to_hu(images, window)
+        hu = True
     is_hu = bool(images.min() < HU_MINIMUM) if hu is None else bool(hu)
     target = Path(folder) if folder is not None else (
         default_cache_dir() / "from_arrays" / _digest(images, labels, ids, is_hu))
@@ -195,6 +202,19 @@ def from_arrays(x: Any, y: Any = None, patients: Any = None, *, classes: Sequenc
         reasons = "; ".join(f"{s.path}: {s.reason}" for s in dataset.report.skipped[:3])
         raise ValueError(f"{target}: {len(dataset)} of {n} images could be read back ({reasons})")
     return dataset
+
+
+def _unit_to_hu(images: np.ndarray, window: str) -> np.ndarray:
+    """Undo a HU window: [0, 1] -> [center - width / 2, center + width / 2]."""
+    from ctviewer.core.data.imaging import parse_window
+
+    w = parse_window(window)
+    if w.center is None or w.width is None:
+        raise ValueError(f"window {window!r} has no fixed HU range; give a preset such as 'wide' or 'CENTER,WIDTH'")
+    low, high = float(images.min()), float(images.max())
+    if low < -0.01 or high > 1.01:
+        raise ValueError(f"window={window!r} is for arrays in [0, 1], but x spans {low:.4g} to {high:.4g}")
+    return (np.float32(w.center - w.width / 2.0) + images * np.float32(w.width)).astype(np.float32)
 
 
 def _write_folder(target: Path, images: np.ndarray, labels: Sequence[str | None], ids: Sequence[str] | None,
