@@ -93,7 +93,9 @@ def diagnose(model: Any, x: Any, y: Any = None, *, validation_split: float | Non
         A ``keras.Model`` taking ``x``, with a (N, 1) sigmoid or (N, 2) softmax output
         (probability of class 1); None checks the data and history only.
     x, y
-        The arrays *in the order given to* ``model.fit``; ``y`` as 0/1, one-hot rows or class names.
+        The arrays *in the order given to* ``model.fit``; ``y`` as 0/1 or one-hot rows (the
+        model's output column 1 is class 1). Class names work for the data checks; with a
+        model, give the 0/1 labels it was trained on.
     validation_split
         The fraction given to ``model.fit(validation_split=...)``: Keras validates on the last
         rows, unshuffled. Without it, the doctor says what 0.1 and 0.2 would hold.

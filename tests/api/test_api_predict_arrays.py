@@ -89,6 +89,16 @@ def test_predict_per_sample_guards_the_input(bn_model):
         predict_per_sample(model, x[:, :16, :16])
 
 
+def test_diagnose_names_unscaled_input_and_not_scaled_input(bn_model):
+    from ctviewer.api import diagnose
+
+    model, x = bn_model
+    y = np.array([1] * 6 + [0] * 6)
+    [raw] = diagnose(model, x * 2000 - 1000, y, baseline=False).by_code("unnormalised-input")
+    assert raw.evidence["detected_scale"] == "hu" and "-1000" in raw.message
+    assert "unnormalised-input" not in diagnose(model, x, y, baseline=False).codes
+
+
 def test_from_arrays_writes_a_dataset_in_array_order(tmp_path):
     from ctviewer.api import from_arrays
     from ctviewer.core.data.dataset import load_stack
