@@ -53,17 +53,18 @@ def predict_per_sample(model: Any, x: Any, batch_size: int = 32, *, check_scale:
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be at least 1 (got {batch_size})")
     batch_size = int(batch_size)
-    arr = model_input(model, x)
-    bad = ~np.isfinite(arr).reshape(len(arr), -1).all(axis=1) if len(arr) else np.zeros(0, dtype=bool)
-    if bad.any():
-        raise ValueError(f"x holds NaN or infinite values ({int(bad.sum())} images, first x[{int(np.argmax(bad))}])")
-    if check_scale and len(arr):
-        for finding in check_unnormalised_input(array_scale_report(model, arr[:256])):
+    rows = np.asarray(x)
+    if check_scale and len(rows):
+        sample = np.asarray(rows[:256], dtype=np.float32)
+        finite = sample[np.isfinite(sample).reshape(len(sample), -1).all(axis=1)]
+        findings = check_unnormalised_input(array_scale_report(model, finite)) if len(finite) else []
+        for finding in findings:
             warnings.warn(f"{finding.message} {finding.fix}", InputScaleWarning, stacklevel=2)
     raw = []
-    for start in range(0, len(arr), batch_size):
-        batch = arr[start:start + batch_size]
-        padded = np.zeros((batch_size, *arr.shape[1:]), dtype=np.float32)
+    for start in range(0, len(rows), batch_size):
+        # float32 one batch at a time; NaN or infinity is refused with its row number
+        batch = model_input(model, rows[start:start + batch_size], np.arange(start, start + batch_size))
+        padded = np.zeros((batch_size, *batch.shape[1:]), dtype=np.float32)
         padded[:len(batch)] = batch
         raw.append(np.asarray(model.predict_on_batch(padded))[:len(batch)])
     # Probabilities or logits is decided once over all rows, never per batch.

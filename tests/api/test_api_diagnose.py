@@ -66,6 +66,10 @@ def test_diagnose_names_the_tail_split_the_one_class_validation_and_batchnorm(qu
     assert one_class and one_class[0].severity == "error" and "only one class" in one_class[0].message
     [mode] = report.by_code("batchnorm-mode-mismatch")
     assert mode.evidence["max_prob_change"] > 0.05 and "BatchNormalization" in mode.evidence["layers"]
+    # Drift across repeated calls: in training mode only; inference mode is stable.
+    [drift] = report.by_code("unstable-predictions")
+    assert drift.evidence["training_true"]["max_change_between_calls"] > 0.05
+    assert drift.evidence["training_false"]["max_change_between_calls"] <= 1e-4
     # The tail split cuts patient DEMO-1004's three slices apart (36 rows, the last 4 validate).
     assert report.by_code("patient-leak")[0].evidence["patients"] == ["DEMO-1004"]
     # Readable text, a notebook table and JSON.
@@ -157,3 +161,13 @@ def test_bad_input_is_named():
     model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(inputs)))
     with pytest.raises(ModelError, match=r"x has shape \(8, 16, 16, 1\) but the model takes"):
         diagnose(model, unit(x_hu), y)
+
+
+def test_nan_in_x_is_named_not_blamed_on_the_model():
+    x_hu, y, _ = demo_arrays(n_patients=2, slices_per_patient=2, size=SIZE)
+    x = unit(x_hu)
+    x[5, 3, 3, 0] = np.nan
+    inputs = keras.Input((SIZE, SIZE, 1))
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(inputs)))
+    with pytest.raises(ValueError, match=r"first x\[5\]"):
+        diagnose(model, x, y)

@@ -124,7 +124,7 @@ def array_index(x: Any, y: Any = None, patients: Any = None, classes: Sequence[s
 
     For the data checks only: training and prediction need files, see `from_arrays`.
     """
-    rows = np.asarray(x, dtype=np.float32)  # any (N, ...) rows: the checks need labels and hashes, not images
+    rows = np.asarray(x)  # any (N, ...) rows: the checks need labels and hashes, not images (no float copy)
     if rows.ndim < 2 or len(rows) == 0:
         raise ValueError(f"x has shape {np.shape(x)}: expected one row per sample, (N, ...)")
     n = len(rows)

@@ -69,13 +69,17 @@ def data_findings(dataset: Any, split: Any = None, patients_given: bool = False)
     return [_array_words(f) for f in findings]
 
 
-def model_input(model: Any, x: Any) -> np.ndarray:
+def model_input(model: Any, x: Any, rows: Any = None) -> np.ndarray:
     """``x`` as float32 in the model's input shape; a missing channel axis of one is added.
+
+    ``rows``: the row number in the caller's array of each row of ``x`` (for messages).
 
     Raises
     ------
     ModelError
         The model has several inputs, or ``x`` does not fit its input shape.
+    ValueError
+        NaN or infinite values (naming the first such row).
     """
     shape = model.input_shape
     if isinstance(shape, list):
@@ -86,6 +90,11 @@ def model_input(model: Any, x: Any) -> np.ndarray:
         arr = arr[..., None]
     if arr.ndim != len(want) + 1 or any(w is not None and w != a for w, a in zip(want, arr.shape[1:])):
         raise ModelError(f"x has shape {np.shape(x)} but the model takes {tuple(shape)}")
+    bad = ~np.isfinite(arr).reshape(len(arr), -1).all(axis=1)
+    if bad.any():
+        first = int(np.argmax(bad))
+        first = int(rows[first]) if rows is not None else first
+        raise ValueError(f"x holds NaN or infinite values ({int(bad.sum())} images, first x[{first}])")
     return arr
 
 
@@ -101,11 +110,12 @@ def model_findings(model: Any, x: np.ndarray, y: np.ndarray | None, *, classes: 
     from ctviewer.core.doctor import model_checks as mc
     from ctviewer.core.doctor.model_source import array_scale_report
 
-    x = model_input(model, x)
-    selection = _spread_indices(len(x), max_images)
-    xs, ys = x[selection], (None if y is None else np.asarray(y)[selection])
+    n = len(x)
+    selection = _spread_indices(n, max_images)
+    xs = model_input(model, np.asarray(x)[selection], selection)  # only the rows used are copied to float32
+    ys = None if y is None else np.asarray(y)[selection]
     names = [f"x[{int(i)}]" for i in selection]
-    where = "x" + (f" ({len(xs)} of {len(x)} images)" if len(xs) < len(x) else f" ({len(x)} images)")
+    where = "x" + (f" ({len(xs)} of {n} images)" if len(xs) < n else f" ({n} images)")
     findings: list[Finding] = []
     report = array_scale_report(model, xs)
     findings += mc.check_unnormalised_input(report)
