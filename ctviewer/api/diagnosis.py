@@ -6,6 +6,7 @@ import html
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ctviewer.core.doctor import MAX_IMAGES, MODE_IMAGES
@@ -91,7 +92,8 @@ def diagnose(model: Any, x: Any, y: Any = None, *, validation_split: float | Non
     ----------
     model
         A ``keras.Model`` taking ``x``, with a (N, 1) sigmoid or (N, 2) softmax output
-        (probability of class 1); None checks the data and history only.
+        (probability of class 1), or the path of a ``.keras``/``.h5`` file (loaded in safe
+        mode); None checks the data and history only.
     x, y
         The arrays *in the order given to* ``model.fit``; ``y`` as 0/1 or one-hot rows (the
         model's output column 1 is class 1). Class names work for the data checks; with a
@@ -126,6 +128,10 @@ def diagnose(model: Any, x: Any, y: Any = None, *, validation_split: float | Non
     """
     from ctviewer.core.doctor.array_checks import run_array_checks
 
+    if isinstance(model, (str, Path)):
+        from ctviewer.core.doctor.model_source import load_plain_model
+
+        model = load_plain_model(model)
     findings = run_array_checks(model, x, y, validation_split=validation_split, history=history, patients=patients,
                                 classes=classes, threshold=threshold, baseline=baseline, max_images=max_images,
                                 mode_images=mode_images)

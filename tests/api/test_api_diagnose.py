@@ -84,6 +84,13 @@ def test_diagnose_names_the_tail_split_the_one_class_validation_and_batchnorm(qu
     assert severities == sorted(severities, key=["error", "warning", "info"].index)
 
 
+def test_diagnose_loads_a_saved_keras_file(question, tmp_path):
+    question["model"].save(tmp_path / "question.keras")
+    report = diagnose(str(tmp_path / "question.keras"), question["x"], question["y"], validation_split=0.1,
+                      baseline=False)
+    assert {"tail-split-one-class", "small-class", "batchnorm-mode-mismatch"} <= set(report.codes)
+
+
 def test_diagnose_without_the_split_warns_of_the_order_only(question):
     report = diagnose(None, question["x"], question["y"])
     [tail] = report.by_code("tail-split-one-class")
