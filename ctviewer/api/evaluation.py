@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ctviewer.core.metrics.evaluation import Metrics, compute_metrics, metric_rows
+from ctviewer.core.metrics.evaluation import Metrics, compute_metrics, metric_rows, metrics_from_predictions
 from ctviewer.core.metrics.predictions import Predictions
 
 DEFAULT_THRESHOLD = 0.5
@@ -197,14 +197,14 @@ def _positive_probs(prob: Any, n: int, positive: Any) -> np.ndarray:
     return p
 
 
-def _patient_level(y: np.ndarray, p: np.ndarray, t: np.ndarray, patients: Sequence[str], classes: tuple[str, str],
-                   ) -> tuple[Metrics | None, list[str]]:
+def _patient_level(pred: Predictions) -> tuple[Metrics | None, list[str]]:
     """Interim patient level: each patient's mean probability, called at the mean of its rows' thresholds.
 
     A patient whose images carry both labels has no single true class and is left out (said in the notes).
     """
+    y, p, t = pred.y_true, pred.probs, pred.thresholds()
     order: dict[str, list[int]] = {}
-    for i, pid in enumerate(patients):
+    for i, pid in enumerate(pred.patients):
         order.setdefault(pid, []).append(i)
     keep = [rows for rows in order.values() if len(set(y[rows].tolist())) == 1]
     mixed = [pid for pid, rows in order.items() if len(set(y[rows].tolist())) > 1]
@@ -217,12 +217,15 @@ def _patient_level(y: np.ndarray, p: np.ndarray, t: np.ndarray, patients: Sequen
     py = np.array([y[rows[0]] for rows in keep], dtype=np.int64)
     pp = np.array([p[rows].mean() for rows in keep])
     pt = np.array([t[rows].mean() for rows in keep])
-    return compute_metrics(py, pp, pt if len(set(pt.tolist())) > 1 else float(pt[0]), classes), notes
+    return compute_metrics(py, pp, pt if len(set(pt.tolist())) > 1 else float(pt[0]), pred.classes), notes
 
 
 def evaluate(y_true: Any, prob: Any, *, threshold: float | Sequence[float] | None = None, positive: Any = None,
              patients: Sequence[Any] | None = None, classes: Sequence[str] | None = None) -> Evaluation:
     """Sensitivity, specificity, PPV, NPV, accuracy, balanced accuracy, F1 and AUC with 95% intervals.
+
+    The rows become `Predictions` and go through ``metrics_from_predictions``, the path of
+    ``ctviewer evaluate PREDICTIONS.csv``: the same rows give the same numbers.
 
     Parameters
     ----------
@@ -251,25 +254,32 @@ def evaluate(y_true: Any, prob: Any, *, threshold: float | Sequence[float] | Non
     ValueError
         Labels that are not binary, lengths that differ, NaN or out-of-range probabilities.
     """
-    y, names = _binary_labels(y_true, positive, classes)
-    p = _positive_probs(prob, len(y), 1 if positive is None else positive)
-    t = np.full(len(y), DEFAULT_THRESHOLD) if threshold is None else np.broadcast_to(
-        np.asarray(threshold, dtype=np.float64), (len(y),)).copy()
-    per_image = compute_metrics(y, p, float(t[0]) if np.ndim(threshold) == 0 else t, names)
+    pred = predictions_of(y_true, prob, positive=positive, patients=patients, threshold=threshold, classes=classes)
+    per_image = metrics_from_predictions(pred)
     if patients is None:
         return Evaluation(per_image)
-    ids = [str(v) for v in patients]
-    if len(ids) != len(y):
-        raise ValueError(f"patients has {len(ids)} entries for {len(y)} labels")
-    per_patient, notes = _patient_level(y, p, t, ids, names)
+    per_patient, notes = _patient_level(pred)
     return Evaluation(per_image, per_patient, tuple(notes))
 
 
-def predictions_of(y_true: Any, prob: Any, positive: Any = None, patients: Sequence[Any] | None = None,
-                   threshold: float = DEFAULT_THRESHOLD) -> Predictions:
-    """The arrays as `Predictions` (rows named ``x[i]``), e.g. to write with ``write_predictions_csv``."""
-    y, (neg, pos) = _binary_labels(y_true, positive, None)
+def predictions_of(y_true: Any, prob: Any, *, positive: Any = None, patients: Sequence[Any] | None = None,
+                   threshold: float | Sequence[float] | None = None,
+                   classes: Sequence[str] | None = None) -> Predictions:
+    """The rows as `Predictions` (paths ``x[i]``), e.g. to write with ``write_predictions_csv``.
+
+    One threshold per row becomes ``row_thresholds`` (their median the common threshold).
+    """
+    y, (neg, pos) = _binary_labels(y_true, positive, classes)
     p = _positive_probs(prob, len(y), 1 if positive is None else positive)
-    return Predictions(paths=[f"x[{i}]" for i in range(len(y))], probs=p, threshold=float(threshold),
-                       classes=(neg, pos), labels=[pos if v else neg for v in y],
-                       patients=[str(v) for v in patients] if patients is not None else [])
+    ids = [str(v) for v in patients] if patients is not None else []
+    if patients is not None and len(ids) != len(y):
+        raise ValueError(f"patients has {len(ids)} entries for {len(y)} labels")
+    if threshold is None or np.ndim(threshold) == 0:
+        common, per_row = float(DEFAULT_THRESHOLD if threshold is None else threshold), None
+    else:
+        per_row = np.asarray(threshold, dtype=np.float64).reshape(-1)
+        if len(per_row) != len(y):
+            raise ValueError(f"threshold has {len(per_row)} entries for {len(y)} labels")
+        common = float(np.median(per_row))
+    return Predictions(paths=[f"x[{i}]" for i in range(len(y))], probs=p, threshold=common, classes=(neg, pos),
+                       labels=[pos if v else neg for v in y], patients=ids, row_thresholds=per_row)

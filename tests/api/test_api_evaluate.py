@@ -36,23 +36,33 @@ def cli_json(args: list[str], capsys) -> dict:
     return payload
 
 
-def read_back(path: Path) -> tuple[list[str], np.ndarray]:
+def read_back(path: Path) -> tuple[list[str], np.ndarray, list[str]]:
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    return [r["label"] for r in rows], np.array([float(r["prob"]) for r in rows])
+    return [r["label"] for r in rows], np.array([float(r["prob"]) for r in rows]), [r["patient"] for r in rows]
 
 
 def test_evaluate_equals_the_cli_on_the_same_csv(tmp_path, capsys):
     path = tmp_path / "predictions.csv"
     data = write_csv(path)
-    labels, probs = read_back(path)
-    ours = evaluate(labels, probs, threshold=data["threshold"], positive="contrast").per_image.to_json_dict()
-    assert ours == cli_json([str(path)], capsys)
+    labels, probs, patients = read_back(path)
+    ours = evaluate(labels, probs, threshold=data["threshold"], positive="contrast", patients=patients)
+    assert ours.per_image.to_json_dict() == cli_json([str(path)], capsys)
     # The CLI's --threshold override, and 0/1 labels with class names, agree too.
     y01 = (np.array(labels) == "contrast").astype(int)
-    ours = evaluate(y01, probs, threshold=0.3, classes=("no_contrast", "contrast")).per_image.to_json_dict()
-    assert ours == cli_json([str(path), "--threshold", "0.3"], capsys)
-    assert ours["warnings"], "40 images: some interval is too wide and says so"
+    ours = evaluate(y01, probs, threshold=0.3, classes=("no_contrast", "contrast"), patients=patients)
+    assert ours.per_image.to_json_dict() == cli_json([str(path), "--threshold", "0.3"], capsys)
+    assert ours.per_image.warnings, "40 images: some interval is too wide and says so"
+    # One threshold per row (out-of-fold reports), as the CLI reads a CSV whose rows differ.
+    rows = np.where(np.arange(len(probs)) % 2 == 0, 0.35, 0.45)
+    per_row = tmp_path / "per_row.csv"
+    text = path.read_text(encoding="utf-8").splitlines()
+    with open(per_row, "w", newline="", encoding="utf-8") as fh:
+        fh.write(text[0] + "\n")
+        for i, line in enumerate(text[1:]):
+            fh.write(line.rsplit(",", 1)[0] + f",{rows[i]}\n")
+    ours = evaluate(labels, probs, threshold=rows, positive="contrast", patients=patients)
+    assert ours.per_image.to_json_dict() == cli_json([str(per_row), "--positive", "contrast"], capsys)
 
 
 def test_softmax_rows_and_one_hot_labels_are_read_as_class_one():
