@@ -3,7 +3,6 @@ relabelling, and the load report (what was skipped and why)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 from PySide6.QtCore import QModelIndex, QSize, QSortFilterProxyModel, Qt, Signal
@@ -25,32 +24,15 @@ from PySide6.QtWidgets import (
 )
 
 from ctviewer.core.data.cache import Cache
-from ctviewer.core.data.dataset import Dataset, Item
+from ctviewer.core.data.dataset import Dataset
 from ctviewer.core.data.labels import relabel
+from ctviewer.core.data.series import UNLABELLED, group_items
 from ctviewer.gui.thumbnails import make_thumbnail
 from ctviewer.gui.workers import ThumbnailPool
 
 KIND_ROLE = Qt.ItemDataRole.UserRole + 1  # "class", "patient", "series", "image"
 PATH_ROLE = Qt.ItemDataRole.UserRole + 2
-UNLABELLED = "(unlabelled)"
 THUMBNAIL_SIZE = 32
-
-
-def _slice_key(item: Item) -> tuple:
-    return (item.instance if item.instance is not None else 1 << 30,
-            item.slice_position if item.slice_position is not None else 0.0, item.path)
-
-
-def group_items(dataset: Dataset) -> dict[str, dict[str, dict[str, list[Item]]]]:
-    """class -> patient -> series -> images in slice order."""
-    tree: dict[str, dict[str, dict[str, list[Item]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
-    for item in dataset.items:
-        tree[item.label or UNLABELLED][item.patient][item.series or ""].append(item)
-    for patients in tree.values():
-        for series in patients.values():
-            for images in series.values():
-                images.sort(key=_slice_key)
-    return tree
 
 
 def _plural(n: int, word: str, many: str | None = None) -> str:

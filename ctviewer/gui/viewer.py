@@ -17,7 +17,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
-from ctviewer.core.data.imaging import WINDOW_PRESETS, Image, load, parse_window, resolve_window
+from ctviewer.core.data.imaging import WINDOW_PRESETS, Image, load, model_square, parse_window, resolve_window
 from ctviewer.core.errors import ImageReadError
 
 pg.setConfigOptions(imageAxisOrder="row-major")
@@ -379,9 +379,8 @@ class ImageViewer(QWidget):
         """
         if path != self.current_path() or self.image is None:
             return
-        h, w = self.image.frame().shape
-        side = max(h, w) if resize == "pad" else min(h, w)
-        rect = QRectF((w - side) / 2.0, (h - side) / 2.0, side, side)
+        left, top, side = model_square(self.image.frame().shape, resize)
+        rect = QRectF(left, top, side, side)
         self.overlay_item.setImage(np.asarray(heatmap, dtype=np.float32), autoLevels=False, levels=(0.0, 1.0))
         self.overlay_item.setRect(rect)
         self._overlay_path = path
