@@ -96,8 +96,10 @@ def test_save_under_a_new_name_then_reopen_keeps_the_training_images_mark(window
     typed = tmp_path / "deep" / ("a-long-folder-name-" * 6) / "my model"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(typed), "")))
     width_before = panel.minimumSizeHint().width()
-    with qtbot.waitSignal(panel.model_runner.idle, timeout=120_000):
-        panel.save_button.click()
+    qtbot.waitUntil(lambda: panel.save_button.isEnabled(), timeout=10_000)  # the prediction's thread has ended
+    panel.save_button.click()
+    qtbot.waitUntil(lambda: not panel.model_runner.is_running() and "Saving" not in panel.epoch_label.text(),
+                    timeout=120_000)
     target = model_save_target(typed)
     assert window.last_error is None, window.last_error
     assert target.name == "my model.ctvmodel" and (target / "model_card.json").is_file()
@@ -108,13 +110,17 @@ def test_save_under_a_new_name_then_reopen_keeps_the_training_images_mark(window
 
     # Reopen it (as after a restart: everything comes from the saved card and split).
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(target)))
-    with qtbot.waitSignal(panel.model_ready, timeout=120_000) as opened:
-        panel.load_button.click()
-    assert panel.progress_bar.maximum() == 0  # moving while the model loads
-    handle = opened.args[0]
+    opened: list = []
+    panel.model_ready.connect(opened.append)
+    panel.load_button.click()
+    assert panel.progress_bar.maximum() == 0 and panel.epoch_label.text().startswith("Opening the model")
+    qtbot.waitUntil(lambda: bool(opened) or window.last_error is not None, timeout=120_000)
+    assert window.last_error is None, window.last_error
+    handle = opened[0]
     assert handle.kind == "bundle" and handle.trained_on
     qtbot.waitUntil(lambda: not panel.model_runner.is_running(), timeout=10_000)
     assert panel.epoch_label.text().startswith("Model opened") and "threshold" in panel.epoch_label.text()
+    qtbot.waitUntil(lambda: panel.predict_button.isEnabled(), timeout=10_000)
     with qtbot.waitSignal(panel.predictions_ready, timeout=300_000) as again:
         panel.predict_dataset()
     assert "training images" in again.args[1] and "optimistic" in again.args[1]
