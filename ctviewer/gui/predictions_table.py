@@ -14,7 +14,7 @@ COLUMNS = ("File", "Patient", "Label", "Probability", "Predicted", "Correct", "F
 _HEADER_TIPS = {
     "Label": "The true class (from the folders or labels.csv)",
     "Probability": "The model's probability of the positive class",
-    "Predicted": "The model's call, with the threshold it was made at",
+    "Predicted": "The model's call, with the threshold it was made at; ✗ marks a wrong call (red row)",
     "Correct": "Whether the call matches the true class",
     "Fold": "The patient group whose model predicted this image (cross-validation)",
 }
@@ -75,7 +75,7 @@ class PredictionsModel(QAbstractTableModel):
         name = COLUMNS[section]
         if role == Qt.ItemDataRole.DisplayRole:
             if name == "Probability" and self.predictions is not None:
-                return f"Probability of {self.predictions.positive}"
+                return f"Probability\nof {self.predictions.positive}"
             return name
         if role == Qt.ItemDataRole.ToolTipRole:
             return _HEADER_TIPS.get(name)
@@ -110,7 +110,8 @@ class PredictionsModel(QAbstractTableModel):
             return f"{value:.3f}"
         if col == 4:  # the threshold beside the call: "contrast (≥ 0.051)"
             sign = "≥" if p.probs[row] >= self._cut[row] else "<"
-            return f"{value} ({sign} {self._cut[row]:.3f})"
+            wrong = " ✗" if correct is False else ""
+            return f"{value} ({sign}{self._cut[row]:.3f}){wrong}"
         if col == 5:
             return "" if value is None else ("yes" if value else "NO")
         return value

@@ -100,8 +100,16 @@ class ResultsPanel(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # File names can be long: the first column is narrow and elides in the middle (full path in the tooltip).
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(0, 84)
+        # Right or wrong shows as the row's colour and a ✗ after a wrong call: the panel is too narrow
+        # for a column of its own beside the call and its threshold.
+        self.table.setColumnHidden(COLUMNS.index("Correct"), True)
+        header.setStretchLastSection(True)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.selectionModel().currentRowChanged.connect(self._on_row_changed)
         self.errors_check = QCheckBox("errors only")
         self.errors_check.toggled.connect(self.proxy.set_errors_only)

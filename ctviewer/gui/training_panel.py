@@ -124,19 +124,25 @@ class TrainingPanel(QWidget):
         self.model_box.currentTextChanged.connect(self._show_recommended)
         self._show_recommended(self.model_box.currentText())
 
-        # Two label/field pairs per row: the panel stays short enough for a laptop screen.
+        # One setting per row: the boxes show their numbers in words ("60 epochs (recommended)"),
+        # too wide for two per row in a 470 px panel; the short last pair shares a row.
         form = QGridLayout()
-        pairs = (("Model", self.model_box), ("Image size", self.size_spin), ("Training", self.epochs_spin),
-                 ("Batch", self.batch_spin), ("Validation", self.validation_spin),
-                 ("Cross-validation", self.folds_spin), ("Random start", self.seed_spin), ("", self.augment_check))
-        for i, (label, widget) in enumerate(pairs):
-            row, col = divmod(i, 2)
+        form.setVerticalSpacing(3)
+        rows = (("Model", self.model_box), ("Image size", self.size_spin), ("Training", self.epochs_spin),
+                ("Batch", self.batch_spin), ("Validation", self.validation_spin),
+                ("Cross-validation", self.folds_spin))
+        for row, (label, widget) in enumerate(rows):
             caption = QLabel(label)
             caption.setToolTip(widget.toolTip())
-            form.addWidget(caption, row, 2 * col)
-            form.addWidget(widget, row, 2 * col + 1)
+            form.addWidget(caption, row, 0)
+            form.addWidget(widget, row, 1, 1, 3)
+        seed_caption = QLabel("Random start")
+        seed_caption.setToolTip(self.seed_spin.toolTip())
+        form.addWidget(seed_caption, len(rows), 0)
+        form.addWidget(self.seed_spin, len(rows), 1)
+        form.addWidget(self.augment_check, len(rows), 2, 1, 2)
         form.setColumnStretch(1, 1)
-        form.setColumnStretch(3, 1)
+        form.setColumnStretch(2, 1)
 
         self.start_button = QPushButton("Start training")
         self.cancel_button = QPushButton("Cancel")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
@@ -111,16 +111,7 @@ class ImageViewer(QWidget):
         self.opacity_slider.setMaximumWidth(100)
         self.opacity_slider.setToolTip("Overlay opacity")
         self.opacity_slider.valueChanged.connect(self._on_opacity_changed)
-        # The overlay's colour scale: what dark and bright heat mean.
-        self.scale_low = QLabel("less")
-        self.scale_bar = QLabel()
-        self.scale_bar.setPixmap(colour_scale_pixmap(overlay_lut()))
-        self.scale_high = QLabel("more")
-        self.scale_widgets = (self.scale_low, self.scale_bar, self.scale_high)
-        for widget in self.scale_widgets:
-            widget.setToolTip("Grad-CAM colours: how much each region raised the model's probability of the "
-                              "positive class, relative to the strongest region of this image")
-            widget.hide()
+        self.opacity_slider.setMinimumWidth(50)
 
         bar = QHBoxLayout()
         for widget in (QLabel("Window"), self.preset_box, QLabel("C"), self.center_spin, QLabel("W"),
@@ -128,8 +119,6 @@ class ImageViewer(QWidget):
             bar.addWidget(widget)
         bar.addStretch(1)
         bar.addWidget(self.overlay_check)
-        for widget in self.scale_widgets:
-            bar.addWidget(widget)
         bar.addWidget(self.opacity_slider)
 
         self.view = pg.GraphicsView()
@@ -156,6 +145,23 @@ class ImageViewer(QWidget):
                                          "padding: 3px 6px; border-radius: 3px; }")
         self.caption_label.move(6, 6)
         self.caption_label.hide()
+        # The overlay's colour scale, on the image's bottom-left corner while the overlay is on.
+        self.scale_box = QWidget(self.view)
+        self.scale_box.setStyleSheet("QWidget { background: rgba(0, 0, 0, 150); } QLabel { color: #f0f0f0; }")
+        scale_row = QHBoxLayout(self.scale_box)
+        scale_row.setContentsMargins(6, 3, 6, 3)
+        self.scale_low = QLabel("Grad-CAM: less")
+        self.scale_bar = QLabel()
+        self.scale_bar.setPixmap(colour_scale_pixmap(overlay_lut()))
+        self.scale_high = QLabel("more")
+        self.scale_widgets = (self.scale_low, self.scale_bar, self.scale_high)
+        for widget in self.scale_widgets:
+            scale_row.addWidget(widget)
+        self.scale_box.setToolTip("Grad-CAM colours: how much each region raised the model's probability of the "
+                                  "positive class, relative to the strongest region of this image")
+        self.scale_box.adjustSize()
+        self.scale_box.hide()
+        self.view.installEventFilter(self)
 
         self.slice_slider = QSlider(Qt.Orientation.Horizontal)
         self.slice_slider.setRange(0, 0)
@@ -198,6 +204,14 @@ class ImageViewer(QWidget):
         return spin
 
     # ------------------------------------------------------------------ images
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt API
+        if watched is self.view and event.type() == QEvent.Type.Resize:
+            self._place_scale()
+        return super().eventFilter(watched, event)
+
+    def _place_scale(self) -> None:
+        self.scale_box.move(6, max(self.view.height() - self.scale_box.height() - 6, 0))
 
     def set_caption(self, text: str) -> None:
         """Text drawn on the image's top-left corner ("" hides it)."""
@@ -436,8 +450,8 @@ class ImageViewer(QWidget):
 
     def _on_overlay_toggled(self, on: bool) -> None:
         self.overlay_item.setVisible(on and self.has_overlay())
-        for widget in self.scale_widgets:
-            widget.setVisible(on)
+        self._place_scale()
+        self.scale_box.setVisible(on)
 
     def _on_opacity_changed(self, value: int) -> None:
         self.overlay_item.setOpacity(value / 100.0)

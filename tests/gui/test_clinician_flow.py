@@ -234,7 +234,7 @@ def test_the_image_on_screen_carries_its_caption_and_the_browser_follows_the_whe
     assert Path(shown).name in window.viewer.caption()
     # The overlay's colour scale shows with the overlay.
     window.viewer.overlay_check.setChecked(True)
-    assert all(w.isVisible() for w in window.viewer.scale_widgets)
+    assert window.viewer.scale_box.isVisible() and all(w.isVisible() for w in window.viewer.scale_widgets)
 
 
 # --------------------------------------------------------------------------- 9. feedback
