@@ -74,6 +74,8 @@ class PredictionsModel(QAbstractTableModel):
             return None
         name = COLUMNS[section]
         if role == Qt.ItemDataRole.DisplayRole:
+            if name == "Fold":
+                return "Group"
             if name == "Probability" and self.predictions is not None:
                 return f"Probability\nof {self.predictions.positive}"
             return name

@@ -291,7 +291,7 @@ class TrainingPanel(QWidget):
     def _on_fold_started(self, event: Any) -> None:
         self._fold = event.fold
         self._folds = event.folds
-        self._log(f"fold {event.fold + 1}/{event.folds}")
+        self._log(f"patient group {event.fold + 1}/{event.folds}: training on the others")
 
     def _on_epoch_ended(self, event: Any) -> None:
         self._epochs_total = event.epochs
