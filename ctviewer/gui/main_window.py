@@ -75,7 +75,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self.setAcceptDrops(True)
         self.resize(1400, 860)
-        self.resizeDocks([self.browser_dock, self.training_dock], [330, 470], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.browser_dock, self.training_dock], [320, 490], Qt.Orientation.Horizontal)
         self._restore_settings()
 
     # ------------------------------------------------------------------ layout
@@ -189,7 +189,8 @@ class MainWindow(QMainWindow):
         self.status_label = QLabel("no dataset | no model")
         self.cursor_label = QLabel("")
         self.load_progress = QProgressBar()
-        self.load_progress.setMaximumWidth(200)
+        self.load_progress.setMaximumWidth(240)
+        self.load_progress.setMinimumWidth(180)  # room for "reading images 36/48"
         self.load_progress.hide()
         status = self.statusBar()
         status.addWidget(self.status_label, 1)

@@ -110,10 +110,10 @@ class PredictionsModel(QAbstractTableModel):
             return -1 if value is None else (value if not isinstance(value, bool) else int(value))
         if col == 3:
             return f"{value:.3f}"
-        if col == 4:  # the threshold beside the call: "contrast (≥ 0.051)"
+        if col == 4:  # the threshold beside the call: "contrast ≥0.051"
             sign = "≥" if p.probs[row] >= self._cut[row] else "<"
             wrong = " ✗" if correct is False else ""
-            return f"{value} ({sign}{self._cut[row]:.3f}){wrong}"
+            return f"{value} {sign}{self._cut[row]:.3f}{wrong}"
         if col == 5:
             return "" if value is None else ("yes" if value else "NO")
         return value
