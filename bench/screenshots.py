@@ -119,7 +119,7 @@ def states(out_dir: Path, epochs: int, size: int) -> None:
     check(wait_until(lambda: bool(predicted) or window.last_error is not None, 600), "predict")
     check(wait_until(lambda: not results.doctor.is_running(), 120), "doctor checks")
     splitter = results.findChild(QSplitter)
-    splitter.setSizes([230, 170, 360])
+    splitter.setSizes([200, 200, 330])
     shoot("doctor.png")
     window.close()
 

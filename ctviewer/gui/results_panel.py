@@ -105,7 +105,7 @@ class ResultsPanel(QWidget):
         # File names can be long: the first column is narrow and elides in the middle (the full path is
         # in its tooltip, the name in the image's caption), so the call and its threshold fit beside it.
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
-        header.resizeSection(0, 76)
+        header.resizeSection(0, 62)
         # Right or wrong shows as the row's colour and a ✗ after a wrong call: the panel is too narrow
         # for a column of its own beside the call and its threshold.
         self.table.setColumnHidden(COLUMNS.index("Correct"), True)
