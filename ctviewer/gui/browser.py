@@ -27,7 +27,7 @@ from ctviewer.core.data.cache import Cache
 from ctviewer.core.data.dataset import Dataset
 from ctviewer.core.data.labels import relabel
 from ctviewer.core.data.series import UNLABELLED, group_items
-from ctviewer.gui.form_widgets import breakable, wrap_rows
+from ctviewer.gui.form_widgets import wrap_rows
 from ctviewer.gui.thumbnails import make_thumbnail
 from ctviewer.gui.workers import ThumbnailPool
 
@@ -209,7 +209,7 @@ class BrowserPanel(QWidget):
             self.report_tree.addTopLevelItem(parent)
             parent.setFirstColumnSpanned(True)
             for first, second in rows:
-                child = QTreeWidgetItem([breakable(first), breakable(second)])
+                child = QTreeWidgetItem([first, second])
                 child.setToolTip(0, first)
                 child.setToolTip(1, second)
                 parent.addChild(child)

@@ -113,7 +113,10 @@ class WrappingDelegate(QStyledItemDelegate):
         width = max(width - indent - 12, 40)
         if self._view.iconSize().isValid() and index.data(Qt.ItemDataRole.DecorationRole) is not None:
             width -= self._view.iconSize().width() + 4
-        rect = option.fontMetrics.boundingRect(QRect(0, 0, width, 100_000), Qt.TextFlag.TextWordWrap, str(text))
+        box = QRect(0, 0, width, 100_000)
+        rect = option.fontMetrics.boundingRect(box, Qt.TextFlag.TextWordWrap, str(text))
+        if rect.width() > width:  # a word longer than the column (a path): Qt breaks it anywhere
+            rect = option.fontMetrics.boundingRect(box, Qt.TextFlag.TextWrapAnywhere, str(text))
         return QSize(hint.width(), max(hint.height(), rect.height() + 6))
 
 
