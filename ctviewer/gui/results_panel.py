@@ -190,7 +190,7 @@ class ResultsPanel(QWidget):
         labels = [lab if lab in known else None for lab in labels]  # a new class is not one the model calls
         keep_threshold = None if self.per_row else self.threshold
         self.predictions = replace(self.predictions, labels=labels)
-        self.session.predictions = self.predictions
+        self.session.set_predictions(self.predictions)
         self.model.set_predictions(self.predictions, keep_threshold)
         self._y = self.predictions.y_true
         self._fill_roc()

@@ -181,7 +181,7 @@ def test_a_late_doctor_answer_about_the_old_folder_is_dropped(window, open_folde
     gate = threading.Event()
 
     class _SlowEngine:
-        def call(self, name, on_event=None, should_stop=None, **kwargs):
+        def doctor(self, dataset, model_id, predictions, on_event=None, should_stop=None):
             gate.wait(10)
             from ctviewer.core.doctor.findings import Finding
 
@@ -246,8 +246,7 @@ class _FakeTrainingEngine:
     def __init__(self) -> None:
         self.batches = 0
 
-    def call(self, name, on_event=None, should_stop=None, **kwargs):
-        assert name == "train"
+    def train(self, dataset, model_name, overrides, folds, on_event=None, should_stop=None):
         while not should_stop():
             on_event(BatchEnded(batch=self.batches % 5, batches=5, epoch=self.batches // 5))
             self.batches += 1
