@@ -6,6 +6,8 @@
 3. ``results.png``  the results panel: validation predictions, confusion matrix, ROC,
                     doctor findings; the viewer shows a selected image with its Grad-CAM.
 4. ``tags.png``     the DICOM tags panel next to the viewer in the lung window.
+5. ``doctor.png``   the whole dataset predicted (marked: it includes the training images),
+                    with the doctor's findings given most of the Results panel.
 
 Each run uses a private HOME, settings and cache, so the screenshots show the default
 layout. Usage: ``python bench/screenshots.py [--out docs/screenshots] [--epochs 20] [--size 128]``.
@@ -105,6 +107,20 @@ def states(out_dir: Path, epochs: int, size: int) -> None:
     results.table.setCurrentIndex(results.proxy.mapFromSource(source_row))
     check(wait_until(lambda: bool(cams) or window.last_error is not None, 300), "Grad-CAM")
     shoot("results.png")
+
+    # Doctor: predict every image (the mark says these include the training images), findings in view.
+    from PySide6.QtWidgets import QSplitter
+
+    window.viewer.overlay_check.setChecked(False)
+    predicted: list[object] = []
+    panel.predictions_ready.connect(lambda *args: predicted.append(args))
+    wait_until(lambda: not panel.model_runner.is_running(), 30)
+    panel.predict_dataset()
+    check(wait_until(lambda: bool(predicted) or window.last_error is not None, 600), "predict")
+    check(wait_until(lambda: not results.doctor.is_running(), 120), "doctor checks")
+    splitter = results.findChild(QSplitter)
+    splitter.setSizes([200, 200, 330])
+    shoot("doctor.png")
     window.close()
 
 

@@ -99,6 +99,8 @@ class ModelHandle:
     epochs_run: int = 0
     cancelled: bool = False
     folder: str = ""
+    trained_on: str = ""  # content hash of the training dataset (from the model / its card)
+    n_trained: int = 0  # images in the training dataset (0: not known)
 
 
 @dataclass

@@ -59,6 +59,10 @@ class Engine:
               **extra: Any) -> ModelHandle:
         key = f"m{next(self._ids)}"
         self.models[key] = model
+        # What it was trained on: the GUI marks predictions on those images as optimistic.
+        extra.setdefault("trained_on", str(model.trained_on or ""))
+        summary = getattr(model, "dataset", None)
+        extra.setdefault("n_trained", int(getattr(summary, "n_images", 0) or 0))
         return ModelHandle(id=key, kind=kind, source=source, preprocessing=model.preprocessing,
                            classes=tuple(model.classes), threshold=float(model.threshold),
                            model_id=model.model_id, config=config, history=model.history, **extra)
@@ -82,7 +86,7 @@ class Engine:
         run = run_training(dataset, config, folds, on_event=on_event, should_stop=should_stop, cache=self.cache)
         handle = None
         if run.cv is not None and run.cv.ensemble is not None:
-            handle = self._keep(run.cv.ensemble, "ensemble", f"ensemble of {folds} fold models ({config.model})",
+            handle = self._keep(run.cv.ensemble, "ensemble", f"{folds} models of cross-validation, averaged ({config.model})",
                                 run.cv.ensemble.config, split=run.cv.folds)
         elif run.trained is not None:
             trained = run.trained
@@ -124,7 +128,7 @@ class Engine:
         from ctviewer.core.model.bundle import load_bundle
 
         bundle = load_bundle(folder)
-        return self._keep(bundle, "bundle", f"bundle {folder}", None, split=bundle.split, folder=str(folder))
+        return self._keep(bundle, "bundle", f"saved model {folder}", None, split=bundle.split, folder=str(folder))
 
     def doctor(self, dataset: Dataset | None, model_id: str | None, predictions: Predictions | None,
                on_event: EventCallback, should_stop: StopCheck) -> list[Finding]:

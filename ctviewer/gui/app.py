@@ -145,7 +145,9 @@ def _report_timing(window: object, app: object) -> None:
 def screenshot(window: object, out: Path, expect_data: bool, timeout_s: float = 120.0) -> int:
     """Wait for the data (and thumbnails) to show, render the window to ``out``, close it."""
     if expect_data:
-        ready = wait_until(lambda: window.viewer.image is not None or window.last_error is not None, timeout_s)
+        # The whole folder, not only its first image (shown while the rest is still being read).
+        ready = wait_until(lambda: (window.viewer.image is not None and window.session.dataset is not None
+                                    and not window.loader.is_running()) or window.last_error is not None, timeout_s)
         if window.last_error is not None:
             print(f"ctviewer: {window.last_error.message}", file=sys.stderr)
             window.close()

@@ -3,7 +3,6 @@ relabelling, and the load report (what was skipped and why)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 from PySide6.QtCore import QModelIndex, QSize, QSortFilterProxyModel, Qt, Signal
@@ -25,32 +24,16 @@ from PySide6.QtWidgets import (
 )
 
 from ctviewer.core.data.cache import Cache
-from ctviewer.core.data.dataset import Dataset, Item
+from ctviewer.core.data.dataset import Dataset
 from ctviewer.core.data.labels import relabel
+from ctviewer.core.data.series import UNLABELLED, group_items
+from ctviewer.gui.form_widgets import wrap_rows
 from ctviewer.gui.thumbnails import make_thumbnail
 from ctviewer.gui.workers import ThumbnailPool
 
 KIND_ROLE = Qt.ItemDataRole.UserRole + 1  # "class", "patient", "series", "image"
 PATH_ROLE = Qt.ItemDataRole.UserRole + 2
-UNLABELLED = "(unlabelled)"
 THUMBNAIL_SIZE = 32
-
-
-def _slice_key(item: Item) -> tuple:
-    return (item.instance if item.instance is not None else 1 << 30,
-            item.slice_position if item.slice_position is not None else 0.0, item.path)
-
-
-def group_items(dataset: Dataset) -> dict[str, dict[str, dict[str, list[Item]]]]:
-    """class -> patient -> series -> images in slice order."""
-    tree: dict[str, dict[str, dict[str, list[Item]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
-    for item in dataset.items:
-        tree[item.label or UNLABELLED][item.patient][item.series or ""].append(item)
-    for patients in tree.values():
-        for series in patients.values():
-            for images in series.values():
-                images.sort(key=_slice_key)
-    return tree
 
 
 def _plural(n: int, word: str, many: str | None = None) -> str:
@@ -73,6 +56,8 @@ class BrowserPanel(QWidget):
         self._saved_at = 0  # len(_before_edits) when the labels on disk matched; -1: no such state left
         self._cache = cache
         self._image_items: dict[str, QStandardItem] = {}
+        self._icons: dict[str, QIcon] = {}  # thumbnails by path: kept when relabelling rebuilds the tree
+        self._quiet = False  # selecting to follow the viewer: do not ask it to show the image again
         self._series_of: dict[str, list[str]] = {}
         self.thumbnails = ThumbnailPool(self._make_thumbnail, parent=self)
         self.thumbnails.signals.thumbnail_ready.connect(self._on_thumbnail_ready)
@@ -111,7 +96,8 @@ class BrowserPanel(QWidget):
 
         self.report_tree = QTreeWidget()
         self.report_tree.setHeaderLabels(["Load report", "Reason"])
-        self.report_tree.setColumnWidth(0, 220)
+        self.report_tree.setColumnWidth(0, 200)
+        wrap_rows(self.report_tree)  # notes and reasons are sentences: wrapped, never cut to "…"
 
         top = QWidget()
         top_layout = QVBoxLayout(top)
@@ -139,6 +125,7 @@ class BrowserPanel(QWidget):
         self.dataset = dataset
         if new_source:
             self.thumbnails.cancel()
+            self._icons.clear()
             self.labels_dirty = False
             self._before_edits, self._saved_at = [], 0
         self._rebuild_tree()
@@ -181,6 +168,8 @@ class BrowserPanel(QWidget):
                         image_item = self._node(f"{Path(it.path).name}{number}", "image")
                         image_item.setData(it.path, PATH_ROLE)
                         image_item.setToolTip(f"{it.path}\n{it.shape[1]} x {it.shape[0]} {it.format}")
+                        if it.path in self._icons:
+                            image_item.setIcon(self._icons[it.path])
                         self._image_items[it.path] = image_item
                         series_item.appendRow(image_item)
                     patient_item.appendRow(series_item)
@@ -217,12 +206,15 @@ class BrowserPanel(QWidget):
         )
         for title, rows in groups:
             parent = QTreeWidgetItem([title, ""])
+            self.report_tree.addTopLevelItem(parent)
+            parent.setFirstColumnSpanned(True)
             for first, second in rows:
                 child = QTreeWidgetItem([first, second])
                 child.setToolTip(0, first)
                 child.setToolTip(1, second)
                 parent.addChild(child)
-            self.report_tree.addTopLevelItem(parent)
+                if not second:  # a note is one sentence: the whole width is its
+                    child.setFirstColumnSpanned(True)
             parent.setExpanded(bool(rows) and len(rows) <= 20)
 
     def class_rows(self) -> list[str]:
@@ -236,6 +228,8 @@ class BrowserPanel(QWidget):
     # ------------------------------------------------------------------ selection / navigation
 
     def _on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if self._quiet:
+            return
         path = self._first_image_under(current)
         if path:
             self.image_activated.emit(path)
@@ -262,15 +256,23 @@ class BrowserPanel(QWidget):
     def visible_paths(self) -> list[str]:
         return [index.data(PATH_ROLE) for index in self._visible_image_indexes()]
 
-    def select_path(self, path: str) -> bool:
+    def select_path(self, path: str, activate: bool = True) -> bool:
+        """Select ``path`` in the tree; ``activate`` False only follows the viewer (the wheel moved
+        through the series) without asking it to show the image again."""
         item = self._image_items.get(path)
         if item is None:
             return False
         index = self.proxy.mapFromSource(item.index())
         if not index.isValid():
             return False
+        if not activate and self.tree.currentIndex() == index:
+            return True
         self.tree.scrollTo(index)
-        self.tree.setCurrentIndex(index)
+        self._quiet = not activate
+        try:
+            self.tree.setCurrentIndex(index)
+        finally:
+            self._quiet = False
         return True
 
     def step_image(self, delta: int) -> None:
@@ -376,9 +378,11 @@ class BrowserPanel(QWidget):
         return make_thumbnail(cache, path, size)
 
     def _on_thumbnail_ready(self, path: str, image: QImage) -> None:
+        icon = QIcon(QPixmap.fromImage(image))
+        self._icons[path] = icon
         item = self._image_items.get(path)
         if item is not None:
-            item.setIcon(QIcon(QPixmap.fromImage(image)))
+            item.setIcon(icon)
 
     def thumbnail_count(self) -> int:
         return sum(1 for item in self._image_items.values() if not item.icon().isNull())

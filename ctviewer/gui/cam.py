@@ -14,13 +14,6 @@ from ctviewer.gui.viewer import ImageViewer
 from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner
 
 
-def normalise(heat: np.ndarray) -> np.ndarray:
-    """Scale a heat map to a maximum of 1 (all zeros stay zeros)."""
-    heat = np.asarray(heat, dtype=np.float32)
-    top = float(heat.max()) if heat.size else 0.0
-    return heat / top if top > 0 else heat
-
-
 class CamController(QObject):
     """Runs Grad-CAM for the viewer's current image when the overlay is switched on."""
 
@@ -63,7 +56,8 @@ class CamController(QObject):
             # The engine answers one call at a time: this one waits for the training to end.
             self.notice.emit("Grad-CAM waits until the training ends (the model engine does one thing at a time)")
         engine, model = self.session.engine, self.session.model
-        worker = Worker(lambda on_event, should_stop: normalise(engine.grad_cam(model.id, path)),
+        # The engine's maps are already in [0, 1] (core.explain.gradcam.normalise_heatmap).
+        worker = Worker(lambda on_event, should_stop: np.asarray(engine.grad_cam(model.id, path), dtype=np.float32),
                         "Grad-CAM")
         worker.finished.connect(lambda heat, p=path: self._on_finished(p, heat))
         worker.failed.connect(self._on_failed)

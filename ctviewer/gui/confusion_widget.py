@@ -86,6 +86,11 @@ class ConfusionMatrixWidget(QWidget):
         grid.addWidget(_cell("true ↓", bold=True), 1, 0)
         self.rates = QLabel("")
         self.rates.setTextFormat(Qt.TextFormat.RichText)
+        self.rates.setWordWrap(True)
+        self.rates.setToolTip("Sensitivity: share of positive images called positive. Specificity: share of "
+                              "negative images called negative. PPV / NPV: share of positive / negative calls "
+                              "that are right. The 95 % range is where the true value likely lies, given how few "
+                              "images there are (Wilson interval)")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(grid)
@@ -110,10 +115,10 @@ class ConfusionMatrixWidget(QWidget):
             value, ci = point.rate(key)
             shown = "n/a" if np.isnan(value) else f"{value:.2f}"
             rows.append(f"<tr><td>{name}</td><td align='right'><b>{shown}</b></td>"
-                        f"<td>&nbsp;(95% CI {ci})</td></tr>")
+                        f"<td>&nbsp;(95 % range {ci})</td></tr>")
         where = (f"each image at its fold's threshold (median {point.threshold:.3f})" if point.per_row
                  else f"threshold {point.threshold:.3f}")
-        self.rates.setText(f"<table>{''.join(rows)}</table><small>n = {point.n}, {where}; Wilson intervals</small>")
+        self.rates.setText(f"<table>{''.join(rows)}</table><small>n = {point.n}, {where}</small>")
 
     def counts(self) -> dict[str, int]:
         p = self.point

@@ -8,8 +8,13 @@ import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-# (plot, colour) per Keras log key without the "val_" prefix.
-_SERIES = {"loss": (0, "#4e79a7"), "accuracy": (1, "#59a14f"), "auc": (1, "#e15759")}
+# (plot, symbol, name) per Keras log key without the "val_" prefix.
+_SERIES = {"loss": (0, "o", "loss"), "accuracy": (1, "o", "accuracy"), "auc": (1, "t", "AUC")}
+# Training and validation differ by colour *and* line style (readable in grey print, and for
+# colour-blind eyes); accuracy and AUC by shade and marker.
+_COLOURS = {("train", "loss"): "#1f5fa6", ("val", "loss"): "#e8710a",
+            ("train", "accuracy"): "#1f5fa6", ("val", "accuracy"): "#e8710a",
+            ("train", "auc"): "#6baed6", ("val", "auc"): "#c2410c"}
 
 
 class _Plot(pg.PlotWidget):
@@ -20,7 +25,8 @@ class _Plot(pg.PlotWidget):
 
 
 class CurvesWidget(QWidget):
-    """Two stacked plots. Training lines are solid, validation lines dashed; each fold its own line."""
+    """Two stacked plots. Training lines are blue and solid, validation lines orange and dashed; each
+    fold its own line. The legends sit under the plots, never over the curves."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -30,13 +36,15 @@ class CurvesWidget(QWidget):
         self.metric_plot = _Plot(background="w")
         self.loss_plot.setMinimumHeight(100)
         self.metric_plot.setMinimumHeight(100)
-        # Loss falls, accuracy/AUC rise: legends go where the lines usually are not.
-        for plot, title, corner in ((self.loss_plot, "Loss", (-10, 10)), (self.metric_plot, "Accuracy and AUC", (-10, -30))):
+        self.legends: dict[int, pg.LegendItem] = {}
+        for index, (plot, title) in enumerate(((self.loss_plot, "Loss"), (self.metric_plot, "Accuracy and AUC"))):
             plot.setTitle(title, color="#333", size="10pt")
             plot.showGrid(x=True, y=True, alpha=0.25)
             plot.setLabel("bottom", "epoch")
-            plot.addLegend(offset=corner, labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 210),
-                           pen=pg.mkPen("#ccc"))
+            # A legend in the plot's own layout, below the axis: outside the area the curves use.
+            legend = pg.LegendItem(labelTextSize="8pt", colCount=2, labelTextColor="#333")
+            plot.plotItem.layout.addItem(legend, 4, 1)
+            self.legends[index] = legend
         self.metric_plot.setYRange(0.0, 1.0)
         self.clear()
         layout = QVBoxLayout(self)
@@ -48,10 +56,8 @@ class CurvesWidget(QWidget):
         self.data.clear()
         for plot in (self.loss_plot, self.metric_plot):
             plot.clear()
-            legend = plot.plotItem.legend
-            if legend is not None:
-                legend.clear()
-                legend.hide()  # an empty legend is a stray box
+        for legend in self.legends.values():
+            legend.clear()
         self._items.clear()
 
     def add_epoch(self, epoch: int, logs: dict[str, float], fold: int | None = None) -> None:
@@ -70,15 +76,15 @@ class CurvesWidget(QWidget):
         if item is None:
             validation = key.startswith("val_")
             base = key[4:] if validation else key
-            plot_index, colour = _SERIES[base]
+            plot_index, symbol, word = _SERIES[base]
+            colour = _COLOURS[("val" if validation else "train", base)]
             pen = pg.mkPen(colour, width=2, style=Qt.PenStyle.DashLine if validation else Qt.PenStyle.SolidLine)
-            name = ("val " if validation else "train ") + base + (f" (fold {fold + 1})" if fold is not None else "")
-            # Only the first fold goes in the legend; later folds repeat the same colours.
+            name = ("validation " if validation else "training ") + word
             plot = (self.loss_plot, self.metric_plot)[plot_index]
-            item = plot.plot([], [], pen=pen, symbol="o", symbolSize=4, symbolBrush=colour,
-                             name=name if not fold else None)
-            if plot.plotItem.legend is not None:
-                plot.plotItem.legend.show()
+            item = plot.plot([], [], pen=pen, symbol=symbol, symbolSize=5, symbolBrush=colour, symbolPen=colour)
+            # Only the first fold goes in the legend; later folds repeat the same colours.
+            if not fold:
+                self.legends[plot_index].addItem(item, name)
             self._items[(fold, key)] = item
         return item
 

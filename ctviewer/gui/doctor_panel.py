@@ -6,15 +6,44 @@ request."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
+from ctviewer.gui.form_widgets import wrap_rows
 from ctviewer.gui.session import Session
 from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner
 
 _ICONS = {"error": "⛔", "warning": "⚠", "info": "ℹ"}
+# Findings about how the images would behave *outside* this app (e.g. exported as arrays for
+# Keras' validation_split): information, unless the model really was trained that way (an error).
+_ABOUT_EXPORT = {"tail-split-one-class": "If you export these images as arrays in this order: "}
+_NOT_THIS_RUN = (" ctviewer's own training is not affected: it sets whole patients of both classes aside.")
+
+
+def shown_severity(finding: Any) -> str:
+    """The severity the panel shows: a hazard for exported arrays is information, not a fault of this run."""
+    if finding.code in _ABOUT_EXPORT and finding.severity == "warning":
+        return "info"
+    return finding.severity
+
+
+def shown_message(finding: Any) -> str:
+    if finding.code in _ABOUT_EXPORT and finding.severity == "warning":
+        return _ABOUT_EXPORT[finding.code] + finding.message + _NOT_THIS_RUN
+    return finding.message
+
+
+def describe_subject(dataset: Any, model: Any, model_source: str) -> str:
+    """Which dataset (and model) the findings are about, in words."""
+    if dataset is None:
+        where = "no dataset"
+    else:
+        name = Path(str(dataset.source)).name or str(dataset.source)
+        where = f"{name} ({len(dataset)} images)"
+    return where + (f", model: {model_source}" if model is not None and model_source else "")
 
 
 def quick_findings(dataset: Any, model: Any, predictions: Any, cache: Any, on_event: Any = None,
@@ -44,7 +73,13 @@ class DoctorPanel(QWidget):
         self.runner.idle.connect(self._run_queued)
         self.findings: list[Any] = []
         self._queued: bool | None = None
+        self._generation = 0  # bumped by clear(): answers of older runs are dropped
+        self.subject = ""  # which dataset / model the findings shown are about
         self.title = QLabel("<b>Doctor</b> — pitfall checks")
+        self.title.setWordWrap(True)
+        self.subject_label = QLabel("")
+        self.subject_label.setWordWrap(True)
+        self.subject_label.setStyleSheet("color: #555;")
         self.full_button = QPushButton("Run full checks")
         self.full_button.setToolTip("Also run the model's own checks and compare with a simple histogram baseline")
         self.full_button.setEnabled(False)
@@ -54,17 +89,29 @@ class DoctorPanel(QWidget):
         head.addWidget(self.full_button)
         self.tree = QTreeWidget()
         self.tree.setHeaderHidden(True)
-        self.tree.setWordWrap(True)
+        wrap_rows(self.tree)  # findings are sentences: wrapped, never cut to "…"
         self.tree.setMinimumHeight(80)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(head)
+        layout.addWidget(self.subject_label)
         layout.addWidget(self.tree)
         self._placeholder("Findings appear here once there are predictions.")
 
     def _placeholder(self, text: str) -> None:
         self.tree.clear()
         self.tree.addTopLevelItem(QTreeWidgetItem([text]))
+
+    def clear(self) -> None:
+        """Another dataset is open: the findings shown (and any still being made) are about the old one."""
+        self._generation += 1
+        self._queued = None
+        self.runner.cancel()
+        self.findings = []
+        self.subject = ""
+        self.subject_label.setText("")
+        self._placeholder("Findings appear here once there are predictions.")
+        self._done()
 
     def run(self, full: bool = False) -> None:
         """Check what the session holds now (in the background)."""
@@ -84,14 +131,24 @@ class DoctorPanel(QWidget):
             cache = self.session.cache
             worker = Worker(lambda on_event, should_stop: quick_findings(dataset, model, predictions, cache, on_event,
                                                                          should_stop), "Doctor")
-        worker.finished.connect(self.set_findings)
-        worker.failed.connect(self._on_failed)
-        worker.cancelled.connect(self._on_cancelled)
+        generation = self._generation
+        subject = describe_subject(dataset, model, self.session.model_source)
+        worker.finished.connect(lambda found: self._on_finished(generation, subject, found))
+        worker.failed.connect(lambda error: generation == self._generation and self._on_failed(error))
+        worker.cancelled.connect(lambda: generation == self._generation and self._on_cancelled())
         worker.message.connect(lambda event: self.title.setText(f"<b>Doctor</b> — {event.text}…"))
         self.full_button.setText("Stop checks")
         self.full_button.setEnabled(True)
         self._placeholder("Checking…")
         self.runner.start(worker)
+
+    def _on_finished(self, generation: int, subject: str, findings: list[Any]) -> None:
+        if generation != self._generation:
+            self._done()  # checks of a dataset that is no longer open: dropped
+            return
+        self.subject = subject
+        self.subject_label.setText(f"About {subject}")
+        self.set_findings(findings)
 
     def _full_clicked(self) -> None:
         if self.runner.is_running():
@@ -131,15 +188,16 @@ class DoctorPanel(QWidget):
         if not self.findings:
             self.tree.addTopLevelItem(QTreeWidgetItem(["✓ no problems found"]))
         for finding in self.findings:
-            item = QTreeWidgetItem([f"{_ICONS.get(finding.severity, '•')} {finding.message}"])
-            item.setToolTip(0, f"{finding.code}: {finding.message}")
+            severity = shown_severity(finding)
+            item = QTreeWidgetItem([f"{_ICONS.get(severity, '•')} {shown_message(finding)}"])
+            item.setToolTip(0, f"{finding.code} ({severity})")
             if finding.fix:
                 item.addChild(QTreeWidgetItem([f"Fix: {finding.fix}"]))
             if finding.evidence:
                 shown = ", ".join(f"{k}={v}" for k, v in list(finding.evidence.items())[:6])
                 item.addChild(QTreeWidgetItem([f"Evidence: {shown}"]))
             self.tree.addTopLevelItem(item)
-            item.setExpanded(finding.severity != "info")
+            item.setExpanded(severity != "info")
         self._done()
         self.findings_ready.emit(self.findings)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QDockWidget,
     QFileDialog,
     QInputDialog,
@@ -27,7 +28,9 @@ from ctviewer.core.data.labels import default_labels_path, write_labels_csv
 from ctviewer.core.events import Event, ImageFound
 from ctviewer.gui.browser import BrowserPanel
 from ctviewer.gui.cam import CamController
+from ctviewer.gui.caption import image_caption
 from ctviewer.gui.errors import error_box
+from ctviewer.gui.model_files import ask_model_save_path, ask_model_to_open
 from ctviewer.gui.results_panel import ResultsPanel
 from ctviewer.gui.session import Session
 from ctviewer.gui.tags_panel import TagsPanel
@@ -36,6 +39,17 @@ from ctviewer.gui.viewer import PRESET_NAMES, ImageViewer
 from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner
 
 MAX_RECENT = 8
+ENGINE_QUIT_S = 3.0  # closing: how long the engine may take to stop before it is killed
+# What the mouse and keys do, as `viewer` implements them (tests/gui/test_viewer.py drags to check).
+HELP_TEXT = (
+    "Left drag up/down: window centre (level). Drag down = higher centre: the image gets darker.\n"
+    "Left drag left/right: window width. Drag right = wider window: less contrast.\n"
+    "(As in most radiology viewers; presets 1-9 put a standard window back.)\n"
+    "Shift+left or middle drag: pan;  right drag or Ctrl+wheel: zoom;  Ctrl+0 or R: reset the view\n"
+    "Wheel, Up/Down, PgUp/PgDn, Home/End: slice in the series (frame of a multi-frame file)\n"
+    "Left/Right: previous/next image;  1-9: window presets;  G: Grad-CAM (where the model looked)\n"
+    "Right-click in the browser: change the class of images or patients;  Ctrl+Z: undo it"
+)
 
 
 class MainWindow(QMainWindow):
@@ -62,7 +76,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self.setAcceptDrops(True)
         self.resize(1400, 860)
-        self.resizeDocks([self.browser_dock, self.training_dock], [330, 470], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.browser_dock, self.training_dock], [320, 490], Qt.Orientation.Horizontal)
         self._restore_settings()
 
     # ------------------------------------------------------------------ layout
@@ -97,6 +111,8 @@ class MainWindow(QMainWindow):
         self.cam.engine_busy = self.training.is_running
         self.cam.notice.connect(self._show_status)
         self.session.subscribe(lambda _change: self._update_status())
+        self.training.confirm_replace = self.confirm_discard
+        self.results.threshold_changed.connect(lambda _t: self._update_caption())
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -177,7 +193,8 @@ class MainWindow(QMainWindow):
         self.status_label = QLabel("no dataset | no model")
         self.cursor_label = QLabel("")
         self.load_progress = QProgressBar()
-        self.load_progress.setMaximumWidth(200)
+        self.load_progress.setMaximumWidth(240)
+        self.load_progress.setMinimumWidth(180)  # room for "reading images 36/48"
         self.load_progress.hide()
         status = self.statusBar()
         status.addWidget(self.status_label, 1)
@@ -192,12 +209,7 @@ class MainWindow(QMainWindow):
         self._about.show()
 
     def _show_help(self) -> None:
-        QMessageBox.information(self, "Mouse and keys", (
-            "Left drag: window/level (right = wider, down = darker centre)\n"
-            "Shift+left or middle drag: pan;  right drag or Ctrl+wheel: zoom\n"
-            "Wheel, Up/Down, PgUp/PgDn, Home/End: slice in the series (frame of a multi-frame file)\n"
-            "Left/Right: previous/next image;  1-9: window presets;  G: Grad-CAM\n"
-            "Right-click in the browser: change the class of images or patients;  Ctrl+Z: undo it"))
+        QMessageBox.information(self, "Mouse and keys", HELP_TEXT)
 
     # ------------------------------------------------------------------ opening data
 
@@ -285,7 +297,7 @@ class MainWindow(QMainWindow):
         self.browser.set_dataset(dataset, fresh=True)
         self.undo_action.setEnabled(False)
         self.training.set_dataset(dataset)
-        self.results.set_predictions(None)
+        self.results.set_predictions(None)  # also clears the doctor's findings about the old folder
         if isinstance(source, str):
             self._remember_recent(source)
         paths = self.browser.visible_paths()
@@ -302,6 +314,8 @@ class MainWindow(QMainWindow):
         self.undo_action.setEnabled(self.browser.can_undo())
         self.session.set_dataset(dataset, keep_predictions=True)
         self.training.set_dataset(dataset)
+        self.results.relabel(dataset)  # the Results table shows the classes as they are now
+        self._update_caption()
 
     def save_labels_dialog(self) -> None:
         if self.session.dataset is None:
@@ -341,22 +355,36 @@ class MainWindow(QMainWindow):
         if self.first_image_time is None:
             self.first_image_time = time.time()
         self.tags.show_image(self.viewer.image)
+        self.browser.select_path(path, activate=False)  # the wheel moved through the series: follow it
+        self._update_caption()
         self.cam.request(path)
+
+    def _update_caption(self) -> None:
+        """The caption on the image: file, patient, true class, and the model's call if predicted."""
+        path = self.viewer.current_path()
+        if path is None:
+            self.viewer.set_caption("")
+            return
+        dataset = self.session.dataset
+        item = next((it for it in dataset.items if it.path == path), None) if dataset is not None else None
+        self.viewer.set_caption(image_caption(path, item, self.results.call_for(path)))
 
     # ------------------------------------------------------------------ model
 
     def open_model_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open model folder", str(Path.home()))
+        folder = ask_model_to_open(self)
         if folder:
             self.training.load_bundle(folder)
 
-    def save_model_dialog(self) -> None:
+    def save_model_dialog(self) -> bool:
+        """Ask for a name and save the model there; True once it is saved."""
         if self.session.model is None:
             self._show_status("no model to save: train or open one first")
-            return
-        folder = QFileDialog.getExistingDirectory(self, "Save model into folder", str(Path.home()))
-        if folder:
-            self.training.save_bundle(folder)
+            return False
+        target = ask_model_save_path(self)
+        if not target:
+            return False
+        return self.training.save_bundle(target) is not None
 
     def export_model_dialog(self) -> None:
         """Ask a format and a parent folder; the export goes to a new subfolder named after both."""
@@ -377,9 +405,12 @@ class MainWindow(QMainWindow):
             self.cam.request(self.viewer.current_path())
 
     def _on_predictions_ready(self, predictions: object, description: str = "") -> None:
+        if self._closing:
+            return  # a late answer while the window closes: nothing more starts
         self.session.set_predictions(predictions)
         self.results.set_predictions(predictions, description)
         self.results_dock.raise_()
+        self._update_caption()
 
     def export_plots_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export plots into folder", str(Path.home()))
@@ -480,32 +511,69 @@ class MainWindow(QMainWindow):
         return lost
 
     def confirm_discard(self, action: str, lost: list[str]) -> bool:
-        """Ask before ``action`` loses ``lost``; True to go on. Never asks in scripted runs."""
+        """Ask before ``action`` loses ``lost``: Save (then go on), Discard, or Cancel.
+        True to go on. Never asks in scripted runs."""
         if not lost or not self.ask_before_discarding:
             return True
+        buttons = QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel
+        if self._can_save_now():
+            buttons |= QMessageBox.StandardButton.Save
         box = QMessageBox(QMessageBox.Icon.Warning, f"ctviewer — {action}",
                           f"{action} now? This loses:\n\n" + "\n".join(f"• {item}" for item in lost),
-                          QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel, self)
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        return box.exec() == QMessageBox.StandardButton.Discard
+                          buttons, self)
+        box.setDefaultButton(QMessageBox.StandardButton.Save if self._can_save_now()
+                             else QMessageBox.StandardButton.Cancel)
+        answer = box.exec()
+        if answer == QMessageBox.StandardButton.Save:
+            return self.save_unsaved_work()
+        return answer == QMessageBox.StandardButton.Discard
+
+    def _can_save_now(self) -> bool:
+        model_saveable = self.training.model_unsaved and not self.training.is_running()
+        return self.browser.labels_dirty or model_saveable
+
+    def save_unsaved_work(self, model_target: str | Path | None = None, labels_target: str | Path | None = None,
+                          timeout_ms: int = 120_000) -> bool:
+        """Save changed labels and the unsaved model (asking where unless given); True when all is saved."""
+        if self.browser.labels_dirty:
+            if labels_target is None:
+                labels_target, _ = QFileDialog.getSaveFileName(
+                    self, "Save labels", str(default_labels_path(self.session.dataset)), "CSV (*.csv)")
+            if not labels_target:
+                return False
+            self.save_labels(labels_target)
+        if self.training.model_unsaved and not self.training.is_running():
+            target = model_target if model_target is not None else ask_model_save_path(self)
+            if not target or self.training.save_bundle(target) is None:
+                return False
+            # Closing right after: wait for the save here (seconds), so the model is on disk.
+            self.training.model_runner.wait(timeout_ms)
+            QApplication.processEvents()  # the save's answer (it clears "unsaved")
+            if self.training.model_unsaved:
+                return False  # the save failed: its error is shown; nothing is lost
+        return True
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if not self._closing and not self.confirm_discard("Close ctviewer", self.unsaved_work()):
             event.ignore()
             return
-        if self.training.is_running():
-            self._show_status("stopping training…")
         self._closing = True
         self.save_settings()
-        # Training first: a cancel stops it within one batch and keeps the best epoch.
-        self.training.shutdown(60_000)
-        # Then the engine (it cancels what is left, and is killed if it does not quit),
-        # then every thread still waiting on it, so no thread outlives the window.
-        self.session.engine.shutdown(10.0)
-        self.training.wait_idle(10_000)
-        self.cam.shutdown()
-        self.results.shutdown()
-        self.loader.shutdown(10_000)
+        if self.training.is_running():
+            self._show_status("stopping training…")
+        self.hide()  # the window goes at once; what is left is stopping threads
+        # Nothing starts any more (a late "training finished" must not start the doctor), and
+        # everything running is cancelled. Then the engine: asked to quit, killed if it does not
+        # within seconds (the user chose to close; a cancelled training's tail is not worth a wait).
+        for runner in self._runners():
+            runner.close()
+        self.session.engine.shutdown(ENGINE_QUIT_S)
+        # Every thread waited on that engine has its answer now: wait for them all to end.
+        for runner in self._runners():
+            runner.shutdown(10_000)
         self.browser.shutdown()
         event.accept()
 
+    def _runners(self) -> list:
+        return [self.training.runner, self.training.model_runner, self.cam.runner, self.results.doctor.runner,
+                self.loader]

@@ -10,7 +10,14 @@ from PySide6.QtGui import QBrush, QColor
 
 from ctviewer.core.metrics.predictions import Predictions
 
-COLUMNS = ("File", "Patient", "Label", "P(positive)", "Predicted", "Correct", "Fold")
+COLUMNS = ("File", "Patient", "Label", "Probability", "Predicted", "Correct", "Fold")
+_HEADER_TIPS = {
+    "Label": "The true class (from the folders or labels.csv)",
+    "Probability": "The model's probability of the positive class",
+    "Predicted": "The model's call, with the threshold it was made at; ✗ marks a wrong call (red row)",
+    "Correct": "Whether the call matches the true class",
+    "Fold": "The patient group whose model predicted this image (cross-validation)",
+}
 SORT_ROLE = Qt.ItemDataRole.UserRole + 10
 PATH_ROLE = Qt.ItemDataRole.UserRole + 11
 _RIGHT = QBrush(QColor(214, 240, 214))
@@ -28,14 +35,21 @@ class PredictionsModel(QAbstractTableModel):
         self.threshold: float | None = None  # None: the predictions' own threshold(s)
         self._pred: list[str] = []
         self._correct: list[bool | None] = []
+        self._cut: list[float] = []
+        self._row_of: dict[str, int] = {}
 
     def set_predictions(self, predictions: Predictions | None, threshold: float | None = None) -> None:
         """``threshold`` None: the predictions' own (per-row thresholds for out-of-fold rows)."""
         self.beginResetModel()
         self.predictions = predictions
         self.threshold = threshold
+        self._row_of = {path: i for i, path in enumerate(predictions.paths)} if predictions is not None else {}
         self._recompute()
         self.endResetModel()
+        self.headerDataChanged.emit(Qt.Orientation.Horizontal, 0, len(COLUMNS) - 1)
+
+    def row_of(self, path: str) -> int | None:
+        return self._row_of.get(path)
 
     def set_threshold(self, threshold: float | None) -> None:
         self.threshold = None if threshold is None else float(threshold)
@@ -47,6 +61,7 @@ class PredictionsModel(QAbstractTableModel):
         p = self.predictions
         self._pred = p.pred_names(self.threshold) if p is not None else []
         self._correct = p.correct(self.threshold) if p is not None else []
+        self._cut = p.thresholds(self.threshold).tolist() if p is not None else []
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt API
         return 0 if parent.isValid() or self.predictions is None else len(self.predictions)
@@ -55,8 +70,17 @@ class PredictionsModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(COLUMNS)
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return COLUMNS[section]
+        if orientation != Qt.Orientation.Horizontal:
+            return None
+        name = COLUMNS[section]
+        if role == Qt.ItemDataRole.DisplayRole:
+            if name == "Fold":
+                return "Group"
+            if name == "Probability" and self.predictions is not None:
+                return f"Probability\nof {self.predictions.positive}"
+            return name
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return _HEADER_TIPS.get(name)
         return None
 
     def is_error(self, row: int) -> bool:
@@ -86,6 +110,10 @@ class PredictionsModel(QAbstractTableModel):
             return -1 if value is None else (value if not isinstance(value, bool) else int(value))
         if col == 3:
             return f"{value:.3f}"
+        if col == 4:  # the threshold beside the call: "contrast ≥0.051"
+            sign = "≥" if p.probs[row] >= self._cut[row] else "<"
+            wrong = " ✗" if correct is False else ""
+            return f"{value} {sign}{self._cut[row]:.3f}{wrong}"
         if col == 5:
             return "" if value is None else ("yes" if value else "NO")
         return value

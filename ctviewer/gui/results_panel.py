@@ -56,16 +56,22 @@ class ResultsPanel(QWidget):
 
     def _build(self) -> None:
         self.source_label = QLabel("No predictions yet: train a model, or open one and predict.")
+        self.source_label.setWordWrap(True)
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(0, SLIDER_STEPS)
-        self.slider.setToolTip("Decision threshold: an image is called positive when P(positive) >= threshold")
+        self.slider.setToolTip("Decision threshold: an image is called positive when the model's probability of "
+                               "the positive class is at least this")
         self.spin = QDoubleSpinBox()
         self.spin.setRange(0.0, 1.0)
         self.spin.setDecimals(3)
         self.spin.setSingleStep(0.01)
+        self.spin.setToolTip("Type a threshold (e.g. 0.55) and press Enter, or use the arrows")
+        # Not on every keystroke: typing "0.55" passes through "0" and "0.", which must not be applied
+        # (and written back into the box) while the user is still typing.
+        self.spin.setKeyboardTracking(False)
         self.slider.valueChanged.connect(lambda v: self.set_threshold(v / SLIDER_STEPS))
         self.spin.valueChanged.connect(self.set_threshold)
-        self.reset_button = QPushButton("Model's")
+        self.reset_button = QPushButton("Model's own")
         self.reset_button.setToolTip("Back to the threshold chosen on the validation data "
                                      "(each fold's own, for cross-validation)")
         self.reset_button.clicked.connect(self._reset_threshold)
@@ -94,8 +100,17 @@ class ResultsPanel(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # File names can be long: the first column is narrow and elides in the middle (the full path is
+        # in its tooltip, the name in the image's caption), so the call and its threshold fit beside it.
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(0, 62)
+        # Right or wrong shows as the row's colour and a ✗ after a wrong call: the panel is too narrow
+        # for a column of its own beside the call and its threshold.
+        self.table.setColumnHidden(COLUMNS.index("Correct"), True)
+        header.setStretchLastSection(True)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.selectionModel().currentRowChanged.connect(self._on_row_changed)
         self.errors_check = QCheckBox("errors only")
         self.errors_check.toggled.connect(self.proxy.set_errors_only)
@@ -140,6 +155,8 @@ class ResultsPanel(QWidget):
     # ------------------------------------------------------------------ data
 
     def set_predictions(self, predictions: Predictions | None, description: str = "") -> None:
+        if predictions is None:
+            self.doctor.clear()  # its findings were about the predictions (and dataset) now gone
         self.predictions = predictions
         self.session.set_predictions(predictions)
         self.model.set_predictions(predictions)
@@ -160,6 +177,37 @@ class ResultsPanel(QWidget):
         self._fill_roc()
         self._apply(None)  # the model's own call: its threshold, or each fold's for out-of-fold rows
         self.refresh_findings()
+
+    def relabel(self, dataset: Any) -> None:
+        """The dataset's classes changed (relabelled in the browser): the table and counts follow."""
+        if self.predictions is None or dataset is None:
+            return
+        label_of = {item.path: item.label for item in dataset.items}
+        labels = [label_of.get(path, old) for path, old in zip(self.predictions.paths, self.predictions.labels)]
+        if labels == list(self.predictions.labels):
+            return
+        known = set(self.predictions.classes)
+        labels = [lab if lab in known else None for lab in labels]  # a new class is not one the model calls
+        keep_threshold = None if self.per_row else self.threshold
+        self.predictions = replace(self.predictions, labels=labels)
+        self.session.set_predictions(self.predictions)
+        self.model.set_predictions(self.predictions, keep_threshold)
+        self._y = self.predictions.y_true
+        self._fill_roc()
+        self._apply(keep_threshold)
+
+    def call_for(self, path: str) -> Any:
+        """The model's call on ``path`` as shown now (probability and threshold), or None."""
+        from ctviewer.gui.caption import Call
+
+        pred = self.predictions
+        if pred is None:
+            return None
+        row = self.model.row_of(path)
+        if row is None:
+            return None
+        threshold = float(pred.row_thresholds[row]) if self.per_row else float(self.threshold)
+        return Call(float(pred.probs[row]), threshold, pred.positive, pred.negative)
 
     def _fill_roc(self) -> None:
         # Numpy only (no scikit-learn import on the GUI thread): the counts at every candidate

@@ -25,6 +25,10 @@ class RocPlot(pg.PlotWidget):
         self.point = pg.ScatterPlotItem(size=11, brush=pg.mkBrush("#e15759"), pen=pg.mkPen("k"))
         self.addItem(self.point)
         self.setTitle("ROC", color="#333", size="10pt")
+        # Why there is no curve, inside the plot (a long title would be cut off in a narrow panel).
+        self.message = pg.TextItem("", color="#555", anchor=(0.5, 0.5))
+        self.message.setPos(0.5, 0.5)
+        self.addItem(self.message)
 
     def sizeHint(self) -> QSize:
         return QSize(280, 220)
@@ -33,8 +37,10 @@ class RocPlot(pg.PlotWidget):
         if fpr is None or tpr is None:
             self.curve.setData([], [])
             self.point.setData([], [])
-            self.setTitle("ROC (needs both classes)", color="#333", size="10pt")
+            self.setTitle("ROC", color="#333", size="10pt")
+            self.message.setText("needs images of\nboth classes")
             return
+        self.message.setText("")
         self.curve.setData(np.asarray(fpr, dtype=float), np.asarray(tpr, dtype=float))
         title = "ROC" if auc is None or np.isnan(auc) else f"ROC, AUC {auc:.3f}"
         self.setTitle(title, color="#333", size="10pt")

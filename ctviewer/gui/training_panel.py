@@ -1,17 +1,18 @@
-"""Training panel: recipe choices, Start/Cancel, live curves, per-batch progress with ETA;
-load/save a model bundle; predict the dataset. All TensorFlow work runs in `workers`."""
+"""Training panel: the model and its settings (each showing its recommended value), Start/Cancel,
+live curves, per-batch progress with ETA; open/save a model; predict the dataset. All TensorFlow
+work runs in the model engine, reached through `workers`."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, Signal
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QGridLayout,
     QLabel,
     QPlainTextEdit,
@@ -23,12 +24,25 @@ from PySide6.QtWidgets import (
 )
 
 from ctviewer.core.data.dataset import Dataset
-from ctviewer.core.model.config import MODEL_NAMES, TrainConfig
+from ctviewer.core.model.config import MODEL_NAMES, TrainConfig, default_config
+from ctviewer.core.training.provenance import training_overlap
 from ctviewer.gui.curves import CurvesWidget
+from ctviewer.gui.form_widgets import RecommendedSpin, WrappingLabel
 from ctviewer.gui.session import Session
 from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner
 
-RECIPE = 0  # spin-box value meaning "use the recipe's default"
+# Keras' log keys in words, in the order the log shows them.
+_LOG_WORDS = {"loss": "training loss", "val_loss": "validation loss", "accuracy": "training accuracy",
+              "val_accuracy": "validation accuracy", "auc": "training AUC", "val_auc": "validation AUC"}
+_MODEL_TIPS = {
+    "default": "The recommended network for CT slices (tuned on real CT; see docs/RECIPE.md)",
+    "seed": "The small network of the original question, with its settings (for comparison)",
+}
+
+
+def describe_logs(logs: dict[str, float]) -> str:
+    """One epoch's numbers in words: "training loss 0.693, validation loss 0.701, ..."."""
+    return ", ".join(f"{_LOG_WORDS[k]} {logs[k]:.3f}" for k in _LOG_WORDS if logs.get(k) is not None)
 
 
 def format_eta(seconds: float) -> str:
@@ -52,6 +66,9 @@ class TrainingPanel(QWidget):
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._model_unsaved = False
+        self._cancelling = False
+        # Set by the window: asks before ``action`` loses ``lost`` (True = go on). None: never ask.
+        self.confirm_replace: Callable[[str, list[str]], bool] | None = None
         self._training_dataset: Dataset | None = None  # what the running (or last) training uses
         self._model_job_cancellable = False  # a prediction can be cancelled; a bundle load/save is short
         self.session = session
@@ -73,44 +90,69 @@ class TrainingPanel(QWidget):
     def _build(self) -> None:
         self.model_box = QComboBox()
         self.model_box.addItems(MODEL_NAMES)
-        self.model_box.setToolTip("default: the tuned recipe; seed: the original question's network; "
-                                  "others: frozen ImageNet backbones (need their weights file offline)")
-        self.size_spin = self._recipe_spin(0, 1024, 16, "Input size in pixels (square)")
-        self.epochs_spin = self._recipe_spin(0, 1000, 1, "Epochs (early stopping may end sooner)")
-        self.batch_spin = self._recipe_spin(0, 512, 1, "Images per batch")
+        for i, name in enumerate(MODEL_NAMES):
+            self.model_box.setItemData(i, _MODEL_TIPS.get(name, "A frozen ImageNet network with a new head "
+                                                                "(needs its weights file on this computer)"),
+                                       Qt.ItemDataRole.ToolTipRole)
+        self.model_box.setToolTip("The network to train; each comes with its recommended settings below")
+        self.size_spin = RecommendedSpin(16, 1024, 16, "px", "Images are resized to this square size (pixels) "
+                                         "before the network sees them; larger is slower")
+        self.epochs_spin = RecommendedSpin(1, 1000, 1, "epochs", "Passes over the training images; training "
+                                           "may stop earlier when validation stops improving")
+        self.batch_spin = RecommendedSpin(1, 512, 1, "images", "Images per training step (batch size)")
         self.folds_spin = QSpinBox()
         self.folds_spin.setRange(1, 10)
-        self.folds_spin.setSpecialValueText("hold-out")
-        self.folds_spin.setToolTip("1 = one patient-grouped validation hold-out; k >= 2 = k-fold cross-validation")
-        self.validation_spin = QDoubleSpinBox()
-        self.validation_spin.setRange(0.05, 0.5)
-        self.validation_spin.setSingleStep(0.05)
-        self.validation_spin.setValue(TrainConfig().validation_fraction)
-        self.validation_spin.setToolTip("Fraction of patients held out for validation (early stopping, threshold)")
-        self.augment_check = QCheckBox("augmentation")
+        self.folds_spin.setSpecialValueText("off")
+        self.folds_spin.setSuffix(" patient groups")
+        self.folds_spin.setToolTip("Off: one training with the validation patients set aside. 3 or more: "
+                                   "cross-validation, training once per group of patients and testing on the group "
+                                   "left out, so every image gets a prediction from a model that never saw it")
+        self.validation_spin = QSpinBox()
+        self.validation_spin.setRange(5, 50)
+        self.validation_spin.setSingleStep(5)
+        self.validation_spin.setSuffix(" % of patients")
+        self.validation_spin.setValue(round(TrainConfig().validation_fraction * 100))
+        self.validation_spin.setToolTip("Patients set aside (all their images, both classes) to decide when to stop "
+                                        "and to choose the threshold; the model never trains on them")
+        self.augment_check = QCheckBox("vary training images")
         self.augment_check.setChecked(True)
+        self.augment_check.setToolTip("Augmentation: small random shifts, turns and brightness changes of the "
+                                      "training images, so the model learns the anatomy rather than the exact pixels")
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, 2**31 - 1)
-        self.seed_spin.setToolTip("Random seed: same seed, same split and same result")
+        self.seed_spin.setToolTip("The random seed: the same number gives the same patients set aside and the "
+                                  "same result; another number, another draw")
+        self.model_box.currentTextChanged.connect(self._show_recommended)
+        self._show_recommended(self.model_box.currentText())
 
-        # Two label/field pairs per row: the panel stays short enough for a laptop screen.
+        # One setting per row: the boxes show their numbers in words ("60 epochs (recommended)"),
+        # too wide for two per row in a 470 px panel; the short last pair shares a row.
         form = QGridLayout()
-        pairs = (("Model", self.model_box), ("Input size", self.size_spin), ("Epochs", self.epochs_spin),
-                 ("Batch size", self.batch_spin), ("Validation", self.validation_spin), ("Folds", self.folds_spin),
-                 ("Seed", self.seed_spin), ("", self.augment_check))
-        for i, (label, widget) in enumerate(pairs):
-            row, col = divmod(i, 2)
-            form.addWidget(QLabel(label), row, 2 * col)
-            form.addWidget(widget, row, 2 * col + 1)
+        form.setVerticalSpacing(3)
+        rows = (("Model", self.model_box), ("Image size", self.size_spin), ("Training", self.epochs_spin),
+                ("Batch", self.batch_spin), ("Validation", self.validation_spin),
+                ("Cross-validation", self.folds_spin))
+        for row, (label, widget) in enumerate(rows):
+            caption = QLabel(label)
+            caption.setToolTip(widget.toolTip())
+            form.addWidget(caption, row, 0)
+            form.addWidget(widget, row, 1, 1, 3)
+        seed_caption = QLabel("Random start")
+        seed_caption.setToolTip(self.seed_spin.toolTip())
+        form.addWidget(seed_caption, len(rows), 0)
+        form.addWidget(self.seed_spin, len(rows), 1)
+        form.addWidget(self.augment_check, len(rows), 2, 1, 2)
         form.setColumnStretch(1, 1)
-        form.setColumnStretch(3, 1)
+        form.setColumnStretch(2, 1)
 
         self.start_button = QPushButton("Start training")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop training after the current batch, keeping the best epoch so far; "
                                       "or stop a prediction")
-        self.load_button = QPushButton("Load model…")
+        self.load_button = QPushButton("Open model…")
+        self.load_button.setToolTip("Open a model saved before (a .ctvmodel folder)")
         self.save_button = QPushButton("Save model…")
+        self.save_button.setToolTip("Save the model under a name of your choice, to use it again later")
         self.predict_button = QPushButton("Predict dataset")
         self.predict_button.setToolTip("Run the model on every image of the open dataset")
         self.start_button.clicked.connect(self.start_training)
@@ -125,7 +167,7 @@ class TrainingPanel(QWidget):
         buttons.addWidget(self.load_button, 1, 0)
         buttons.addWidget(self.save_button, 1, 1)
 
-        self.epoch_label = QLabel("Not trained")
+        self.epoch_label = WrappingLabel("Not trained")
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
@@ -135,7 +177,7 @@ class TrainingPanel(QWidget):
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(500)
         self.log.setMaximumHeight(70)
-        self.model_label = QLabel("No model")
+        self.model_label = WrappingLabel("No model")
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -147,14 +189,12 @@ class TrainingPanel(QWidget):
         layout.addWidget(self.curves, 1)
         layout.addWidget(self.log)
 
-    @staticmethod
-    def _recipe_spin(low: int, high: int, step: int, tip: str) -> QSpinBox:
-        spin = QSpinBox()
-        spin.setRange(low, high)
-        spin.setSingleStep(step)
-        spin.setSpecialValueText("recipe")  # shown at the minimum (0): the model's own default
-        spin.setToolTip(tip + "; 'recipe' = the model's default")
-        return spin
+    def _show_recommended(self, name: str) -> None:
+        """The chosen model's recommended settings, marked as such in each box."""
+        recipe = default_config(name)
+        self.size_spin.set_recommended(recipe.input_size)
+        self.epochs_spin.set_recommended(recipe.epochs)
+        self.batch_spin.set_recommended(recipe.batch_size)
 
     # ------------------------------------------------------------------ state
 
@@ -186,12 +226,12 @@ class TrainingPanel(QWidget):
             widget.setEnabled(not training)
 
     def overrides(self) -> dict[str, Any]:
-        """The form as TrainConfig overrides (None = keep the recipe's value)."""
+        """The form as TrainConfig overrides (None = keep the model's recommended value)."""
         values: dict[str, Any] = {
-            "input_size": self.size_spin.value() or None,
-            "epochs": self.epochs_spin.value() or None,
-            "batch_size": self.batch_spin.value() or None,
-            "validation_fraction": round(self.validation_spin.value(), 3),
+            "input_size": self.size_spin.override(),
+            "epochs": self.epochs_spin.override(),
+            "batch_size": self.batch_spin.override(),
+            "validation_fraction": round(self.validation_spin.value() / 100.0, 3),
             "seed": self.seed_spin.value(),
             "augment": self.augment_check.isChecked(),
         }
@@ -203,6 +243,9 @@ class TrainingPanel(QWidget):
         """Train (or cross-validate) on the open dataset in the background."""
         dataset = self.session.dataset
         if dataset is None or self.runner.is_running() or self.model_runner.is_running():
+            return None
+        if self._model_unsaved and self.confirm_replace is not None and not self.confirm_replace(
+                "Start training", [f"the model {self.session.model_source} (not saved: File > Save model as…)"]):
             return None
         name, overrides, folds = self.model_box.currentText(), self.overrides(), self.folds_spin.value()
         self._training_dataset = dataset
@@ -225,6 +268,7 @@ class TrainingPanel(QWidget):
         self.log.clear()
         self._started = time.perf_counter()
         self._batches_done, self._epochs_total, self._folds, self._fold = 0, 0, max(folds, 1), 0
+        self._cancelling = False
         self.epoch_label.setText("Starting (loading TensorFlow and images)…")
         self.progress_bar.setRange(0, 0)
         self.runner.start(worker)
@@ -235,22 +279,25 @@ class TrainingPanel(QWidget):
     def cancel(self) -> None:
         if self.runner.is_running():
             self.runner.cancel()
-            self.epoch_label.setText("Cancelling after this batch…")
+            self._cancelling = True
+            self.epoch_label.setText("Cancelling… (after this batch; the best epoch so far is kept)")
+            self.progress_bar.setFormat("cancelling…")
         elif self.model_runner.is_running() and self._model_job_cancellable:
             self.model_runner.cancel()
+            self._cancelling = True
             self.epoch_label.setText("Cancelling the prediction…")
+            self.progress_bar.setFormat("cancelling…")
+        self._update_buttons()
 
     def _on_fold_started(self, event: Any) -> None:
         self._fold = event.fold
         self._folds = event.folds
-        self._log(f"fold {event.fold + 1}/{event.folds}")
+        self._log(f"patient group {event.fold + 1}/{event.folds}: training on the others")
 
     def _on_epoch_ended(self, event: Any) -> None:
         self._epochs_total = event.epochs
         self.curves.add_epoch(event.epoch, event.logs, event.fold)
-        shown = ", ".join(f"{k} {v:.3f}" for k, v in event.logs.items() if k in
-                          ("loss", "val_loss", "accuracy", "val_accuracy", "auc", "val_auc"))
-        self._log(f"epoch {event.epoch + 1}/{event.epochs}: {shown}")
+        self._log(f"epoch {event.epoch + 1}/{event.epochs}: {describe_logs(event.logs)}")
 
     def _on_batch_ended(self, event: Any) -> None:
         now = time.perf_counter()
@@ -264,9 +311,15 @@ class TrainingPanel(QWidget):
         eta = per_batch * max(total - done, 0)
         self.progress_bar.setRange(0, total)
         self.progress_bar.setValue(min(done, total))
-        self.progress_bar.setFormat(f"batch {event.batch + 1}/{event.batches} · ETA {format_eta(eta)}")
-        fold = f"fold {self._fold + 1}/{self._folds} · " if self._folds > 1 else ""
-        self.epoch_label.setText(f"{fold}epoch {event.epoch + 1}/{epochs}")
+        fold = f"group {self._fold + 1}/{self._folds} · " if self._folds > 1 else ""
+        where = f"{fold}epoch {event.epoch + 1}/{epochs}"
+        if self._cancelling:
+            # Until the engine stops, say so: a bar that keeps moving must not look like "Cancel did nothing".
+            self.progress_bar.setFormat("cancelling…")
+            self.epoch_label.setText(f"Cancelling… ({where}; the best epoch so far is kept)")
+            return
+        self.progress_bar.setFormat(f"batch {event.batch + 1}/{event.batches} · {format_eta(eta)} left")
+        self.epoch_label.setText(where)
 
     def _expected_epochs(self) -> int:
         # The recipe's epoch count is known from the first EpochEnded; until then, the form's.
@@ -285,6 +338,7 @@ class TrainingPanel(QWidget):
 
     def _on_training_finished(self, outcome: Any) -> None:
         """``outcome`` is an engine `TrainingOutcome` (also after a cancel: the best epoch is kept)."""
+        self._cancelling = False
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(1)
         self.progress_bar.setFormat("done")
@@ -304,12 +358,14 @@ class TrainingPanel(QWidget):
         self.status.emit(self.epoch_label.text())
 
     def _on_training_cancelled(self) -> None:
+        self._cancelling = False
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setFormat("cancelled")
-        self.epoch_label.setText("Cancelled (no model kept: cross-validation needs every fold)")
+        self.epoch_label.setText("Cancelled (no model kept: cross-validation needs every patient group)")
         self.training_cancelled.emit()
 
     def _on_failed(self, error: WorkerError) -> None:
+        self._cancelling = False
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setFormat("failed")
         self.epoch_label.setText(f"{error.title} failed: {error.message}")
@@ -317,30 +373,30 @@ class TrainingPanel(QWidget):
 
     @property
     def model_unsaved(self) -> bool:
-        """A model trained in this session that is not saved in a bundle folder yet."""
+        """A model trained in this session that is not saved yet."""
         return self._model_unsaved
 
     def _set_model(self, model: Any, source: str) -> None:
         self._model_unsaved = getattr(model, "kind", "bundle") != "bundle"
         self.session.set_model(model, source)
-        self.model_label.setText(f"Model: {source}")
+        self.model_label.setText(f"Model: {source}; threshold {model.threshold:.3f}")
         self.model_ready.emit(model)
 
     # ------------------------------------------------------------------ bundles and prediction
 
     def _load_clicked(self) -> None:
-        from PySide6.QtWidgets import QFileDialog
+        from ctviewer.gui.model_files import ask_model_to_open
 
-        folder = QFileDialog.getExistingDirectory(self, "Open model folder", str(Path.home()))
+        folder = ask_model_to_open(self)
         if folder:
             self.load_bundle(folder)
 
     def _save_clicked(self) -> None:
-        from PySide6.QtWidgets import QFileDialog
+        from ctviewer.gui.model_files import ask_model_save_path
 
-        folder = QFileDialog.getExistingDirectory(self, "Save model into folder", str(Path.home()))
-        if folder:
-            self.save_bundle(folder)
+        target = ask_model_save_path(self)
+        if target:
+            self.save_bundle(target)
 
     def _run_model_job(self, job: Any, title: str, on_finished: Any, cancellable: bool = False) -> Worker | None:
         if self.model_runner.is_running() or self.runner.is_running():
@@ -358,6 +414,7 @@ class TrainingPanel(QWidget):
         return worker
 
     def _on_model_job_cancelled(self, title: str) -> None:
+        self._cancelling = False
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setFormat("cancelled")
         self.epoch_label.setText(f"{title} cancelled: the results shown before are kept")
@@ -366,8 +423,28 @@ class TrainingPanel(QWidget):
     def load_bundle(self, folder: str | Path) -> Worker | None:
         """Load a saved model folder (in the engine); it becomes the session's model."""
         engine, folder = self.session.engine, str(folder)
-        return self._run_model_job(lambda on_event, should_stop: engine.load_bundle(folder),
-                                   "Open model", lambda handle: self._set_model(handle, handle.source))
+        worker = self._run_model_job(lambda on_event, should_stop: engine.load_bundle(folder),
+                                     "Open model", self._on_model_opened)
+        if worker is not None:
+            self._busy(f"Opening the model {folder}… (the first time also starts the model engine)")
+        return worker
+
+    def _busy(self, text: str) -> None:
+        self.epoch_label.setText(text)
+        self.progress_bar.setRange(0, 0)  # moving: how long it takes is not known
+        self.progress_bar.setFormat("")
+
+    def _done(self, text: str, bar: str = "done") -> None:
+        self.epoch_label.setText(text)
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(1)
+        self.progress_bar.setFormat(bar)
+
+    def _on_model_opened(self, handle: Any) -> None:
+        self._set_model(handle, handle.source)
+        trained = f"trained on {handle.n_trained} images, " if getattr(handle, "n_trained", 0) else ""
+        self._done(f"Model opened: {trained}threshold {handle.threshold:.3f}. Predict to see how it does "
+                   "on the open images.", "model ready")
 
     def save_bundle(self, folder: str | Path) -> Worker | None:
         """Save the session's model as a bundle folder."""
@@ -375,9 +452,12 @@ class TrainingPanel(QWidget):
         if model is None:
             self.status.emit("no model to save: train or open one first")
             return None
-        return self._run_model_job(
+        worker = self._run_model_job(
             lambda on_event, should_stop: engine.save_bundle(model.id, folder),
-            "Save model", lambda _path: self._saved(folder))
+            "Save model", lambda path: self._saved(str(path or folder)))
+        if worker is not None:
+            self._busy(f"Saving the model to {folder}…")
+        return worker
 
     def export_model(self, fmt: str, folder: str | Path) -> Worker | None:
         """Export the session's model for use outside ctviewer (in the engine: converting takes a minute)."""
@@ -400,8 +480,9 @@ class TrainingPanel(QWidget):
 
     def _saved(self, folder: str) -> None:
         self._model_unsaved = False
+        self._done(f"Saved to {folder}", "saved")
         self._log(f"model saved to {folder}")
-        self.status.emit(f"model saved to {folder}")
+        self.status.emit(f"Saved to {folder}")
 
     def predict_dataset(self) -> Worker | None:
         """Predict every image of the open dataset with the session's model (in the engine)."""
@@ -413,11 +494,16 @@ class TrainingPanel(QWidget):
         def job(on_event, should_stop):
             return engine.predict(model.id, dataset, on_event, should_stop)
 
-        what = "whole dataset"
-        if model.kind != "bundle":
-            what += " (includes the training images: optimistic)"
-        return self._run_model_job(job, "Predict", lambda pred: self.predictions_ready.emit(pred, what),
-                                   cancellable=True)
+        what = describe_prediction_set(dataset, model)
+        worker = self._run_model_job(job, "Predict", lambda pred: self._predicted(pred, what), cancellable=True)
+        if worker is not None:
+            self._busy(f"Predicting {len(dataset)} images…")
+            self._cancelling = False
+        return worker
+
+    def _predicted(self, predictions: Any, what: str) -> None:
+        self._done(f"Predicted {len(predictions)} images: see Results")
+        self.predictions_ready.emit(predictions, what)
 
     # ------------------------------------------------------------------ export, settings, shutdown
 
@@ -435,23 +521,40 @@ class TrainingPanel(QWidget):
             value = settings.value(f"training/{key}")
             if value is not None:
                 try:
-                    spin.setValue(int(value))
+                    number = int(value)
                 except (TypeError, ValueError):
-                    pass
+                    continue
+                if isinstance(spin, RecommendedSpin) and number <= 0:
+                    continue  # 0 = "the model's recommended value", already shown
+                spin.setValue(number)
 
     def save_settings(self, settings: QSettings) -> None:
         settings.setValue("training/model", self.model_box.currentText())
-        for key, spin in (("size", self.size_spin), ("epochs", self.epochs_spin), ("batch", self.batch_spin),
-                          ("folds", self.folds_spin), ("seed", self.seed_spin)):
-            settings.setValue(f"training/{key}", spin.value())
+        for key, spin in (("size", self.size_spin), ("epochs", self.epochs_spin), ("batch", self.batch_spin)):
+            settings.setValue(f"training/{key}", spin.override() or 0)  # 0: follow the model's recommendation
+        settings.setValue("training/folds", self.folds_spin.value())
+        settings.setValue("training/seed", self.seed_spin.value())
+
+    def close_runners(self) -> None:
+        """The window is closing: cancel what runs and start nothing new (late signals included)."""
+        self.runner.close()
+        self.model_runner.close()
 
     def shutdown(self, timeout_ms: int = 60_000) -> bool:
         """Cancel training and wait until it has stopped (the window is closing)."""
-        self.model_runner.cancel()
-        return self.runner.shutdown(timeout_ms)
+        self.close_runners()
+        return self.runner.shutdown(timeout_ms) and self.model_runner.shutdown(timeout_ms)
 
     def wait_idle(self, timeout_ms: int = 60_000) -> bool:
         return self.runner.wait(timeout_ms) and self.model_runner.wait(timeout_ms)
+
+
+def describe_prediction_set(dataset: Dataset, model: Any) -> str:
+    """What predictions of ``model`` on ``dataset`` are, in words: the whole dataset, and whether
+    (from the model's card or recorded split) it includes images the model was trained on."""
+    overlap = training_overlap(dataset, getattr(model, "trained_on", "") or "", getattr(model, "split", None))
+    what = f"all {len(dataset)} images of {Path(str(dataset.source)).name or dataset.source}"
+    return f"{what} ({overlap.describe()})" if overlap.any else what
 
 
 if __name__ == "__main__":  # a quick look: python -m ctviewer.gui.training_panel

@@ -1,7 +1,8 @@
 """Image viewer: window/level in HU, zoom/pan, slice scrolling, value under the cursor, Grad-CAM overlay.
 
-Mouse: left-drag = window/level (horizontal: width, vertical: centre), shift+left or middle drag
-= pan, right drag or ctrl+wheel = zoom, wheel = previous/next slice of the series.
+Mouse: left-drag = window/level as in radiology viewers (down = higher centre, darker image;
+right = wider window, less contrast), shift+left or middle drag = pan, right drag or ctrl+wheel
+= zoom, wheel = previous/next slice of the series.
 Keys: Up/Down or PgUp/PgDn = slice, Home/End = first/last slice, R = reset view.
 """
 
@@ -13,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
-from ctviewer.core.data.imaging import WINDOW_PRESETS, Image, load, parse_window, resolve_window
+from ctviewer.core.data.imaging import WINDOW_PRESETS, Image, load, model_square, parse_window, resolve_window
 from ctviewer.core.errors import ImageReadError
 
 pg.setConfigOptions(imageAxisOrder="row-major")
@@ -50,6 +51,14 @@ class WindowLevelViewBox(pg.ViewBox):
         ev.accept()
         if ev.delta():
             self.on_slice_step(-1 if ev.delta() > 0 else 1)
+
+
+def colour_scale_pixmap(lut: np.ndarray, width: int = 90, height: int = 12) -> QPixmap:
+    """The overlay's colours from low (left) to high (right), opaque, for a legend."""
+    colours = np.ascontiguousarray(lut[np.linspace(0, len(lut) - 1, width).astype(int), :3], dtype=np.uint8)
+    rows = np.ascontiguousarray(np.repeat(colours[None, :, :], height, axis=0))
+    image = QImage(rows.data, width, height, 3 * width, QImage.Format.Format_RGB888)
+    return QPixmap.fromImage(image.copy())
 
 
 def overlay_lut() -> np.ndarray:
@@ -102,6 +111,7 @@ class ImageViewer(QWidget):
         self.opacity_slider.setMaximumWidth(100)
         self.opacity_slider.setToolTip("Overlay opacity")
         self.opacity_slider.valueChanged.connect(self._on_opacity_changed)
+        self.opacity_slider.setMinimumWidth(50)
 
         bar = QHBoxLayout()
         for widget in (QLabel("Window"), self.preset_box, QLabel("C"), self.center_spin, QLabel("W"),
@@ -129,6 +139,29 @@ class ImageViewer(QWidget):
                                         anchor=(0.5, 0.5))
         self.view_box.addItem(self.message_item)
         self.view.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        # The caption: a label on top of the image (fixed size and place, whatever the zoom).
+        self.caption_label = QLabel(self.view)
+        self.caption_label.setStyleSheet("QLabel { color: #f0f0f0; background: rgba(0, 0, 0, 150); "
+                                         "padding: 3px 6px; border-radius: 3px; }")
+        self.caption_label.move(6, 6)
+        self.caption_label.hide()
+        # The overlay's colour scale, on the image's bottom-left corner while the overlay is on.
+        self.scale_box = QWidget(self.view)
+        self.scale_box.setStyleSheet("QWidget { background: rgba(0, 0, 0, 150); } QLabel { color: #f0f0f0; }")
+        scale_row = QHBoxLayout(self.scale_box)
+        scale_row.setContentsMargins(6, 3, 6, 3)
+        self.scale_low = QLabel("Grad-CAM: less")
+        self.scale_bar = QLabel()
+        self.scale_bar.setPixmap(colour_scale_pixmap(overlay_lut()))
+        self.scale_high = QLabel("more")
+        self.scale_widgets = (self.scale_low, self.scale_bar, self.scale_high)
+        for widget in self.scale_widgets:
+            scale_row.addWidget(widget)
+        self.scale_box.setToolTip("Grad-CAM colours: how much each region raised the model's probability of the "
+                                  "positive class, relative to the strongest region of this image")
+        self.scale_box.adjustSize()
+        self.scale_box.hide()
+        self.view.installEventFilter(self)
 
         self.slice_slider = QSlider(Qt.Orientation.Horizontal)
         self.slice_slider.setRange(0, 0)
@@ -172,7 +205,25 @@ class ImageViewer(QWidget):
 
     # ------------------------------------------------------------------ images
 
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt API
+        if watched is self.view and event.type() == QEvent.Type.Resize:
+            self._place_scale()
+        return super().eventFilter(watched, event)
+
+    def _place_scale(self) -> None:
+        self.scale_box.move(6, max(self.view.height() - self.scale_box.height() - 6, 0))
+
+    def set_caption(self, text: str) -> None:
+        """Text drawn on the image's top-left corner ("" hides it)."""
+        self.caption_label.setText(text)
+        self.caption_label.adjustSize()
+        self.caption_label.setVisible(bool(text))
+
+    def caption(self) -> str:
+        return self.caption_label.text() if self.caption_label.isVisible() else ""
+
     def clear(self) -> None:
+        self.set_caption("")
         self.series, self.index, self.image, self.frame = [], -1, None, 0
         self.image_item.clear()
         self.clear_overlay()
@@ -347,9 +398,10 @@ class ImageViewer(QWidget):
         if start:
             self._drag_start = (self.center, self.width)
         center, width = self._drag_start
-        # Sensitivity follows the current width, so fine windows stay controllable.
+        # Sensitivity follows the current width, so fine windows stay controllable. Radiology
+        # convention: dragging down raises the centre (darker), dragging right widens the window.
         scale = max(width / 256.0, 0.5)
-        self.set_window(center - dy * scale, max(1.0, width + dx * scale))
+        self.set_window(center + dy * scale, max(1.0, width + dx * scale))
 
     # ------------------------------------------------------------------ cursor
 
@@ -379,9 +431,8 @@ class ImageViewer(QWidget):
         """
         if path != self.current_path() or self.image is None:
             return
-        h, w = self.image.frame().shape
-        side = max(h, w) if resize == "pad" else min(h, w)
-        rect = QRectF((w - side) / 2.0, (h - side) / 2.0, side, side)
+        left, top, side = model_square(self.image.frame().shape, resize)
+        rect = QRectF(left, top, side, side)
         self.overlay_item.setImage(np.asarray(heatmap, dtype=np.float32), autoLevels=False, levels=(0.0, 1.0))
         self.overlay_item.setRect(rect)
         self._overlay_path = path
@@ -399,6 +450,8 @@ class ImageViewer(QWidget):
 
     def _on_overlay_toggled(self, on: bool) -> None:
         self.overlay_item.setVisible(on and self.has_overlay())
+        self._place_scale()
+        self.scale_box.setVisible(on)
 
     def _on_opacity_changed(self, value: int) -> None:
         self.overlay_item.setOpacity(value / 100.0)

@@ -122,6 +122,8 @@ class WorkerRunner(QObject):
     """Owns at most one running `Worker` of a kind: start, cancel, wait, clean up.
 
     ``idle`` is emitted once the thread has really ended, so a queued task can start then.
+    Once closed (the window is closing) it starts nothing more: a late signal that would start
+    a task must not leave a thread running when the process exits.
     """
 
     idle = Signal()
@@ -130,6 +132,7 @@ class WorkerRunner(QObject):
         super().__init__(parent)
         self._thread: _JobThread | None = None
         self._worker: Worker | None = None
+        self._closed = False
 
     @property
     def worker(self) -> Worker | None:
@@ -140,6 +143,8 @@ class WorkerRunner(QObject):
 
     def start(self, worker: Worker) -> Worker:
         """Start ``worker`` in a fresh thread (connect its signals before calling this)."""
+        if self._closed:
+            return worker  # closing: never run (it emits nothing)
         if self.is_running():
             raise RuntimeError(f"{worker.title}: another task of this kind is still running")
         thread = _JobThread(worker)
@@ -152,6 +157,15 @@ class WorkerRunner(QObject):
         if self._worker is not None:
             self._worker.cancel()
 
+    def close(self) -> None:
+        """Cancel the running task and refuse new ones from now on."""
+        self._closed = True
+        self.cancel()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def wait(self, timeout_ms: int = 60_000) -> bool:
         """Block until the thread ends; True if it ended (or none was running)."""
         if self._thread is None:
@@ -159,8 +173,8 @@ class WorkerRunner(QObject):
         return bool(self._thread.wait(timeout_ms))
 
     def shutdown(self, timeout_ms: int = 60_000) -> bool:
-        """Cancel and wait: used when the window closes."""
-        self.cancel()
+        """Cancel, refuse new tasks, and wait: used when the window closes."""
+        self.close()
         ok = self.wait(timeout_ms)
         if ok:
             self._on_thread_finished()

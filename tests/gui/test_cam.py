@@ -10,20 +10,21 @@ from pydicom.data import get_testdata_file
 
 from ctviewer.core.data.cache import Cache
 from ctviewer.core.data.imaging import Preprocessing
+from ctviewer.core.explain.gradcam import normalise_heatmap
 from ctviewer.gui.cam import CamController
 from ctviewer.gui.session import Session
 from ctviewer.gui.viewer import ImageViewer
 
 
 class _HeatEngine:
-    """Stands in for the model engine: answers grad_cam with a heat map that peaks at 4."""
+    """Stands in for the model engine: answers grad_cam with a map scaled as the core scales it."""
 
     def __init__(self) -> None:
         self.calls: list[str] = []
 
     def grad_cam(self, model_id, path):
         self.calls.append(path)
-        return np.linspace(0, 4, 16, dtype=np.float32).reshape(4, 4)
+        return normalise_heatmap(np.linspace(0, 4, 16, dtype=np.float32).reshape(4, 4))
 
 
 def _setup(qtbot, tmp_path: Path, training: bool) -> tuple[CamController, ImageViewer, _HeatEngine]:
@@ -39,7 +40,7 @@ def _setup(qtbot, tmp_path: Path, training: bool) -> tuple[CamController, ImageV
     return cam, viewer, engine
 
 
-def test_heat_map_is_normalised_and_drawn_over_the_image_on_screen(qtbot, tmp_path: Path):
+def test_heat_map_is_drawn_over_the_image_on_screen_as_the_engine_scaled_it(qtbot, tmp_path: Path):
     cam, viewer, engine = _setup(qtbot, tmp_path, training=False)
     waits: list[str] = []
     cam.notice.connect(waits.append)
@@ -47,7 +48,9 @@ def test_heat_map_is_normalised_and_drawn_over_the_image_on_screen(qtbot, tmp_pa
         viewer.overlay_check.setChecked(True)
     assert engine.calls == [viewer.current_path()] and waits == []
     assert viewer.has_overlay() and viewer.overlay_item.isVisible()
-    assert float(viewer.overlay_item.image.max()) == 1.0
+    np.testing.assert_array_equal(viewer.overlay_item.image, engine_map := normalise_heatmap(
+        np.linspace(0, 4, 16, dtype=np.float32).reshape(4, 4)))
+    assert float(engine_map.max()) == 1.0  # drawn as it came: not scaled a second time in the GUI
     cam.request(viewer.current_path())  # asked again: the kept heat map, no second engine call
     assert engine.calls == [viewer.current_path()]
     cam.shutdown()

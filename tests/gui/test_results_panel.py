@@ -66,7 +66,7 @@ def test_threshold_slider_updates_matrix_table_and_roc_point(panel: ResultsPanel
     assert after["tp"] + after["fp"] < before["tp"] + before["fp"]
     tp, fn, fp, tn = after["tp"], after["fn"], after["fp"], after["tn"]
     assert panel.roc.operating_point() == pytest.approx((fp / (fp + tn), tp / (tp + fn)))
-    called = [panel.model.data(panel.model.index(r, 4)) for r in range(len(predictions))]
+    called = [panel.model.data(panel.model.index(r, 4)).split(" ")[0] for r in range(len(predictions))]
     assert called == predictions.pred_names(0.8)
     panel.reset_button.click()
     assert panel.threshold == pytest.approx(predictions.threshold)
@@ -133,7 +133,7 @@ def test_out_of_fold_rows_are_called_at_their_own_fold_threshold(qtbot, predicti
     qtbot.addWidget(widget)
     widget.set_predictions(oof, "out-of-fold")
     assert widget.per_row
-    called = [widget.model.data(widget.model.index(r, 4)) for r in range(n)]
+    called = [widget.model.data(widget.model.index(r, 4)).split(" ")[0] for r in range(n)]
     assert called == oof.pred_names()  # each row at its fold's threshold
     y, hit = oof.y_true, oof.probs >= oof.row_thresholds
     assert widget.confusion.counts()["tp"] == int(((y == 1) & hit).sum())

@@ -59,10 +59,10 @@ def test_left_drag_changes_window_and_level(viewer: ImageViewer, qtbot):
     start = QPoint(vp.width() // 2, vp.height() // 2)
     left = Qt.MouseButton.LeftButton
     _send_mouse(vp, QMouseEvent.Type.MouseButtonPress, start, left, left)
-    for step in range(1, 11):  # right and up: wider window, higher centre
-        _send_mouse(vp, QMouseEvent.Type.MouseMove, start + QPoint(8 * step, -5 * step), Qt.MouseButton.NoButton, left)
+    for step in range(1, 11):  # right and down: wider window, higher centre (radiology viewers' convention)
+        _send_mouse(vp, QMouseEvent.Type.MouseMove, start + QPoint(8 * step, 5 * step), Qt.MouseButton.NoButton, left)
         qtbot.wait(5)
-    _send_mouse(vp, QMouseEvent.Type.MouseButtonRelease, start + QPoint(80, -50), left, Qt.MouseButton.NoButton)
+    _send_mouse(vp, QMouseEvent.Type.MouseButtonRelease, start + QPoint(80, 50), left, Qt.MouseButton.NoButton)
     assert viewer.preset == "manual"
     assert viewer.width > 400 and viewer.center > 40
     lo, hi = viewer.displayed_levels()

@@ -431,6 +431,21 @@ def apply_window(pixels: np.ndarray, center: float, width: float) -> np.ndarray:
 ResizeMode = Literal["pad", "crop"]
 
 
+def model_square(shape: tuple[int, int], mode: ResizeMode = "pad") -> tuple[int, int, int]:
+    """Where the square the model sees lies on an image of ``shape`` (H, W): ``(left, top, side)``.
+
+    The inverse of `fit_square`'s geometry, for drawing a model-sized map (Grad-CAM) back
+    over the original image: ``pad`` gives a square larger than the image (negative offsets,
+    the letterbox), ``crop`` the centred square inside it.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    if mode == "crop":
+        side = min(h, w)
+        return (w - side) // 2, (h - side) // 2, side
+    side = max(h, w)
+    return -((side - w) // 2), -((side - h) // 2), side
+
+
 def fit_square(pixels: np.ndarray, size: int, mode: ResizeMode = "pad") -> np.ndarray:
     """Resize a 2-D float image to ``size`` x ``size`` keeping its aspect ratio.
 
@@ -442,15 +457,12 @@ def fit_square(pixels: np.ndarray, size: int, mode: ResizeMode = "pad") -> np.nd
     if pixels.ndim != 2:
         raise ValueError(f"expected a 2-D image, got shape {pixels.shape}")
     h, w = pixels.shape
+    left, top, side = model_square((h, w), mode)
     if mode == "crop":
-        side = min(h, w)
-        top, left = (h - side) // 2, (w - side) // 2
         pixels = pixels[top : top + side, left : left + side]
     elif h != w:
-        side = max(h, w)
         canvas = np.zeros((side, side), dtype=np.float32)
-        top, left = (side - h) // 2, (side - w) // 2
-        canvas[top : top + h, left : left + w] = pixels
+        canvas[-top : -top + h, -left : -left + w] = pixels
         pixels = canvas
     if pixels.shape[0] == size:
         return np.ascontiguousarray(pixels, dtype=np.float32)

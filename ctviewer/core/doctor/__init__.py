@@ -240,20 +240,9 @@ def _model_findings(mut: Any, dataset: Any, input_scale: str, baseline: bool, ma
 
 def _trained_on_this_data(mut: Any, dataset: Any) -> str:
     """How we know the model saw (some of) these images in training; "" when we do not."""
-    if mut.trained_on:
-        from ctviewer.core.training.results import dataset_content_hash
+    from ctviewer.core.training.provenance import training_overlap
 
-        if mut.trained_on == dataset_content_hash(dataset):
-            return "same dataset content hash as in the model card"
-    split = mut.split
-    if split is not None and hasattr(split, "roles"):
-        from ctviewer.core.doctor.data_checks import normalise_path
-
-        trained = {normalise_path(p) for p, r in zip(split.paths, split.roles) if r == "train"}
-        overlap = sum(1 for p in dataset.paths if normalise_path(p) in trained)
-        if overlap:
-            return f"{overlap} of {len(dataset)} images were in its training split"
-    return ""
+    return training_overlap(dataset, mut.trained_on or "", mut.split).how
 
 
 def findings_to_json(findings: Sequence[Finding]) -> list[dict[str, Any]]:

@@ -112,10 +112,21 @@ def grad_cam(model: Any, image: np.ndarray, layer_name: str | None = None, class
     return _grad_cam_single(model, image, layers[0], class_index)
 
 
+def normalise_heatmap(heat: np.ndarray) -> np.ndarray:
+    """Scale a non-negative heat map to a maximum of 1, as float32 in [0, 1].
+
+    A map with no positive (or no finite) maximum becomes all zeros: no region raised the score.
+    This is the one place maps are scaled; `grad_cam` returns maps already scaled by it.
+    """
+    heat = np.nan_to_num(np.asarray(heat, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    top = float(heat.max()) if heat.size else 0.0
+    if top <= 0.0:
+        return np.zeros(heat.shape, dtype=np.float32)
+    return np.clip(heat / top, 0.0, 1.0).astype(np.float32)
+
+
 def _normalised_mean(maps: list[np.ndarray]) -> np.ndarray:
-    mean = np.mean(maps, axis=0)
-    top = float(mean.max())
-    return (mean / top).astype(np.float32) if top > 0 else np.zeros_like(mean, dtype=np.float32)
+    return normalise_heatmap(np.mean(maps, axis=0))
 
 
 def ensemble_members(model: Any) -> list[Any]:
@@ -164,10 +175,7 @@ def _grad_cam_single(model: Any, image: np.ndarray, layer_name: str | None, clas
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # one weight per feature map
     cam = tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))[0]
     cam = tf.image.resize(cam[..., None], x.shape, method="bilinear")[..., 0].numpy().astype(np.float32)
-    top = float(cam.max())
-    if not np.isfinite(top) or top <= 0.0:
-        return np.zeros(x.shape, dtype=np.float32)
-    return np.clip(cam / top, 0.0, 1.0).astype(np.float32)
+    return normalise_heatmap(cam)
 
 
 def overlay_rgb(image: np.ndarray, heat: np.ndarray, opacity: float = 0.6) -> np.ndarray:

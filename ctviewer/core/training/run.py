@@ -18,8 +18,8 @@ from ctviewer.core.model.config import TrainConfig
 from ctviewer.core.model.ensemble import Ensemble
 from ctviewer.core.training.results import CVResult, TrainedModel
 
-VALIDATION_PREDICTIONS = "validation hold-out of the training run"
-OUT_OF_FOLD_PREDICTIONS = "out-of-fold predictions (cross-validation)"
+VALIDATION_PREDICTIONS = "validation patients of this training (set aside: the model did not train on them)"
+OUT_OF_FOLD_PREDICTIONS = "cross-validation: each image predicted by models that did not train on it"
 
 
 @dataclass
@@ -65,7 +65,7 @@ def run_training(dataset: Dataset, config: TrainConfig, folds: int = 1, *, on_ev
         cv = cross_validate(dataset, config, folds=folds, on_event=on_event, should_stop=should_stop,
                             keep_models=True, cache=cache)
         return TrainingRun(model=cv.ensemble, predictions=cv.predictions, predictions_are=OUT_OF_FOLD_PREDICTIONS,
-                           summary=f"{folds}-fold cross-validation done", histories=list(cv.histories), cv=cv)
+                           summary=f"Cross-validation over {folds} patient groups done", histories=list(cv.histories), cv=cv)
     trained = fit(dataset, config, on_event=on_event, should_stop=should_stop, cache=cache)
     best = "none" if trained.best_epoch is None else str(trained.best_epoch + 1)
     summary = (f"Training {'cancelled' if trained.cancelled else 'done'}: {trained.epochs_run} epochs, "
