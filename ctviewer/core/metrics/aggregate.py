@@ -244,3 +244,24 @@ def choose_level_threshold(pred: Predictions, level: str, rule: str = DEFAULT_RU
     """
     units = aggregate(pred, level, rule, threshold=pred.threshold).predictions
     return _choose(units, np.ones(len(units), dtype=bool), threshold_rule, target)
+
+
+def level_thresholds(pred: Predictions, rule: str = DEFAULT_RULE, threshold_rule: str = "youden",
+                     target: float | None = None, chosen_on: str = "") -> dict[str, dict[str, object]]:
+    """The series and patient thresholds of a model, for its card: ``{level: {rule, threshold, ...}}``.
+
+    ``pred`` are labelled predictions the model did not train on (its validation hold-out, or
+    out-of-fold predictions). A level whose threshold cannot be chosen gets ``threshold: None``
+    and the reason; prediction then falls back to the image threshold and says so.
+    """
+    out: dict[str, dict[str, object]] = {}
+    for level in ("series", "patient"):
+        entry: dict[str, object] = {"rule": rule, "threshold_rule": threshold_rule, "chosen_on": chosen_on}
+        try:
+            entry["threshold"] = choose_level_threshold(pred, level, rule, threshold_rule, target)
+            entry["n_units"] = len(aggregate(pred, level, rule, threshold=pred.threshold))
+        except ValueError as exc:
+            entry["threshold"] = None
+            entry["note"] = str(exc)
+        out[level] = entry
+    return out
