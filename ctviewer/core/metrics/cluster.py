@@ -25,6 +25,9 @@ CLUSTER_SEED = 20241
 CLUSTER_METRICS: tuple[str, ...] = (
     "sensitivity", "specificity", "ppv", "npv", "accuracy", "balanced_accuracy", "f1", "auc",
 )
+# With fewer patients than this in a class, resampling them says little (one patient per class gives a
+# zero-width interval): the intervals are then NaN and the metrics' warnings say why.
+MIN_CLUSTERS_PER_CLASS = 5
 # Replicates are computed in blocks so memory stays bounded by block x images.
 _BLOCK = 250
 
@@ -45,6 +48,14 @@ def _strata(y: np.ndarray, clusters: np.ndarray, n_clusters: int) -> list[np.nda
     size = np.bincount(clusters, minlength=n_clusters)
     kind = np.where(pos == size, 1, np.where(pos == 0, 0, 2))
     return [np.flatnonzero(kind == k) for k in (0, 1, 2) if (kind == k).any()]
+
+
+def _pure_class_sizes(y: np.ndarray, clusters: np.ndarray, n_clusters: int) -> list[int]:
+    """How many clusters hold only negatives and only positives (the classes present)."""
+    pos = np.bincount(clusters, weights=(y == 1), minlength=n_clusters)
+    size = np.bincount(clusters, minlength=n_clusters)
+    sizes = [int((pos == 0).sum()), int((pos == size).sum())]
+    return [k for k, present in zip(sizes, ((y == 0).any(), (y == 1).any())) if present] or [0]
 
 
 def _draw_weights(rng: np.random.Generator, strata: list[np.ndarray], n_clusters: int, replicates: int) -> np.ndarray:
@@ -87,7 +98,8 @@ def cluster_bootstrap(y_true: np.ndarray, probs: np.ndarray, called: np.ndarray,
     -------
     dict
         One :class:`Interval` per name of ``CLUSTER_METRICS``; NaN where the metric is undefined
-        in most replicates (e.g. AUC with one class).
+        in most replicates (e.g. AUC with one class), and all NaN when a class has fewer than
+        ``MIN_CLUSTERS_PER_CLASS`` patients.
     """
     y = np.asarray(y_true, dtype=np.int64).reshape(-1)
     p = np.asarray(probs, dtype=np.float64).reshape(-1)
@@ -102,6 +114,8 @@ def cluster_bootstrap(y_true: np.ndarray, probs: np.ndarray, called: np.ndarray,
         ("tn", (y == 0) & (c == 0)))}
     rng = np.random.default_rng(seed)
     strata = _strata(y, g, n_clusters)
+    if min(_pure_class_sizes(y, g, n_clusters)) < MIN_CLUSTERS_PER_CLASS:
+        return {name: NAN_INTERVAL for name in CLUSTER_METRICS}
     values: dict[str, list[np.ndarray]] = {name: [] for name in CLUSTER_METRICS}
     for start in range(0, replicates, _BLOCK):
         w = _draw_weights(rng, strata, n_clusters, min(_BLOCK, replicates - start))

@@ -29,7 +29,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ctviewer.core.metrics.cluster import CLUSTER_REPLICATES, CLUSTER_SEED, cluster_bootstrap, cluster_ids
+from ctviewer.core.metrics.cluster import (
+    CLUSTER_REPLICATES,
+    CLUSTER_SEED,
+    MIN_CLUSTERS_PER_CLASS,
+    cluster_bootstrap,
+    cluster_ids,
+)
 from ctviewer.core.metrics.curves import Calibration, PrCurve, RocCurve, calibration, pr_curve, roc_curve  # noqa: F401
 from ctviewer.core.metrics.predictions import Predictions
 from ctviewer.core.metrics.stats import (  # noqa: F401  (re-exported: the public metrics API lives here)
@@ -305,6 +311,11 @@ def _unit_warnings(mt: Metrics, units: str) -> list[str]:
         return [f"these numbers count {units}: n = {mt.n} {units}; Wilson and DeLong intervals over {units}"]
     if not mt.patient_ci or mt.n_patients >= mt.n:
         return []
+    if all(ci.is_nan for ci in mt.patient_ci.values()):
+        return [f"these numbers count images ({mt.n} images of {mt.n_patients} patients); Wilson and DeLong treat "
+                f"images as independent, so their intervals are too narrow, and with fewer than "
+                f"{MIN_CLUSTERS_PER_CLASS} patients in a class no patient bootstrap is given: the data are too few "
+                "to say how far to trust these numbers"]
     out = [f"these numbers count images ({mt.n} images of {mt.n_patients} patients); Wilson and DeLong treat "
            "images as independent, but slices of one patient are correlated, so their intervals are too narrow: "
            "quote the patient-bootstrap intervals (patient_bootstrap_ci), or the patient-level metrics"]
