@@ -108,6 +108,14 @@ def test_csv_contract_per_level_and_evaluate_counts_units(trained, tmp_path: Pat
     assert _header(patient_csv) == _header(series_csv) == list(UNIT_COLUMNS)
     assert len(images) == 24 and len(patients) == len(series) == 8  # the demo: one series per patient
     assert sum(int(r["n_images"]) for r in patients) == 24
+    import json
+
+    card = json.loads((bundle_dir / "model_card.json").read_text(encoding="utf-8"))
+    level = card["levels"]["patient"]
+    assert level["rule"] == "mean" and level["chosen_on"] == "validation hold-out"
+    image_threshold = float(images[0]["threshold"])
+    expected = image_threshold if level["threshold"] is None else level["threshold"]
+    assert {float(r["threshold"]) for r in patients} == {expected}
     by_patient: dict[str, list[float]] = {}
     for r in images:
         by_patient.setdefault(r["patient"], []).append(float(r["prob"]))
@@ -117,7 +125,6 @@ def test_csv_contract_per_level_and_evaluate_counts_units(trained, tmp_path: Pat
         assert r["pred"] == ("contrast" if float(r["prob"]) >= float(r["threshold"]) else "no_contrast")
     capsys.readouterr()
     assert main(["evaluate", str(patient_csv), "--json"]) == 0
-    import json
 
     payload = json.loads(capsys.readouterr().out)
     assert payload["unit"] == "patient" and payload["n"] == 8
