@@ -103,7 +103,9 @@ def _write_units(pred: Any, bundle: Any, args: argparse.Namespace) -> str:
     write_units_csv(units, args.csv, pseudonymise_salt=args.pseudonymise)
     up = units.predictions
     called = int(up.y_pred().sum())
-    lines = [f"predicted {len(units)} {args.level}(s) from {len(pred)} slices with {bundle.folder} "
+    from ctviewer.core.metrics.evaluation import plural
+
+    lines = [f"predicted {len(units)} {plural(args.level)} from {len(pred)} slices with {bundle.folder} "
              f"(rule {args.rule}): {called} {up.positive}, {len(units) - called} {up.negative}"]
     lines += [f"  note: {note}" for note in units.notes]
     if up.is_labelled.any():
@@ -114,7 +116,7 @@ def _write_units(pred: Any, bundle: Any, args: argparse.Namespace) -> str:
         except ValueError as exc:
             lines.append(f"  metrics: not available ({exc})")
         else:
-            lines.append(f"  {metrics.n} labelled {args.level}(s): {metrics_line(metrics)}")
+            lines.append(f"  {metrics.n} labelled {plural(args.level)}: {metrics_line(metrics)}")
             lines += [f"  warning: {w}" for w in metrics.warnings if w not in units.notes]
     lines.append(f"  wrote {args.csv}")
     return "\n".join(lines)

@@ -183,7 +183,7 @@ def aggregate(pred: Predictions, level: str, rule: str = DEFAULT_RULE, threshold
     )
     notes: list[str] = []
     if mixed:
-        notes.append(f"{len(mixed)} {level}(s) have images of two classes (e.g. {mixed[0]}): no {level}-level "
+        notes.append(f"{len(mixed)} {level if level == 'series' else level + '(s)'} have images of two classes (e.g. {mixed[0]}): no {level}-level "
                      "truth, left out of the metrics")
     if level != "image":
         _set_thresholds(units, pred, members, threshold, threshold_rule, target, level, notes)

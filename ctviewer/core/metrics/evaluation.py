@@ -231,7 +231,7 @@ def metrics_from_predictions(pred: Predictions, threshold: float | None = None,
     """
     labelled = pred.is_labelled
     if not labelled.any():
-        raise ValueError(f"none of the {len(pred)} {unit}s has a label: nothing to evaluate")
+        raise ValueError(f"none of the {len(pred)} {plural(unit)} has a label: nothing to evaluate")
     if threshold is None and pred.row_thresholds is not None:
         t: float | np.ndarray = pred.row_thresholds[labelled]
     else:
@@ -243,8 +243,14 @@ def metrics_from_predictions(pred: Predictions, threshold: float | None = None,
                               clusters=clusters)
     left_out = int((~labelled).sum())
     if left_out:
-        metrics.warnings.append(f"{left_out} unlabelled {unit}(s) were left out of the metrics")
+        metrics.warnings.append(f"{left_out} unlabelled {unit if left_out == 1 else plural(unit)} "
+                                f"{'was' if left_out == 1 else 'were'} left out of the metrics")
     return metrics
+
+
+def plural(unit: str) -> str:
+    """``images``, ``patients``, ``series``: the word for several units."""
+    return unit if unit == "series" else f"{unit}s"
 
 
 def _warnings(mt: Metrics) -> list[str]:
@@ -252,7 +258,7 @@ def _warnings(mt: Metrics) -> list[str]:
     neg_name, pos_name = mt.classes if mt.classes else ("", "")
     pos_word = f"positives ({pos_name})" if pos_name else "positives"
     neg_word = f"negatives ({neg_name})" if neg_name else "negatives"
-    units = f"{mt.unit}s" if mt.unit != "series" else "series"
+    units = plural(mt.unit)
     out: list[str] = []
     if mt.n_positive == 0:
         out.append(f"no {pos_word} among the {mt.n} {units}: sensitivity, AUC, balanced accuracy "
