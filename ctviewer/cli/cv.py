@@ -1,7 +1,10 @@
 """``ctviewer cv DATA --folds K --out DIR``: patient-grouped k-fold cross-validation.
 
 Writes ``DIR/predictions.csv`` (one out-of-fold row per image, with its fold),
-``DIR/metrics.json`` (pooled metrics with intervals, per-fold thresholds and metrics) and
+``DIR/patients.csv`` and ``DIR/series.csv`` (one row per patient / series: the images' out-of-fold
+probabilities aggregated by ``--rule``, called at a threshold chosen on the other folds' units),
+``DIR/metrics.json`` (pooled image metrics with intervals, the patient bootstrap beside them,
+``levels.series`` and ``levels.patient``, per-fold thresholds and metrics) and
 ``DIR/folds.json`` (which image was tested in which fold). ``--keep-models`` also writes
 each fold's bundle under ``DIR/models/`` and their averaging ensemble as ``DIR/ensemble``.
 """
@@ -29,6 +32,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--folds", type=int, default=5, metavar="K", help="number of folds (default 5)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     add_recipe_arguments(parser)
+    parser.add_argument("--rule", default="mean", metavar="RULE",
+                        help="series/patient aggregation of the image probabilities: mean (default), max, top<k>")
     parser.add_argument("--keep-models", action="store_true",
                         help="save each fold's model and their ensemble (DIR/models/, DIR/ensemble)")
     add_progress_flag(parser)
@@ -36,11 +41,14 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ctviewer.cli.predict import check_level_arguments
     from ctviewer.core.metrics.report import write_metrics_json, write_predictions_csv, write_text_atomic
+    from ctviewer.core.metrics.unit_report import LEVEL_FILES, levels_json, write_units_csv
     from ctviewer.core.training.cv import cross_validate
 
     if args.folds < 2:
         raise CTViewerError(f"--folds must be at least 2 (got {args.folds})")
+    check_level_arguments(args)
     quiet_tensorflow_logs()
     config = config_from_args(args)
     out = Path(args.out)
@@ -52,17 +60,26 @@ def run(args: argparse.Namespace) -> int:
                                 keep_models=args.keep_models)
     out.mkdir(parents=True, exist_ok=True)
     write_predictions_csv(result.predictions, out / "predictions.csv")
-    write_metrics_json(result.metrics, out / "metrics.json", extra=result.to_json_extra())
+    levels, units = levels_json(result.predictions, args.rule, config.threshold_rule, config.threshold_target)
+    for level, name in LEVEL_FILES.items():
+        write_units_csv(units[level], out / name)
+    write_metrics_json(result.metrics, out / "metrics.json", extra={**result.to_json_extra(), "levels": levels})
     write_text_atomic(out / "folds.json", json.dumps(result.folds.to_json_dict(), indent=1) + "\n")
     if args.keep_models:
         from ctviewer.core.model.bundle import save_bundle
 
         for k, member in enumerate(result.models):
             save_bundle(member, out / "models" / f"fold_{k + 1}")
+        from ctviewer.core.metrics.aggregate import level_thresholds
+
+        oof_levels = level_thresholds(result.predictions, args.rule, config.threshold_rule, config.threshold_target,
+                                      chosen_on=f"out-of-fold predictions of {result.folds.k}-fold cross-validation")
         save_bundle(result.ensemble, out / "ensemble", metrics=result.metrics,
-                    extra={"cross_validation": result.to_json_extra()})
+                    extra={"cross_validation": result.to_json_extra(), "levels": oof_levels})
     print(format_cv_summary(result))
-    print(f"  wrote {out / 'predictions.csv'}, {out / 'metrics.json'}, {out / 'folds.json'}"
+    print(format_levels_summary(levels))
+    print(f"  wrote {out / 'predictions.csv'}, {out / 'patients.csv'}, {out / 'series.csv'}, "
+          f"{out / 'metrics.json'}, {out / 'folds.json'}"
           + (f", {out / 'ensemble'}" if args.keep_models else ""))
     return 0
 
@@ -90,3 +107,24 @@ def format_cv_summary(result: Any) -> str:
         lines.append(f"  warning: {warning}")
     lines.append(f"  time: {result.seconds:.0f} s")
     return "\n".join(lines)
+
+
+def format_levels_summary(levels: dict[str, Any]) -> str:
+    """One line per level: what it counts and its metrics with Wilson/DeLong intervals over units."""
+    lines = []
+    for level, payload in levels.items():
+        if "error" in payload:
+            lines.append(f"  {level} level: not available ({payload['error']})")
+            continue
+
+        lines.append(f"  {level} level ({payload['n']} {level} units, rule {payload['rule']}, threshold chosen on the "
+                     f"other folds): " + ", ".join(_level_part(payload, n, lab) for n, lab in (
+                         ("auc", "AUC"), ("accuracy", "accuracy"), ("sensitivity", "sensitivity"),
+                         ("specificity", "specificity"))))
+    return "\n".join(lines)
+
+
+def _level_part(payload: dict[str, Any], name: str, label: str) -> str:
+    value, ci = payload[name], payload[f"{name}_ci"]
+    shown = "n/a" if value is None else f"{value:.3f}"
+    return f"{label} {shown}" + ("" if ci[0] is None else f" [{ci[0]:.2f}-{ci[1]:.2f}]")

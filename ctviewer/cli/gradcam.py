@@ -25,6 +25,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--opacity", type=float, default=0.6, metavar="A",
                         help="weight of the heat colours at the hottest point, 0-1 (default 0.6)")
     add_cache_argument(parser)
+    parser.add_argument("--level", choices=("image", "series", "patient"), default="image",
+                        help="series/patient: one map per unit, on the slice that drove its call (its most "
+                             "positive slice; every frame of a multi-frame file is a slice)")
+    parser.add_argument("--rule", default="mean", metavar="RULE", help="series/patient aggregation (default mean)")
+    parser.add_argument("--max-slices", type=int, metavar="N", help="series/patient: sample N slices per series")
     add_progress_flag(parser)
     parser.set_defaults(func=run)
 
@@ -46,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[tuple[str, float, Path, bool]] = []
+    if args.level != "image":
+        return _run_units(args, bundle, cache, out)
     with ProgressBars(disable=args.quiet) as bars:
         dataset = scan_images(args.data, cache, bars)
         pred = predict(bundle, dataset, cache=cache, on_event=bars)
@@ -61,6 +68,40 @@ def run(args: argparse.Namespace) -> int:
         note = "" if has_heat else "  (empty: no region raises the positive score)"
         print(f"{prob:.4f}  {path} -> {target}{note}")
     print(f"wrote {len(written)} Grad-CAM images ({bundle.card.positive} = positive class) to {out}")
+    return 0
+
+
+def _run_units(args: argparse.Namespace, bundle: Any, cache: Any, out: Path) -> int:
+    """One Grad-CAM per series/patient, on the slice that drove its call."""
+    import re
+
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from ctviewer.cli._data import scan_images
+    from ctviewer.cli.predict import check_level_arguments
+    from ctviewer.core.explain.gradcam import grad_cam, overlay_rgb
+    from ctviewer.core.metrics.aggregate import aggregate
+    from ctviewer.core.metrics.unit_report import image_ref
+    from ctviewer.core.model.volumes import level_threshold, predict_slices
+
+    check_level_arguments(args)
+    with ProgressBars(disable=args.quiet) as bars:
+        dataset = scan_images(args.data, cache, bars)
+        pred = predict_slices(bundle, dataset, args.max_slices, cache=cache, on_event=bars)
+    threshold, _ = level_threshold(bundle, args.level, args.rule)
+    units = aggregate(pred, args.level, args.rule, threshold=pred.threshold if threshold is None else threshold)
+    names: set[str] = set()
+    calls = units.predictions.pred_names()
+    for u, unit in enumerate(units.predictions.paths):
+        row = int(units.driving[u])
+        frame = None if pred.frames is None or pred.frames[row] < 0 else int(pred.frames[row])
+        seen = np.asarray(cache.array(pred.paths[row], bundle.preprocessing, frame), dtype=np.float32)
+        target = out / _unique_name(re.sub(r"[^A-Za-z0-9._-]+", "_", unit)[:80], names)
+        PILImage.fromarray(overlay_rgb(seen, grad_cam(bundle, seen), args.opacity)).save(target)
+        print(f"{units.predictions.probs[u]:.4f}  {args.level} {unit} ({units.members[u].size} slices, {calls[u]}; "
+              f"drove the call: {image_ref(pred, row)} at {pred.probs[row]:.4f}) -> {target}")
+    print(f"wrote {len(units)} Grad-CAM images, one per {args.level}, to {out}")
     return 0
 
 

@@ -1,4 +1,9 @@
-"""``ctviewer predict BUNDLE DATA --csv OUT.csv``: one prediction row per image, labelled or not."""
+"""``ctviewer predict BUNDLE DATA --csv OUT.csv [--level image|series|patient]``: one row per unit.
+
+At image level a row per file (the middle frame of a multi-frame file). At series or patient
+level every slice is predicted (every frame of a multi-frame file; ``--max-slices`` samples a
+series evenly) and aggregated into one row per series or patient (core.metrics.aggregate).
+"""
 
 from __future__ import annotations
 
@@ -28,8 +33,31 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--pseudonymise", metavar="SALT",
                         help="replace patient/study/series ids in the CSV by salted pseudonyms")
     add_cache_argument(parser)
+    add_level_arguments(parser)
+    parser.add_argument("--max-slices", type=int, metavar="N",
+                        help="series/patient level: predict at most N evenly spaced slices per series "
+                             "(default: every slice)")
     add_progress_flag(parser)
     parser.set_defaults(func=run)
+
+
+def add_level_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--level", choices=("image", "series", "patient"), default="image",
+                        help="one row per image (default), per series or per patient")
+    parser.add_argument("--rule", default="mean", metavar="RULE",
+                        help="how a series/patient probability is made from its images: mean (default), max, "
+                             "or top<k> (mean of the k highest, e.g. top3)")
+
+
+def check_level_arguments(args: argparse.Namespace) -> None:
+    from ctviewer.core.metrics.aggregate import parse_rule
+
+    try:
+        parse_rule(args.rule)
+    except ValueError as exc:
+        raise CTViewerError(f"--rule: {exc}") from None
+    if getattr(args, "max_slices", None) is not None and args.max_slices < 1:
+        raise CTViewerError(f"--max-slices must be a positive number (got {args.max_slices})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,14 +68,58 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise CTViewerError(f"--batch-size must be a positive number (got {args.batch_size})")
+    check_level_arguments(args)
     bundle = load_bundle(args.bundle)  # fail fast on a bad bundle, before scanning
     cache = cache_from_args(args)
     with ProgressBars(disable=args.quiet) as bars:
         dataset = scan_images(args.data, cache, bars)
-        pred = predict(bundle, dataset, tta=args.tta, batch_size=args.batch_size, cache=cache, on_event=bars)
-    write_predictions_csv(pred, args.csv, pseudonymise_salt=args.pseudonymise)
-    print(format_prediction_summary(pred, bundle, Path(args.csv)))
+        if args.level == "image":
+            pred = predict(bundle, dataset, tta=args.tta, batch_size=args.batch_size, cache=cache, on_event=bars)
+        else:
+            from ctviewer.core.model.volumes import predict_slices
+
+            pred = predict_slices(bundle, dataset, args.max_slices, tta=args.tta, batch_size=args.batch_size,
+                                  cache=cache, on_event=bars)
+    if args.level == "image":
+        write_predictions_csv(pred, args.csv, pseudonymise_salt=args.pseudonymise)
+        print(format_prediction_summary(pred, bundle, Path(args.csv)))
+        return 0
+    print(_write_units(pred, bundle, args))
     return 0
+
+
+def _write_units(pred: Any, bundle: Any, args: argparse.Namespace) -> str:
+    """Aggregate slice predictions to the requested level, write the unit CSV, return the summary."""
+    from ctviewer.core.metrics.aggregate import aggregate
+    from ctviewer.core.metrics.unit_report import level_metrics, write_units_csv
+    from ctviewer.core.model.volumes import level_threshold
+
+    threshold, source = level_threshold(bundle, args.level, args.rule)
+    units = aggregate(pred, args.level, args.rule, threshold=threshold if threshold is not None else pred.threshold)
+    if threshold is None:
+        units.notes.insert(0, f"{source}: {args.level}s are called at the image threshold {pred.threshold:.4f}")
+    else:
+        units.notes.insert(0, f"{args.level} threshold {threshold:.4f} {source}")
+    write_units_csv(units, args.csv, pseudonymise_salt=args.pseudonymise)
+    up = units.predictions
+    called = int(up.y_pred().sum())
+    from ctviewer.core.metrics.evaluation import plural
+
+    lines = [f"predicted {len(units)} {plural(args.level)} from {len(pred)} slices with {bundle.folder} "
+             f"(rule {args.rule}): {called} {up.positive}, {len(units) - called} {up.negative}"]
+    lines += [f"  note: {note}" for note in units.notes]
+    if up.is_labelled.any():
+        from ctviewer.cli.train import metrics_line
+
+        try:
+            metrics = level_metrics(units)
+        except ValueError as exc:
+            lines.append(f"  metrics: not available ({exc})")
+        else:
+            lines.append(f"  {metrics.n} labelled {plural(args.level)}: {metrics_line(metrics)}")
+            lines += [f"  warning: {w}" for w in metrics.warnings if w not in units.notes]
+    lines.append(f"  wrote {args.csv}")
+    return "\n".join(lines)
 
 
 def format_prediction_summary(pred: Any, bundle: Any, csv_path: Path) -> str:

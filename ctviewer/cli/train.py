@@ -138,6 +138,9 @@ def metrics_line(metrics: Any) -> str:
                         ("specificity", "specificity")):
         value, ci = getattr(metrics, name), getattr(metrics, f"{name}_ci")
         interval = "" if ci.is_nan else f" [{ci.low:.2f}-{ci.high:.2f}]"
+        by_patient = getattr(metrics, "patient_ci", {}).get(name)
+        if by_patient is not None and not by_patient.is_nan and metrics.n_patients < metrics.n:
+            interval += f" (patient bootstrap {by_patient.low:.2f}-{by_patient.high:.2f})"
         parts.append(f"{label} {_fmt(value)}{interval}")
     return ", ".join(parts)
 

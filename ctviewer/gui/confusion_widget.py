@@ -2,49 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QVBoxLayout, QWidget
 
-from ctviewer.core.metrics.evaluation import Interval, confusion, wilson_interval
-
-
-@dataclass(frozen=True)
-class OperatingPoint:
-    """Counts and rates at one threshold (Wilson intervals): cheap enough to redo per slider step."""
-
-    threshold: float
-    tp: int
-    fn: int
-    fp: int
-    tn: int
-    per_row: bool = False  # each image called at its own fold's threshold (``threshold`` = their median)
-
-    @property
-    def n(self) -> int:
-        return self.tp + self.fn + self.fp + self.tn
-
-    def rate(self, name: str) -> tuple[float, Interval]:
-        k, n = {"sensitivity": (self.tp, self.tp + self.fn), "specificity": (self.tn, self.tn + self.fp),
-                "ppv": (self.tp, self.tp + self.fp), "npv": (self.tn, self.tn + self.fn),
-                "accuracy": (self.tp + self.tn, self.n)}[name]
-        return (k / n if n else float("nan")), wilson_interval(k, n)
-
-
-def operating_point(y_true: np.ndarray, probs: np.ndarray, threshold: float | np.ndarray) -> OperatingPoint:
-    """Counts over labelled rows (``y_true`` 0/1; rows with -1 are left out).
-
-    ``threshold`` is one number, or one per row (out-of-fold predictions, each called at its
-    own fold's threshold); the point then reports their median.
-    """
-    keep = y_true >= 0
-    per_row = np.ndim(threshold) > 0
-    cut = np.asarray(threshold, dtype=np.float64)[keep] if per_row else float(threshold)
-    c = confusion(y_true[keep], (probs[keep] >= cut).astype(np.int64))
-    shown = float(np.median(threshold)) if per_row else float(threshold)
-    return OperatingPoint(threshold=shown, tp=c.tp, fn=c.fn, fp=c.fp, tn=c.tn, per_row=per_row)
+# The numbers are the core's (issue 11): this widget only draws them.
+from ctviewer.core.metrics.operating import OperatingPoint, operating_point  # noqa: F401  (re-exported)
 
 
 def _cell(text: str = "", bold: bool = False) -> QLabel:
@@ -116,9 +79,12 @@ class ConfusionMatrixWidget(QWidget):
             shown = "n/a" if np.isnan(value) else f"{value:.2f}"
             rows.append(f"<tr><td>{name}</td><td align='right'><b>{shown}</b></td>"
                         f"<td>&nbsp;(95 % range {ci})</td></tr>")
-        where = (f"each image at its fold's threshold (median {point.threshold:.3f})" if point.per_row
+        unit = point.unit
+        units = unit if unit == "series" else f"{unit}s"
+        where = (f"each {unit} at its fold's threshold (median {point.threshold:.3f})" if point.per_row
                  else f"threshold {point.threshold:.3f}")
-        self.rates.setText(f"<table>{''.join(rows)}</table><small>n = {point.n}, {where}</small>")
+        self.rates.setText(f"<table>{''.join(rows)}</table><small>n = {point.n} {units}, {where}; "
+                           f"ranges count {units}</small>")
 
     def counts(self) -> dict[str, int]:
         p = self.point

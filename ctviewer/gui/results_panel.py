@@ -1,5 +1,6 @@
-"""Results panel: per-image predictions, confusion matrix with intervals, ROC with the operating
-point, a live threshold slider, doctor findings; export CSV (the core's format) and PNG plots."""
+"""Results panel: predictions per image, series or patient (a switch), confusion matrix with intervals,
+ROC with the operating point, a live threshold slider, doctor findings; export CSV (the core's
+format) and PNG plots. Every number shown is computed by the core (core.metrics)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
+    QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QHBoxLayout,
@@ -26,19 +28,26 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ctviewer.core.metrics.aggregate import Units, aggregate
+from ctviewer.core.metrics.operating import operating_point, roc_points
 from ctviewer.core.metrics.predictions import Predictions
-from ctviewer.gui.confusion_widget import ConfusionMatrixWidget, operating_point
+from ctviewer.gui.confusion_widget import ConfusionMatrixWidget
 from ctviewer.gui.doctor_panel import DoctorPanel
 from ctviewer.gui.predictions_table import COLUMNS, PATH_ROLE, PredictionsFilter, PredictionsModel
 from ctviewer.gui.roc_plot import RocPlot
 from ctviewer.gui.session import Session
+from ctviewer.gui.unit_slices import UnitSlices
 from ctviewer.gui.workers import WorkerError
 
 SLIDER_STEPS = 1000
+# (level, what the switch says); a series/patient row aggregates its images by the core's default rule.
+LEVEL_CHOICES = (("image", "Images"), ("series", "Series"), ("patient", "Patients"))
 
 
 class ResultsPanel(QWidget):
-    """Shows one `Predictions`; the threshold is the panel's own, starting at the model's."""
+    """Shows one `Predictions` per image, series or patient; the threshold is the panel's own,
+    starting at the model's (for series/patients: chosen on the other folds' units for out-of-fold
+    predictions, else the image threshold)."""
 
     image_requested = Signal(str)  # path of a clicked row
     threshold_changed = Signal(float)
@@ -47,7 +56,12 @@ class ResultsPanel(QWidget):
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
-        self.predictions: Predictions | None = None
+        self.image_predictions: Predictions | None = None  # what was set: one row per image
+        self.predictions: Predictions | None = None  # what is shown: images, or one row per unit
+        self.units: Units | None = None  # set at series/patient level
+        self.level = "image"
+        self._unit_index: dict[str, int] = {}
+        self._description = ""
         self.threshold = 0.5
         self.per_row = False  # out-of-fold rows, each called at its own fold's threshold
         self._y = np.zeros(0, dtype=np.int64)
@@ -75,7 +89,14 @@ class ResultsPanel(QWidget):
         self.reset_button.setToolTip("Back to the threshold chosen on the validation data "
                                      "(each fold's own, for cross-validation)")
         self.reset_button.clicked.connect(self._reset_threshold)
+        self.level_combo = QComboBox()
+        for level, text in LEVEL_CHOICES:
+            self.level_combo.addItem(text, level)
+        self.level_combo.setToolTip("Count images, series or patients: table, confusion matrix, intervals and ROC "
+                                    "follow. A series/patient probability is the mean of its images'.")
+        self.level_combo.currentIndexChanged.connect(lambda _i: self.set_level(self.level_combo.currentData()))
         row = QHBoxLayout()
+        row.addWidget(self.level_combo)
         row.addWidget(QLabel("Threshold"))
         row.addWidget(self.slider, 1)
         row.addWidget(self.spin)
@@ -133,11 +154,15 @@ class ResultsPanel(QWidget):
         table_layout.addLayout(tools)
         table_layout.addWidget(self.table)
 
+        self.slices = UnitSlices()
+        self.slices.image_requested.connect(self.image_requested)
+        self.slices.hide()
         self.doctor = DoctorPanel(self.session)
         self.doctor.error.connect(self.error)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(top)
         splitter.addWidget(table_box)
+        splitter.addWidget(self.slices)
         splitter.addWidget(self.doctor)
         splitter.setStretchFactor(1, 3)
         layout = QVBoxLayout(self)
@@ -149,19 +174,46 @@ class ResultsPanel(QWidget):
 
     def _enable(self, on: bool) -> None:
         for widget in (self.slider, self.spin, self.reset_button, self.export_button, self.plots_button,
-                       self.errors_check):
+                       self.errors_check, self.level_combo):
             widget.setEnabled(on)
 
     # ------------------------------------------------------------------ data
 
     def set_predictions(self, predictions: Predictions | None, description: str = "") -> None:
+        """Show per-image ``predictions`` at the level the switch is on."""
         if predictions is None:
             self.doctor.clear()  # its findings were about the predictions (and dataset) now gone
+        self.image_predictions = predictions
+        self.session.set_predictions(predictions)  # the doctor checks images, whatever level is shown
+        self._description = description
+        self._show()
+        if predictions is not None:
+            self.refresh_findings()  # once per set of predictions, not per level switch
+
+    def set_level(self, level: str) -> None:
+        """Count images, series or patients; the table, matrix, intervals and ROC follow."""
+        if level == self.level:
+            return
+        self.level = level
+        index = self.level_combo.findData(level)
+        if index != self.level_combo.currentIndex():
+            self.level_combo.blockSignals(True)
+            self.level_combo.setCurrentIndex(index)
+            self.level_combo.blockSignals(False)
+        self._show()
+
+    def _show(self) -> None:
+        images = self.image_predictions
+        self.units = aggregate(images, self.level) if images is not None and self.level != "image" else None
+        predictions = self.units.predictions if self.units is not None else images
+        self._unit_index = {u: i for i, u in enumerate(predictions.paths)} if self.units is not None else {}
+        self.slices.setVisible(self.units is not None)
+        self.slices.show_unit(None, None)
         self.predictions = predictions
-        self.session.set_predictions(predictions)
         self.model.set_predictions(predictions)
         self._enable(predictions is not None)
         self._roc = None
+        description = self._description
         if predictions is None:
             self.source_label.setText("No predictions yet: train a model, or open one and predict.")
             self.confusion.set_point(None)
@@ -169,32 +221,37 @@ class ResultsPanel(QWidget):
             return
         self._y = predictions.y_true
         labelled = int((self._y >= 0).sum())
-        self.source_label.setText(f"<b>{len(predictions)} images</b>"
+        word = dict(LEVEL_CHOICES)[self.level].lower()
+        counted = "" if self.units is None else f" from {len(images)} images (mean of each {self.level}'s)"
+        notes = "" if self.units is None else "".join(f"<br><small>{n}</small>" for n in self.units.notes)
+        self.source_label.setText(f"<b>{len(predictions)} {word}</b>{counted}"
                                   + (f" — {description}" if description else "")
-                                  + (f"; {len(predictions) - labelled} unlabelled" if labelled < len(predictions) else ""))
+                                  + (f"; {len(predictions) - labelled} unlabelled" if labelled < len(predictions) else "")
+                                  + notes)
         self.confusion.set_classes(predictions.classes)
         self.table.setColumnHidden(COLUMNS.index("Fold"), predictions.folds is None)
         self._fill_roc()
         self._apply(None)  # the model's own call: its threshold, or each fold's for out-of-fold rows
-        self.refresh_findings()
+
 
     def relabel(self, dataset: Any) -> None:
         """The dataset's classes changed (relabelled in the browser): the table and counts follow."""
-        if self.predictions is None or dataset is None:
+        images = self.image_predictions
+        if images is None or dataset is None:
             return
         label_of = {item.path: item.label for item in dataset.items}
-        labels = [label_of.get(path, old) for path, old in zip(self.predictions.paths, self.predictions.labels)]
-        if labels == list(self.predictions.labels):
+        labels = [label_of.get(path, old) for path, old in zip(images.paths, images.labels)]
+        if labels == list(images.labels):
             return
-        known = set(self.predictions.classes)
+        known = set(images.classes)
         labels = [lab if lab in known else None for lab in labels]  # a new class is not one the model calls
         keep_threshold = None if self.per_row else self.threshold
-        self.predictions = replace(self.predictions, labels=labels)
-        self.session.set_predictions(self.predictions)
-        self.model.set_predictions(self.predictions, keep_threshold)
-        self._y = self.predictions.y_true
-        self._fill_roc()
-        self._apply(keep_threshold)
+        # Relabel the images, then rebuild the level shown (series/patient truth follows its images).
+        self.image_predictions = replace(images, labels=labels)
+        self.session.set_predictions(self.image_predictions)
+        self._show()
+        if keep_threshold is not None:
+            self._apply(keep_threshold)
 
     def call_for(self, path: str) -> Any:
         """The model's call on ``path`` as shown now (probability and threshold), or None."""
@@ -210,22 +267,14 @@ class ResultsPanel(QWidget):
         return Call(float(pred.probs[row]), threshold, pred.positive, pred.negative)
 
     def _fill_roc(self) -> None:
-        # Numpy only (no scikit-learn import on the GUI thread): the counts at every candidate
-        # threshold are the ROC's corners, plus the (0, 0) and (1, 1) ends.
-        from ctviewer.core.metrics.evaluation import delong_auc, metrics_at_thresholds
-
-        keep = self._y >= 0
-        y, p = self._y[keep], self.predictions.probs[keep]
-        if not ((y == 1).any() and (y == 0).any()):
+        # The core's numpy-only ROC (no scikit-learn import on the GUI thread).
+        curve = roc_points(self._y, self.predictions.probs)
+        if curve is None:
             self._roc = None
             self.roc.set_curve(None, None)
             return
-        table = metrics_at_thresholds(y, p)
-        order = np.argsort(-table.thresholds)
-        fpr = np.concatenate([[0.0], 1.0 - table.specificity[order], [1.0]])
-        tpr = np.concatenate([[0.0], table.sensitivity[order], [1.0]])
-        self._roc = (fpr, tpr)
-        self.roc.set_curve(fpr, tpr, delong_auc(y, p).auc)
+        self._roc = (curve.fpr, curve.tpr)
+        self.roc.set_curve(curve.fpr, curve.tpr, curve.auc)
 
     def set_threshold(self, threshold: float) -> None:
         """Move the decision threshold (one for every image): table, matrix and ROC point follow at once."""
@@ -244,7 +293,8 @@ class ResultsPanel(QWidget):
             widget.setValue(value)
             widget.blockSignals(False)
         self.model.set_threshold(threshold)
-        point = operating_point(self._y, pred.probs, pred.row_thresholds if self.per_row else self.threshold)
+        point = operating_point(self._y, pred.probs, pred.row_thresholds if self.per_row else self.threshold,
+                                unit=self.level)
         self.confusion.set_point(point)
         sens, _ = point.rate("sensitivity")
         spec, _ = point.rate("specificity")
@@ -263,8 +313,15 @@ class ResultsPanel(QWidget):
         self.doctor.shutdown()
 
     def _on_row_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
-        if current.isValid():
+        if not current.isValid():
+            return
+        if self.units is None:
             self.image_requested.emit(current.data(PATH_ROLE))
+            return
+        # A series/patient row: list its slices, most positive first, and open the one that drove the call.
+        unit = self._unit_index[current.data(PATH_ROLE)]
+        self.slices.show_unit(self.units, unit)
+        self.image_requested.emit(self.units.images.paths[int(self.units.driving[unit])])
 
     def visible_rows(self) -> int:
         return self.proxy.rowCount()
@@ -279,7 +336,11 @@ class ResultsPanel(QWidget):
         return replace(self.predictions, threshold=self.threshold, row_thresholds=None)
 
     def export_csv(self, path: str | Path) -> Path:
-        """Write the predictions at the current threshold in the core's CSV format."""
+        """Write the rows shown at the current threshold in the core's CSV format (per image or per unit)."""
+        if self.units is not None:
+            from ctviewer.core.metrics.unit_report import write_units_csv
+
+            return write_units_csv(replace(self.units, predictions=self.predictions_at_threshold()), path)
         from ctviewer.core.metrics.report import write_predictions_csv
 
         return write_predictions_csv(self.predictions_at_threshold(), path)

@@ -77,6 +77,22 @@ def test_cv_writes_predictions_and_metrics_in_the_contract_format(data: Path, tm
     assert metrics["n"] == 12 and len(metrics["fold_thresholds"]) == 3
     assert (out_dir / "ensemble" / "model_card.json").is_file()
     assert sorted(p.name for p in (out_dir / "models").iterdir()) == ["fold_1", "fold_2", "fold_3"]
+    # Patient level beside the image level: one row per patient, its images' out-of-fold mean.
+    assert metrics["unit"] == "image" and metrics["n_patients"] == 6
+    patients = _rows(out_dir / "patients.csv")
+    assert len(patients) == 6 and sum(int(r["n_images"]) for r in patients) == 12
+    probs: dict[str, list[float]] = {}
+    for r in rows:
+        probs.setdefault(r["patient"], []).append(float(r["prob"]))
+    for r in patients:
+        assert float(r["prob"]) == pytest.approx(sum(probs[r["unit"]]) / len(probs[r["unit"]]), abs=1e-12)
+        assert {r["fold"]} == folds_by_patient[r["unit"]] and r["level"] == "patient" and r["rule"] == "mean"
+    level = metrics["levels"]["patient"]
+    assert level["unit"] == "patient" and level["n"] == 6 and level["rule"] == "mean"
+    assert len(_rows(out_dir / "series.csv")) == 6
+    assert "patient level (6 patient units" in out
+    card = json.loads((out_dir / "ensemble" / "model_card.json").read_text())
+    assert "out-of-fold" in card["levels"]["patient"]["chosen_on"]
 
 
 def _one_line_error(capsys: pytest.CaptureFixture, command: str) -> str:

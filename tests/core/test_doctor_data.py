@@ -22,6 +22,7 @@ from ctviewer.core.doctor import (
     check_history,
     check_patient_ids,
     check_patient_leak,
+    check_slices_per_patient,
     check_small_class,
     check_tail_split,
     findings_to_json,
@@ -52,6 +53,22 @@ def codes(findings: list[Finding]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- Finding
+
+
+def test_slices_per_patient_is_quiet_when_even_and_warns_when_one_patient_dominates():
+    assert check_slices_per_patient(make_dataset(10, 10, slices=2)) == []
+    ds = make_dataset(10, 10, slices=1)
+    big = [Item(path=f"/d/contrast/P0/extra{s}.dcm", label="contrast", patient="contrast-P0", patient_source="dicom",
+                pixel_hash=f"x{s}") for s in range(4)]
+    uneven = Dataset(items=ds.items + big, classes=ds.classes, positive="contrast", source="fake")
+    [f] = check_slices_per_patient(uneven)
+    assert f.code == "slices-per-patient" and f.severity == "warning"  # 5 of 24 images: 21% > 10%
+    assert f.evidence["largest_patient"] == "contrast-P0" and f.evidence["max"] == 5
+    assert "misleading" in f.message
+    spread = Dataset(items=make_dataset(30, 30, slices=1).items + big[:1], classes=ds.classes, positive="contrast",
+                     source="fake")
+    [g] = check_slices_per_patient(spread)
+    assert g.severity == "info" and "1 to 2 slices" in g.message
 
 
 def test_finding_is_json_ready_and_validated():
@@ -284,8 +301,12 @@ def test_siim_folder_order_is_a_tail_split_hazard_and_nothing_else(siim_dir):
 
     ds = discover(siim_dir, positive="contrast")
     found = run_checks(ds)
-    assert codes(found) == ["tail-split-one-class"]
+    assert codes(found) == ["tail-split-one-class", "slices-per-patient"]
     assert found[0].evidence["tail_splits"]["0.2"]["class_counts"] == {"no_contrast": 20}
+    # 54 patients give 1 to 6 of the 100 slices; 9 have scans of both classes.
+    spread = found[1]
+    assert spread.severity == "info" and spread.evidence["n_patients"] == 54 and spread.evidence["max"] == 6
+    assert spread.evidence["n_patients_with_two_classes"] == 9
     # The question's split itself: one class in validation, and (files are named by image, not by
     # patient) patients on both sides.
     found = run_checks(ds, keras_tail_split(ds, 0.2))

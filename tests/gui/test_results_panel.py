@@ -194,3 +194,68 @@ def test_full_checks_can_be_stopped_and_run_again(panel: ResultsPanel, qtbot):
     assert doctor.full_button.text() == "Run full checks" and doctor.full_button.isEnabled()
     assert doctor.findings == quick  # the last complete findings, shown again, not a partial run
     assert doctor.tree.topLevelItemCount() == max(1, len(quick))
+
+
+def test_level_switch_counts_patients_and_a_patient_row_lists_its_slices(panel: ResultsPanel, qtbot,
+                                                                         predictions: Predictions, tmp_path: Path):
+    from dataclasses import replace
+
+    from ctviewer.core.metrics.aggregate import aggregate
+    from ctviewer.core.metrics.unit_report import UNIT_COLUMNS
+
+    # One class per patient (p{k} holds images 2k and 2k+1); image 5 (patient p2) stays unlabelled.
+    labels = ["contrast" if (i // 2) % 3 else "no_contrast" for i in range(30)]
+    labels[5] = None
+    predictions = replace(predictions, labels=labels)
+    panel.set_predictions(predictions, "one class per patient")
+    assert panel.model.rowCount() == 30
+    panel.level_combo.setCurrentIndex(panel.level_combo.findData("patient"))
+    assert panel.level == "patient"
+    expected = aggregate(predictions, "patient", threshold=predictions.threshold).predictions
+    assert panel.model.rowCount() == len(expected) == 15
+    # The matrix counts labelled patients (p2 holds the unlabelled image, so it has no truth).
+    y, called = expected.y_true, (expected.probs >= expected.threshold).astype(int)
+    keep = y >= 0
+    assert sum(panel.confusion.counts().values()) == int(keep.sum()) == 14
+    assert panel.confusion.counts()["tp"] == int(((y == 1) & (called == 1) & keep).sum())
+    assert "15 patients" in panel.source_label.text() and "patients" in panel.confusion.rates.text()
+    # Clicking a patient row lists its slices, most positive first, and opens the one that drove the call.
+    row = next(r for r in range(panel.proxy.rowCount()) if panel.proxy.index(r, 1).data() == "p7")
+    with qtbot.waitSignal(panel.image_requested, timeout=1000) as blocker:
+        panel.table.setCurrentIndex(panel.proxy.index(row, 0))
+    shown = panel.slices.probabilities()
+    mine = sorted((round(float(p), 3) for p, pat in zip(predictions.probs, predictions.patients) if pat == "p7"),
+                  reverse=True)
+    assert shown == mine and len(shown) == 2
+    top = max((i for i, pat in enumerate(predictions.patients) if pat == "p7"), key=lambda i: predictions.probs[i])
+    assert blocker.args == [predictions.paths[top]]
+    other = next(i for i, pat in enumerate(predictions.patients) if pat == "p7" and i != top)
+    with qtbot.waitSignal(panel.image_requested, timeout=1000) as blocker:
+        panel.slices.table.setCurrentCell(1, 0)
+    assert blocker.args == [predictions.paths[other]]
+    # The slider moves the patient threshold; export writes the patient CSV.
+    panel.slider.setValue(700)
+    assert panel.confusion.counts() == _expected(expected, 0.7)
+    out = panel.export_csv(tmp_path / "patients.csv")
+    assert out.read_text(encoding="utf-8").splitlines()[0] == ",".join(UNIT_COLUMNS)
+    assert read_predictions_csv(out).threshold == pytest.approx(0.7)
+    panel.level_combo.setCurrentIndex(panel.level_combo.findData("image"))
+    assert panel.model.rowCount() == 30 and not panel.slices.isVisible()
+    assert sum(panel.confusion.counts().values()) == 29
+
+
+def test_operating_point_and_roc_come_from_the_core():
+    from ctviewer.core.metrics.evaluation import compute_metrics
+    from ctviewer.core.metrics.operating import operating_point, roc_points
+    from ctviewer.gui import confusion_widget
+
+    assert confusion_widget.operating_point is operating_point  # the widget draws, the core counts
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 40)
+    p = np.clip(rng.normal(0.35 + 0.3 * y, 0.2), 0, 1)
+    point, metrics = operating_point(y, p, 0.5), compute_metrics(y, p, 0.5)
+    assert (point.tp, point.fn, point.fp, point.tn) == (metrics.tp, metrics.fn, metrics.fp, metrics.tn)
+    assert point.rate("sensitivity") == (metrics.sensitivity, metrics.sensitivity_ci)
+    curve = roc_points(y, p)
+    assert curve.auc == pytest.approx(metrics.auc) and curve.fpr[0] == 0.0 and curve.tpr[-1] == 1.0
+    assert roc_points(np.ones(3, int), np.array([0.1, 0.2, 0.3])) is None

@@ -152,7 +152,8 @@ def discover(
     ----------
     source
         A folder of class subfolders (``<root>/<class>/**/<image>``), a folder with a
-        ``labels.csv`` (columns ``path,label[,patient]``; paths relative to it), the
+        ``labels.csv`` (columns ``path,label[,patient]``, paths relative to it; or
+        ``patient,label`` for every image under its folder, see `core.data.patient_labels`), the
         ``labels.csv`` itself, a folder of unlabelled images, or a list of files and
         folders (a user's drop; unlabelled, for prediction).
     positive
@@ -170,14 +171,18 @@ def discover(
     """
     cache = cache if cache is not None else Cache()
     report = LoadReport()
+    patient_csv: Path | None = None
     if isinstance(source, (str, Path)):
         root = Path(source)
         if not root.exists():
             raise DatasetError(f"{root}: no such file or folder")
-        if root.is_file() and root.name.lower() == LABELS_FILE:
-            candidates = _from_labels_csv(root, report)
-        elif root.is_dir() and (root / LABELS_FILE).is_file():
-            candidates = _from_labels_csv(root / LABELS_FILE, report)
+        labels_csv = root if root.is_file() and root.name.lower() == LABELS_FILE else (
+            root / LABELS_FILE if root.is_dir() and (root / LABELS_FILE).is_file() else None)
+        if labels_csv is not None and _has_patient_labels(labels_csv):
+            patient_csv = labels_csv
+            candidates = _under_patient_labels(labels_csv, report)
+        elif labels_csv is not None:
+            candidates = _from_labels_csv(labels_csv, report)
         elif root.is_dir():
             candidates = _from_folder(root, report)
         else:
@@ -209,6 +214,11 @@ def discover(
 
     if not items and not report.skipped and not candidates:
         raise DatasetError(f"{source_name}: no files found (empty folder?)")
+    if patient_csv is not None:
+        from ctviewer.core.data.patient_labels import apply_patient_labels, read_patient_labels
+
+        items = apply_patient_labels(items, read_patient_labels(patient_csv), patient_csv.parent, patient_csv,
+                                     report.notes)
     classes = tuple(sorted({it.label for it in items if it.label is not None}))
     chosen = _choose_positive(classes, positive, source_name, report)
     _note_patients(items, report)
@@ -319,6 +329,27 @@ def _from_labels_csv(csv_path: Path, report: LoadReport) -> list[tuple[Path, str
             continue
         candidates.append((path, row.get("label") or None, row.get("patient") or None))
     return candidates
+
+
+def _has_patient_labels(csv_path: Path) -> bool:
+    from ctviewer.core.data.patient_labels import is_patient_labels
+
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False  # _from_labels_csv reports the reason
+    return is_patient_labels(header)
+
+
+def _under_patient_labels(csv_path: Path, report: LoadReport) -> list[tuple[Path, str | None, str | None]]:
+    """Every image under a ``patient,label`` CSV's folder, with its patient folder as a fallback id."""
+    from ctviewer.core.data.patient_labels import patient_folder
+
+    base = csv_path.parent
+    files = [p for p in _walk_files(base, report) if p != csv_path and not (
+        p.parent == base and p.suffix.lower() in _SIDE_FILES)]
+    return [(p, None, patient_folder(base, p)) for p in files]
 
 
 def _choose_positive(classes: tuple[str, ...], positive: str | None, source: str, report: LoadReport) -> str | None:

@@ -21,6 +21,7 @@ from ctviewer.core.doctor.data_checks import (
     check_history,
     check_patient_ids,
     check_patient_leak,
+    check_slices_per_patient,
     check_small_class,
     check_tail_split,
     small_class_findings,
@@ -100,6 +101,7 @@ def run_checks(
     if dataset is not None:
         findings += check_class_imbalance(dataset)
         findings += check_patient_ids(dataset)
+        findings += check_slices_per_patient(dataset)
         findings += check_tail_split(dataset, split)
         findings += check_duplicate_leak(dataset, split)
     findings += check_patient_leak(split, dataset)
@@ -252,6 +254,7 @@ def findings_to_json(findings: Sequence[Finding]) -> list[dict[str, Any]]:
 
 __all__ = [
     "CODES", "MAX_IMAGES", "MODE_IMAGES", "SEVERITIES", "Finding", "check_class_imbalance", "check_duplicate_leak",
-    "check_history", "check_patient_ids", "check_patient_leak", "check_small_class", "check_tail_split",
+    "check_history", "check_patient_ids", "check_patient_leak", "check_slices_per_patient", "check_small_class",
+    "check_tail_split",
     "findings_to_json", "format_finding", "json_safe", "run_checks", "small_class_findings", "sort_findings",
 ]

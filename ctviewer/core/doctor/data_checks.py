@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ctviewer.core.doctor.findings import Finding
-from ctviewer.core.metrics.evaluation import WIDE_INTERVAL, wilson_interval
+from ctviewer.core.metrics.evaluation import LARGEST_PATIENT_SHARE, WIDE_INTERVAL, wilson_interval
 
 TAIL_FRACTIONS = (0.1, 0.2)
 # Above this share of the majority class, accuracy mostly measures the class balance.
@@ -303,6 +303,51 @@ def check_patient_ids(dataset: Any) -> list[Finding]:
         "slices of one person may land on both sides of any split.",
         {"n_without_patient": len(by_file), "n_images": len(dataset), "example_files": by_file[:5]},
         "Add a 'patient' column to labels.csv (or use DICOM files with PatientID).",
+    )]
+
+
+# --------------------------------------------------------------------------- slices per patient
+
+
+def check_slices_per_patient(dataset: Any) -> list[Finding]:
+    """How many slices each patient contributes, and when image-level intervals mislead.
+
+    Quiet when every patient has the same number of slices and none holds more than
+    ``LARGEST_PATIENT_SHARE`` of the images. Otherwise an info finding with the spread; a
+    warning when the largest patient holds more than that share (image-level Wilson/DeLong
+    intervals then lean on one person); patients with images of two classes are counted too.
+    """
+    if dataset is None or not dataset.items:
+        return []
+    per_patient = Counter(it.patient for it in dataset.items)
+    counts = np.array(sorted(per_patient.values()))
+    largest_patient, largest = per_patient.most_common(1)[0]
+    n = len(dataset)
+    labels: dict[str, set[str]] = defaultdict(set)
+    for it in dataset.items:
+        if it.label is not None:
+            labels[it.patient].add(it.label)
+    mixed = sorted(p for p, names in labels.items() if len(names) > 1)
+    too_big = largest > LARGEST_PATIENT_SHARE * n and len(per_patient) > 1
+    if counts.min() == counts.max() and not too_big and not mixed:
+        return []
+    evidence = {"n_images": n, "n_patients": len(per_patient), "min": int(counts.min()),
+                "median": float(np.median(counts)), "max": largest, "largest_patient": largest_patient,
+                "largest_share": largest / n, "slices_histogram": {str(k): int(v) for k, v in
+                                                                   sorted(Counter(counts.tolist()).items())},
+                "patients_with_two_classes": mixed[:20], "n_patients_with_two_classes": len(mixed)}
+    message = (f"{len(per_patient)} patients contribute {counts.min()} to {largest} slices each (median "
+               f"{np.median(counts):g}); image-level numbers count slices, patient-level ones count patients.")
+    if too_big:
+        message += (f" Patient {largest_patient} holds {largest} of the {n} images ({largest / n:.0%}): image-level "
+                    "Wilson/DeLong intervals treat its slices as independent cases and are misleading.")
+    if mixed:
+        message += (f" {len(mixed)} patients have images of two classes (e.g. {mixed[0]}): a patient-level truth is "
+                    "undefined for them; series level counts each scan.")
+    return [Finding(
+        "slices-per-patient", "warning" if too_big else "info", message, evidence,
+        "Quote the patient-bootstrap intervals or the patient/series-level metrics (ctviewer cv writes "
+        "patients.csv and series.csv; predict/evaluate --level patient).",
     )]
 
 

@@ -22,6 +22,7 @@ CODES: dict[str, str] = {
     "duplicate-leak": "is an identical image on both sides of a split (or could a split separate copies)?",
     "class-imbalance": "is one class so frequent that accuracy says little?",
     "no-patient-ids": "can a split keep one patient's slices together at all?",
+    "slices-per-patient": "how many slices does each patient contribute; do image-level intervals mislead?",
     "prediction-collapse": "does the model call every image the same class?",
     "non-finite-output": "does the model output NaN or infinity (diverged training, wrong input scale)?",
     "batchnorm-mode-mismatch": "do outputs change between training=True and training=False?",

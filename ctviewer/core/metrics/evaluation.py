@@ -29,6 +29,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ctviewer.core.metrics.cluster import (
+    CLUSTER_REPLICATES,
+    CLUSTER_SEED,
+    MIN_CLUSTERS_PER_CLASS,
+    cluster_bootstrap,
+    cluster_ids,
+)
 from ctviewer.core.metrics.curves import Calibration, PrCurve, RocCurve, calibration, pr_curve, roc_curve  # noqa: F401
 from ctviewer.core.metrics.predictions import Predictions
 from ctviewer.core.metrics.stats import (  # noqa: F401  (re-exported: the public metrics API lives here)
@@ -99,6 +106,13 @@ class Metrics:
     confidence: float = CONFIDENCE
     classes: tuple[str, str] | None = None
     warnings: list[str] = field(default_factory=list)
+    # What one count is: "image", "series" or "patient" (n, tp... count these).
+    unit: str = "image"
+    # Image level: intervals of a class-stratified bootstrap of patients (core.metrics.cluster),
+    # beside the Wilson/DeLong ones that treat images as independent. Empty when not computed.
+    patient_ci: dict[str, Interval] = field(default_factory=dict)
+    n_patients: int = 0
+    largest_patient: int = 0  # images of the patient with the most
 
     def to_json_dict(self) -> dict[str, object]:
         """The metrics JSON of ARCHITECTURE.md: numbers, ``<name>_ci: [low, high]``, NaN as null."""
@@ -113,6 +127,12 @@ class Metrics:
         out["confidence"] = self.confidence
         out["ci_methods"] = dict(CI_METHODS)
         out["classes"] = list(self.classes) if self.classes else None
+        out["unit"] = self.unit
+        if self.patient_ci:
+            out["n_patients"] = self.n_patients
+            out["largest_patient_images"] = self.largest_patient
+            out["patient_bootstrap_ci"] = {k: v.to_list() for k, v in self.patient_ci.items()}
+            out["patient_bootstrap_method"] = PATIENT_BOOTSTRAP_METHOD
         out["warnings"] = list(self.warnings)
         return out
 
@@ -127,11 +147,16 @@ CI_METHODS: dict[str, str] = {
     "f1": f"stratified bootstrap ({BOOTSTRAP_REPLICATES} replicates, seed {BOOTSTRAP_SEED})",
     "auc": "delong (Sun & Xu 2014)",
 }
+# Above this share of the images in one patient, image-level numbers are said to mislead.
+LARGEST_PATIENT_SHARE = 0.10
+PATIENT_BOOTSTRAP_METHOD = (f"percentile bootstrap of patients, stratified by class ({CLUSTER_REPLICATES} "
+                            f"replicates, seed {CLUSTER_SEED})")
 
 
 def compute_metrics(y_true: Sequence[int] | np.ndarray, probs: Sequence[float] | np.ndarray,
                     threshold: float | np.ndarray = 0.5, classes: tuple[str, str] | None = None,
-                    confidence: float = CONFIDENCE) -> Metrics:
+                    confidence: float = CONFIDENCE, unit: str = "image",
+                    clusters: np.ndarray | None = None) -> Metrics:
     """All metrics and intervals for labels ``y_true`` (0/1) and positive-class ``probs``.
 
     Parameters
@@ -146,6 +171,11 @@ def compute_metrics(y_true: Sequence[int] | np.ndarray, probs: Sequence[float] |
         ``(negative, positive)`` names, used only to word the warnings.
     confidence
         Interval coverage.
+    unit
+        What one row is ("image", "series", "patient"): the warnings count in it.
+    clusters
+        Per row, the 0-based index of its patient (:func:`ctviewer.core.metrics.cluster.cluster_ids`):
+        adds ``patient_ci``, intervals that resample patients instead of rows.
 
     Raises
     ------
@@ -176,31 +206,51 @@ def compute_metrics(y_true: Sequence[int] | np.ndarray, probs: Sequence[float] |
         npv_ci=wilson_interval(c.tn, c.tn + c.fn, confidence),
         accuracy_ci=wilson_interval(c.tp + c.tn, c.n, confidence),
         balanced_accuracy_ci=balanced_ci, f1_ci=f1_ci, auc_ci=auc.ci,
-        confidence=confidence, classes=classes,
+        confidence=confidence, classes=classes, unit=unit,
     )
+    if clusters is not None:
+        g = np.asarray(clusters, dtype=np.int64).reshape(-1)
+        if g.shape != y.shape:
+            raise ValueError(f"clusters has {g.size} entries for {y.size} rows")
+        sizes = np.bincount(np.unique(g, return_inverse=True)[1])
+        metrics.n_patients, metrics.largest_patient = int(sizes.size), int(sizes.max())
+        metrics.patient_ci = cluster_bootstrap(y, p, (p >= per_image).astype(np.int64), g, confidence)
     metrics.warnings = _warnings(metrics)
     return metrics
 
 
 def metrics_from_predictions(pred: Predictions, threshold: float | None = None,
-                             confidence: float = CONFIDENCE) -> Metrics:
+                             confidence: float = CONFIDENCE, unit: str = "image") -> Metrics:
     """:func:`compute_metrics` over the labelled rows of ``pred`` (unlabelled rows are left out).
 
     ``threshold`` defaults to each row's own threshold (``pred.row_thresholds``, set for
-    out-of-fold predictions) or else ``pred.threshold``.
+    out-of-fold predictions) or else ``pred.threshold``. ``unit`` says what a row is; at image
+    level, when rows carry patient ids, the patient-bootstrap intervals (``patient_ci``) are
+    computed too. For series or patient rows use :func:`ctviewer.core.metrics.aggregate.aggregate`
+    first and pass its ``predictions``.
     """
     labelled = pred.is_labelled
     if not labelled.any():
-        raise ValueError(f"none of the {len(pred)} images has a label: nothing to evaluate")
+        raise ValueError(f"none of the {len(pred)} {plural(unit)} has a label: nothing to evaluate")
     if threshold is None and pred.row_thresholds is not None:
         t: float | np.ndarray = pred.row_thresholds[labelled]
     else:
         t = pred.threshold if threshold is None else threshold
-    metrics = compute_metrics(pred.y_true[labelled], pred.probs[labelled], t, pred.classes, confidence)
+    clusters = None
+    if unit == "image" and any(pred.patients):
+        clusters = cluster_ids(pred.patients, pred.paths)[labelled]
+    metrics = compute_metrics(pred.y_true[labelled], pred.probs[labelled], t, pred.classes, confidence, unit=unit,
+                              clusters=clusters)
     left_out = int((~labelled).sum())
     if left_out:
-        metrics.warnings.append(f"{left_out} unlabelled image(s) were left out of the metrics")
+        metrics.warnings.append(f"{left_out} unlabelled {unit if left_out == 1 else plural(unit)} "
+                                f"{'was' if left_out == 1 else 'were'} left out of the metrics")
     return metrics
+
+
+def plural(unit: str) -> str:
+    """``images``, ``patients``, ``series``: the word for several units."""
+    return unit if unit == "series" else f"{unit}s"
 
 
 def _warnings(mt: Metrics) -> list[str]:
@@ -208,25 +258,26 @@ def _warnings(mt: Metrics) -> list[str]:
     neg_name, pos_name = mt.classes if mt.classes else ("", "")
     pos_word = f"positives ({pos_name})" if pos_name else "positives"
     neg_word = f"negatives ({neg_name})" if neg_name else "negatives"
+    units = plural(mt.unit)
     out: list[str] = []
     if mt.n_positive == 0:
-        out.append(f"no {pos_word} among the {mt.n} images: sensitivity, AUC, balanced accuracy "
+        out.append(f"no {pos_word} among the {mt.n} {units}: sensitivity, AUC, balanced accuracy "
                    "and F1 cannot be measured; accuracy here only counts negatives")
     if mt.n_negative == 0:
-        out.append(f"no {neg_word} among the {mt.n} images: specificity, AUC and balanced accuracy "
+        out.append(f"no {neg_word} among the {mt.n} {units}: specificity, AUC and balanced accuracy "
                    "cannot be measured; accuracy here only counts positives")
     if mt.tp + mt.fp == 0 and mt.n_positive and mt.n_negative:
-        out.append("no image was called positive at this threshold: PPV is undefined")
+        out.append(f"no {mt.unit} was called positive at this threshold: PPV is undefined")
     if mt.tn + mt.fn == 0 and mt.n_positive and mt.n_negative:
-        out.append("no image was called negative at this threshold: NPV is undefined")
+        out.append(f"no {mt.unit} was called negative at this threshold: NPV is undefined")
     if 0 < min(mt.n_positive, mt.n_negative) < 2:
-        out.append("the AUC interval needs at least 2 images of each class")
+        out.append(f"the AUC interval needs at least 2 {units} of each class")
     basis = {
         "sensitivity": f"{mt.n_positive} {pos_word}",
         "specificity": f"{mt.n_negative} {neg_word}",
         "ppv": f"{mt.tp + mt.fp} positive call(s)",
         "npv": f"{mt.tn + mt.fn} negative call(s)",
-        "accuracy": f"{mt.n} images",
+        "accuracy": f"{mt.n} {units}",
         "balanced_accuracy": f"{mt.n_positive} positives and {mt.n_negative} negatives",
         "f1": f"{mt.n_positive} positives and {mt.n_negative} negatives",
         "auc": f"{mt.n_positive} positives and {mt.n_negative} negatives",
@@ -238,16 +289,16 @@ def _warnings(mt: Metrics) -> list[str]:
             out.append(f"{LABELS[name]} rests on {basis[name]}: {pct} CI {ci} is too wide to rely on")
     if mt.auc_se == 0.0:
         why = ("the scores separate the classes perfectly" if mt.auc in (0.0, 1.0)
-               else "every image ranks the same against the other class (tied scores)")
+               else f"every {mt.unit} ranks the same against the other class (tied scores)")
         out.append(f"{why} (AUC {mt.auc:.2f}), so DeLong's AUC interval has zero width; it understates "
                    f"the uncertainty of {mt.n_positive} positives and {mt.n_negative} negatives")
     small = min(mt.n_positive, mt.n_negative)
     if 2 <= small < SMALL_CLASS_FOR_DELONG and mt.auc_se > 0.0:
         which = pos_word if mt.n_positive == small else neg_word
         out.append(f"the AUC interval rests on {small} {which}; DeLong's normal approximation is too "
-                   f"narrow below about {SMALL_CLASS_FOR_DELONG} images per class")
+                   f"narrow below about {SMALL_CLASS_FOR_DELONG} {units} per class")
     # A class called all right (or all wrong) has no spread to resample: the bootstrap then
-    # treats its rate as known exactly, however few images it has.
+    # treats its rate as known exactly, however few rows it has.
     certain = [f"{k} {word}, all called {'right' if rate == 1.0 else 'wrong'},"
                for k, word, rate in ((mt.n_positive, pos_word, mt.sensitivity),
                                      (mt.n_negative, neg_word, mt.specificity))
@@ -256,6 +307,27 @@ def _warnings(mt: Metrics) -> list[str]:
         out.append(f"the bootstrap intervals of balanced accuracy and F1 treat the {' and the '.join(certain)} "
                    "as exact; they understate the uncertainty (the Wilson intervals of sensitivity and "
                    "specificity do not)")
+    out += _unit_warnings(mt, units)
+    return out
+
+
+def _unit_warnings(mt: Metrics, units: str) -> list[str]:
+    """Which unit the numbers count, and when counting images misleads."""
+    if mt.unit != "image":
+        return [f"these numbers count {units}: n = {mt.n} {units}; Wilson and DeLong intervals over {units}"]
+    if not mt.patient_ci or mt.n_patients >= mt.n:
+        return []
+    if all(ci.is_nan for ci in mt.patient_ci.values()):
+        return [f"these numbers count images ({mt.n} images of {mt.n_patients} patients); Wilson and DeLong treat "
+                f"images as independent, so their intervals are too narrow, and with fewer than "
+                f"{MIN_CLUSTERS_PER_CLASS} patients in a class no patient bootstrap is given: the data are too few "
+                "to say how far to trust these numbers"]
+    out = [f"these numbers count images ({mt.n} images of {mt.n_patients} patients); Wilson and DeLong treat "
+           "images as independent, but slices of one patient are correlated, so their intervals are too narrow: "
+           "quote the patient-bootstrap intervals (patient_bootstrap_ci), or the patient-level metrics"]
+    if mt.largest_patient > LARGEST_PATIENT_SHARE * mt.n:
+        out.append(f"one patient holds {mt.largest_patient} of the {mt.n} images "
+                   f"({mt.largest_patient / mt.n:.0%}): image-level numbers lean on that patient")
     return out
 
 

@@ -28,6 +28,9 @@ class Predictions:
     # Out-of-fold predictions: each row is called at its own fold's threshold, chosen on that
     # fold's validation data, so no image's call depends on a threshold tuned with it.
     row_thresholds: np.ndarray | None = None
+    # 0-based frame of a multi-frame file each row predicts (-1: the file's default frame); set
+    # when a volume is predicted slice by slice, None otherwise.
+    frames: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.paths)
@@ -44,6 +47,10 @@ class Predictions:
             self.row_thresholds = np.asarray(self.row_thresholds, dtype=np.float64).reshape(-1)
             if self.row_thresholds.shape[0] != n:
                 raise ValueError(f"row_thresholds has {self.row_thresholds.shape[0]} entries for {n} images")
+        if self.frames is not None:
+            self.frames = np.asarray(self.frames, dtype=np.int64).reshape(-1)
+            if self.frames.shape[0] != n:
+                raise ValueError(f"frames has {self.frames.shape[0]} entries for {n} images")
 
     def __len__(self) -> int:
         return len(self.paths)

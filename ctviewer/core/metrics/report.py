@@ -249,6 +249,9 @@ def _read_rows(source: Path) -> list[tuple[int, dict[str, str]]]:
         with open(source, encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle)
             header = [name.strip() for name in (reader.fieldnames or [])]
+            if "path" not in header and "unit" in header:
+                # A series/patient report (core.metrics.unit_report): its unit id stands for the path.
+                header = ["path" if name == "unit" else name for name in header]
             if not header:
                 raise ReportError(source, "empty file: expected a CSV header with path and prob columns")
             reader.fieldnames = header

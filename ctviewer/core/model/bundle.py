@@ -273,6 +273,13 @@ def _card_dict(trained: TrainedModel | Ensemble, model_sha: str, metrics: Metric
     if metrics is not None:
         metrics_out["evaluation"] = metrics if isinstance(metrics, dict) else metrics.to_json_dict()
     card["metrics"] = metrics_out
+    validation = getattr(trained, "validation_predictions", None)
+    if validation is not None and "levels" not in (extra or {}):
+        from ctviewer.core.metrics.aggregate import level_thresholds
+
+        # Series/patient thresholds, chosen on the same hold-out as the image threshold.
+        card["levels"] = level_thresholds(validation, threshold_rule=config.threshold_rule,
+                                          target=config.threshold_target, chosen_on="validation hold-out")
     for key, value in (extra or {}).items():
         card.setdefault(key, value)
     return json_safe(card)

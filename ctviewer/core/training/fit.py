@@ -200,6 +200,7 @@ def _choose_threshold_on_validation(trained: TrainedModel, val_dataset: Dataset,
     pred = Predictions(
         paths=val_dataset.paths, probs=probs, threshold=0.5, classes=trained.classes,
         labels=[it.label for it in val_dataset.items], patients=[it.patient for it in val_dataset.items],
+        series=[it.series for it in val_dataset.items],
     )
     config = trained.config
     y = pred.y_true
