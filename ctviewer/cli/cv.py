@@ -29,7 +29,8 @@ def register(subparsers: Any) -> None:
                     "model that never saw its patient. Writes DIR/predictions.csv and DIR/metrics.json.",
     )
     add_data_arguments(parser)
-    parser.add_argument("--folds", type=int, default=5, metavar="K", help="number of folds (default 5)")
+    parser.add_argument("--folds", type=int, metavar="K",
+                        help="number of folds (default 5, fewer when a class has fewer patients)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     add_recipe_arguments(parser)
     parser.add_argument("--rule", default="mean", metavar="RULE",
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from ctviewer.core.metrics.unit_report import LEVEL_FILES, levels_json, write_units_csv
     from ctviewer.core.training.cv import cross_validate
 
-    if args.folds < 2:
+    if args.folds is not None and args.folds < 2:
         raise CTViewerError(f"--folds must be at least 2 (got {args.folds})")
     check_level_arguments(args)
     quiet_tensorflow_logs()
@@ -84,25 +85,40 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_cv_summary(result: Any) -> str:
-    """Pooled metrics, per-fold table and warnings as plain text."""
+def format_cv_summary(result: Any, title: str = "") -> str:
+    """Expected performance (pooled out-of-fold), per-fold table, threshold-rule check, notes, as plain text."""
     m = result.metrics
     ds = result.dataset
+    done = result.completed_folds
+    head = title or f"{result.folds.k}-fold patient-grouped cross-validation of {result.config.model}"
     lines = [
-        (f"{result.folds.k}-fold patient-grouped cross-validation of {result.config.model} on {ds.source}: "
-         f"{ds.n_images} images, {ds.n_patients} patients, positive class {ds.positive}"),
-        f"  pooled out-of-fold: {metrics_line(m)}",
-        f"  confusion at threshold {m.threshold:.4f}: TP {m.tp}  FN {m.fn}  FP {m.fp}  TN {m.tn}",
+        (f"{head} on {ds.source}: {ds.n_images} images, {ds.n_patients} patients, "
+         f"positive class {ds.positive}"),
+        (f"  folds:      {result.folds.k} patient-grouped, stratified (seed {result.folds.seed})"
+         + (f"; cancelled: {done} of {result.folds.k} completed" if result.cancelled else "")),
+        (f"  threshold:  {result.threshold:.4f} ({result.config.threshold_rule}, chosen on the pooled "
+         f"out-of-fold predictions of {m.n} images)"),
+        "  expected on new images from the same source (pooled out-of-fold, 95% intervals):",
+        f"    {metrics_line(m, predictive_values=True)}",
+        f"    pooled out-of-fold: TP {m.tp}  FN {m.fn}  FP {m.fp}  TN {m.tn} at threshold {m.threshold:.4f}",
         "",
-        f"  {'fold':>4} {'images':>7} {'threshold':>10} {'AUC':>6} {'accuracy':>9} {'sens':>6} {'spec':>6}",
+        f"  {'fold':>4} {'images':>7} {'own thr':>8} {'AUC':>6} {'accuracy':>9} {'sens':>6} {'spec':>6}"
+        "   (at the ensemble threshold)",
     ]
     for k, fm in enumerate(result.fold_metrics):
         n = len(result.folds.test_indices(k))
         if fm is None:
-            lines.append(f"  {k + 1:>4} {n:>7} {result.fold_thresholds[k]:>10.4f}   (one class only: no metrics)")
+            lines.append(f"  {k + 1:>4} {n:>7} {result.fold_thresholds[k]:>8.4f}   (one class only: no metrics)")
             continue
-        lines.append(f"  {k + 1:>4} {n:>7} {result.fold_thresholds[k]:>10.4f} {fm.auc:>6.3f} {fm.accuracy:>9.3f} "
+        lines.append(f"  {k + 1:>4} {n:>7} {result.fold_thresholds[k]:>8.4f} {fm.auc:>6.3f} {fm.accuracy:>9.3f} "
                      f"{fm.sensitivity:>6.3f} {fm.specificity:>6.3f}")
+    if result.rule_checks:
+        lines.append("  threshold rules, each image called at a threshold chosen without its fold:")
+        for c in result.rule_checks:
+            lines.append(f"    {c.rule:<32} threshold {c.threshold:.4f}: accuracy {c.accuracy:.3f}, "
+                         f"sensitivity {c.sensitivity:.3f}, specificity {c.specificity:.3f} (n={c.n})")
+    for note in result.notes:
+        lines.append(f"  note: {note}")
     for warning in m.warnings:
         lines.append(f"  warning: {warning}")
     lines.append(f"  time: {result.seconds:.0f} s")

@@ -142,5 +142,31 @@ def format_prediction_summary(pred: Any, bundle: Any, csv_path: Path) -> str:
         else:
             lines.append(f"  {labelled} labelled images: {metrics_line(metrics)}")
             lines += [f"  warning: {w}" for w in metrics.warnings]
+    lines += _provenance_lines(pred, bundle)
     lines.append(f"  wrote {csv_path}")
     return "\n".join(lines)
+
+
+def _provenance_lines(pred: Any, bundle: Any) -> list[str]:
+    """Training images marked, the card's expected performance, and where ensemble members disagree."""
+    lines = []
+    seen = pred.n_in_training
+    if seen:
+        lines.append(f"  note: {seen} of {len(pred)} images are this model's own training images (training_image=1 "
+                     "in the CSV): their probabilities, and metrics on them, are optimistic")
+    from ctviewer.core.training.oof import expected_line
+
+    expected = expected_line(bundle.card.raw)
+    if expected:
+        lines.append(f"  expected on new images from the same source: {expected}")
+    if pred.uncertainty is not None and len(pred):
+        worst = int(max(range(len(pred)), key=lambda i: pred.uncertainty[i]))
+        lines.append(f"  uncertainty (spread of the ensemble members): median {float(_median(pred.uncertainty)):.3f}, "
+                     f"largest {pred.uncertainty[worst]:.3f} ({pred.paths[worst]})")
+    return lines
+
+
+def _median(values: Any) -> float:
+    import numpy as np
+
+    return float(np.median(values))

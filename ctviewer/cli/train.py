@@ -32,11 +32,17 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, metavar="B", help="images per training batch")
     parser.add_argument("--window", metavar="W", help="input window: a preset (wide, soft_tissue...) or CENTER,WIDTH")
     parser.add_argument("--validation", type=float, metavar="F",
-                        help="fraction of patients held out for early stopping and the threshold (default 0.2)")
+                        help="fraction of each model's training patients held out for early stopping (default "
+                             "0.2); 0: no hold-out, train the fixed schedule of --epochs and keep the last epoch")
     parser.add_argument("--threshold-rule", choices=("youden", "sensitivity", "specificity"),
                         help="how to choose the decision threshold on validation data (default youden)")
     parser.add_argument("--target", type=float, metavar="T",
                         help="target sensitivity/specificity for --threshold-rule sensitivity/specificity")
+    parser.add_argument("--target-sensitivity", type=float, metavar="S",
+                        help="choose the threshold that reaches sensitivity S (same as --threshold-rule "
+                             "sensitivity --target S)")
+    parser.add_argument("--threshold", type=float, metavar="T",
+                        help="use the fixed decision threshold T instead of choosing one")
     parser.add_argument("--weights", metavar="PATH", help="ImageNet weights file for transfer-learning models")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                         help="test-time augmentation (image + mirror averaged) for this model's predictions, "
@@ -48,13 +54,24 @@ def config_from_args(args: argparse.Namespace) -> Any:
     from ctviewer.core.model.recipes import default_config
 
     config = default_config(args.model)
+    chosen = [name for name, value in (("--threshold-rule", args.threshold_rule), ("--threshold", args.threshold),
+                                       ("--target-sensitivity", args.target_sensitivity)) if value is not None]
+    if len(chosen) > 1:
+        raise CTViewerError(f"{' and '.join(chosen)} both set the threshold; give one of them")
+    for name, value in (("--threshold", args.threshold), ("--target-sensitivity", args.target_sensitivity)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise CTViewerError(f"{name} must be between 0 and 1 (got {value})")
+    if args.threshold is not None:
+        args.threshold_rule, args.target = "fixed", args.threshold
+    elif args.target_sensitivity is not None:
+        args.threshold_rule, args.target = "sensitivity", args.target_sensitivity
     if args.threshold_rule in ("sensitivity", "specificity") and args.target is None:
         raise CTViewerError(f"--threshold-rule {args.threshold_rule} needs --target (e.g. --target 0.9)")
     for name, value in (("epochs", args.epochs), ("size", args.size), ("batch-size", args.batch_size)):
         if value is not None and value < 1:
             raise CTViewerError(f"--{name} must be a positive number (got {value})")
-    if args.validation is not None and not 0.0 < args.validation < 1.0:
-        raise CTViewerError(f"--validation must be between 0 and 1 (got {args.validation})")
+    if args.validation is not None and not 0.0 <= args.validation < 1.0:
+        raise CTViewerError(f"--validation must be at least 0 and below 1 (got {args.validation})")
     return config.with_overrides(
         epochs=args.epochs, input_size=args.size, seed=args.seed, batch_size=args.batch_size, window=args.window,
         validation_fraction=args.validation, threshold_rule=args.threshold_rule, threshold_target=args.target,
@@ -77,16 +94,19 @@ def load_dataset(args: argparse.Namespace, bars: ProgressBars) -> tuple[Any, Any
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train a classifier and save it as a model bundle",
-        description="Train a binary classifier on DATA with a patient-grouped, stratified validation split "
-                    "(early stopping, threshold choice) and save model.keras + model_card.json in BUNDLE. "
-                    "With --folds K, train K cross-validation fold models and save them as one ensemble.",
+        help="train a cross-validated ensemble and save it as a model bundle",
+        description="Train a binary classifier on DATA and save it in BUNDLE. By default: patient-grouped, "
+                    "stratified 5-fold cross-validation whose 5 fold models are kept as one ensemble (their mean "
+                    "probability); the threshold is chosen on the out-of-fold predictions of every image, and "
+                    "the model card holds the expected performance on new images from the same source. "
+                    "--folds 1: a single model with a patient-grouped validation hold-out.",
     )
     add_data_arguments(parser)
     parser.add_argument("--out", required=True, metavar="BUNDLE", help="bundle folder to write")
     add_recipe_arguments(parser)
     parser.add_argument("--folds", type=int, metavar="K",
-                        help="train a K-fold ensemble (cross-validated metrics in the card)")
+                        help="number of fold models in the ensemble (default 5, fewer when a class has fewer "
+                             "patients); 1: one model with a validation hold-out")
     add_progress_flag(parser)
     parser.set_defaults(func=run)
 
@@ -95,20 +115,20 @@ def run(args: argparse.Namespace) -> int:
     from ctviewer.core.model.bundle import save_bundle
     from ctviewer.core.training.run import run_training
 
+    if args.folds is not None and args.folds < 1:
+        raise CTViewerError(f"--folds must be at least 1 (got {args.folds})")
     quiet_tensorflow_logs()
     config = config_from_args(args)
     out = Path(args.out)
-    if args.folds is not None and args.folds < 2:
-        raise CTViewerError(f"--folds must be at least 2 (got {args.folds})")
     with ProgressBars(disable=args.quiet, epochs=config.epochs) as bars, InterruptToStop(bars) as stop:
         dataset, cache = load_dataset(args, bars)
-        run = run_training(dataset, config, args.folds or 1, on_event=bars, should_stop=stop, cache=cache)
+        run = run_training(dataset, config, args.folds, on_event=bars, should_stop=stop, cache=cache)
         if run.cv is not None:
             bars.close()
     if run.cv is not None:
         return _save_ensemble(run.cv, out)
     trained = run.trained
-    assert trained is not None  # folds < 2 always trains one model
+    assert trained is not None  # --folds 1 trains one model
     if trained.cancelled and trained.best_epoch is None:
         raise Cancelled("training stopped before the first epoch ended; nothing saved")
     save_bundle(trained, out)
@@ -121,9 +141,12 @@ def _save_ensemble(result: CVResult, out: Path) -> int:
     from ctviewer.core.model.bundle import save_bundle
 
     assert result.ensemble is not None  # run_training keeps the fold models
-    save_bundle(result.ensemble, out, metrics=result.metrics, extra={"cross_validation": result.to_json_extra()})
-    print(format_cv_summary(result))
-    print(f"  ensemble of {result.folds.k} fold models saved to {out} (model id {result.ensemble.model_id})")
+    save_bundle(result.ensemble, out)
+    title = f"trained {result.config.model} as a {result.folds.k}-fold ensemble"
+    print(format_cv_summary(result, title=title))
+    members = len(result.ensemble.members)
+    print(f"  bundle:     {out}: ensemble of {members} fold model(s) (model id {result.ensemble.model_id}), "
+          f"out-of-fold predictions in {out / 'oof_predictions.csv'}")
     return 0
 
 
@@ -131,11 +154,13 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
-def metrics_line(metrics: Any) -> str:
-    """AUC, accuracy, sensitivity, specificity with their intervals on one line."""
+def metrics_line(metrics: Any, predictive_values: bool = False) -> str:
+    """AUC, accuracy, sensitivity, specificity (and PPV, NPV) with their intervals on one line."""
     parts = []
-    for name, label in (("auc", "AUC"), ("accuracy", "accuracy"), ("sensitivity", "sensitivity"),
-                        ("specificity", "specificity")):
+    names = [("auc", "AUC"), ("accuracy", "accuracy"), ("sensitivity", "sensitivity"), ("specificity", "specificity")]
+    if predictive_values:
+        names += [("ppv", "PPV"), ("npv", "NPV")]
+    for name, label in names:
         value, ci = getattr(metrics, name), getattr(metrics, f"{name}_ci")
         interval = "" if ci.is_nan else f" [{ci.low:.2f}-{ci.high:.2f}]"
         by_patient = getattr(metrics, "patient_ci", {}).get(name)

@@ -164,7 +164,7 @@ class EngineClient:
 
     # ------------------------------------------------------------------ calls
 
-    def train(self, dataset: Dataset, model_name: str, overrides: dict[str, Any], folds: int,
+    def train(self, dataset: Dataset, model_name: str, overrides: dict[str, Any], folds: int | None,
               on_event: EventCallback | None = None, should_stop: StopCheck | None = None) -> TrainingOutcome:
         """Train in the engine (`ctviewer.core.training.run.run_training`); the model stays there."""
         return self._call("train", on_event, should_stop, dataset=dataset, model_name=model_name,

@@ -101,6 +101,7 @@ class ModelHandle:
     folder: str = ""
     trained_on: str = ""  # content hash of the training dataset (from the model / its card)
     n_trained: int = 0  # images in the training dataset (0: not known)
+    expected: str = ""  # the card's expected performance on new images (pooled out-of-fold), one line
 
 
 @dataclass

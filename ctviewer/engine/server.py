@@ -77,7 +77,7 @@ class Engine:
 
     # ------------------------------------------------------------------ calls
 
-    def train(self, dataset: Dataset, model_name: str, overrides: dict[str, Any], folds: int,
+    def train(self, dataset: Dataset, model_name: str, overrides: dict[str, Any], folds: int | None,
               on_event: EventCallback, should_stop: StopCheck) -> TrainingOutcome:
         from ctviewer.core.model.recipes import default_config
         from ctviewer.core.training.run import run_training
@@ -86,8 +86,16 @@ class Engine:
         run = run_training(dataset, config, folds, on_event=on_event, should_stop=should_stop, cache=self.cache)
         handle = None
         if run.cv is not None and run.cv.ensemble is not None:
-            handle = self._keep(run.cv.ensemble, "ensemble", f"{folds} models of cross-validation, averaged ({config.model})",
-                                run.cv.ensemble.config, split=run.cv.folds)
+            from ctviewer.core.training.oof import expected_line
+
+            cv = run.cv
+            kept = len(cv.ensemble.members)
+            source = f"ensemble of {kept} fold models ({config.model})"
+            if cv.cancelled:
+                source += f", cancelled: {kept} of {cv.folds.k} folds kept"
+            handle = self._keep(cv.ensemble, "ensemble", source, cv.ensemble.config, split=cv.folds,
+                                cancelled=cv.cancelled,
+                                expected=expected_line({"expected_performance": cv.expected_performance()}))
         elif run.trained is not None:
             trained = run.trained
             source = f"{config.model} trained in this session" + (
@@ -126,9 +134,11 @@ class Engine:
 
     def load_bundle(self, folder: str) -> ModelHandle:
         from ctviewer.core.model.bundle import load_bundle
+        from ctviewer.core.training.oof import expected_line
 
         bundle = load_bundle(folder)
-        return self._keep(bundle, "bundle", f"saved model {folder}", None, split=bundle.split, folder=str(folder))
+        return self._keep(bundle, "bundle", f"saved model {folder}", None, split=bundle.split, folder=str(folder),
+                          expected=expected_line(bundle.card.raw))
 
     def doctor(self, dataset: Dataset | None, model_id: str | None, predictions: Predictions | None,
                on_event: EventCallback, should_stop: StopCheck) -> list[Finding]:

@@ -10,8 +10,12 @@ from PySide6.QtGui import QBrush, QColor
 
 from ctviewer.core.metrics.predictions import Predictions
 
-COLUMNS = ("File", "Patient", "Label", "Probability", "Predicted", "Correct", "Fold")
+COLUMNS = ("File", "Patient", "Label", "Probability", "Predicted", "Correct", "Fold", "Uncertainty",
+           "Training image")
+UNCERTAINTY_COLUMN, TRAINING_COLUMN = 7, 8
 _HEADER_TIPS = {
+    "Uncertainty": "How much the ensemble's fold models disagree (standard deviation of their probabilities)",
+    "Training image": "The model trained on this image: its probability is optimistic",
     "Label": "The true class (from the folders or labels.csv)",
     "Probability": "The model's probability of the positive class",
     "Predicted": "The model's call, with the threshold it was made at; ✗ marks a wrong call (red row)",
@@ -98,13 +102,15 @@ class PredictionsModel(QAbstractTableModel):
             return None if correct is None else (_RIGHT if correct else _WRONG)
         if role == Qt.ItemDataRole.ToolTipRole:
             return p.paths[row]
-        if role == Qt.ItemDataRole.TextAlignmentRole and col == 3:
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (3, UNCERTAINTY_COLUMN):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role not in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
             return None
         fold = "" if p.folds is None else int(p.folds[row]) + 1
+        spread = None if p.uncertainty is None else float(p.uncertainty[row])
+        seen = None if p.in_training is None else bool(p.in_training[row])
         values = (Path(p.paths[row]).name, p.patients[row] or "", p.labels[row] or "", float(p.probs[row]),
-                  self._pred[row], correct, fold)
+                  self._pred[row], correct, fold, spread, seen)
         value = values[col]
         if role == SORT_ROLE:
             return -1 if value is None else (value if not isinstance(value, bool) else int(value))
@@ -114,6 +120,10 @@ class PredictionsModel(QAbstractTableModel):
             sign = "≥" if p.probs[row] >= self._cut[row] else "<"
             wrong = " ✗" if correct is False else ""
             return f"{value} {sign}{self._cut[row]:.3f}{wrong}"
+        if col == UNCERTAINTY_COLUMN:
+            return "" if value is None else f"{value:.3f}"
+        if col == TRAINING_COLUMN:
+            return "" if value is None else ("yes (optimistic)" if value else "no")
         if col == 5:
             return "" if value is None else ("yes" if value else "NO")
         return value

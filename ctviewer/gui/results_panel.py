@@ -221,15 +221,20 @@ class ResultsPanel(QWidget):
             return
         self._y = predictions.y_true
         labelled = int((self._y >= 0).sum())
+        seen = predictions.n_in_training
         word = dict(LEVEL_CHOICES)[self.level].lower()
         counted = "" if self.units is None else f" from {len(images)} images (mean of each {self.level}'s)"
         notes = "" if self.units is None else "".join(f"<br><small>{n}</small>" for n in self.units.notes)
         self.source_label.setText(f"<b>{len(predictions)} {word}</b>{counted}"
                                   + (f" — {description}" if description else "")
                                   + (f"; {len(predictions) - labelled} unlabelled" if labelled < len(predictions) else "")
-                                  + notes)
+                                  + notes
+                                  + (f"<br><b>{seen} of {len(predictions)} are this model's own training images</b>: "
+                                     "their probabilities (and metrics on them) are optimistic" if seen else ""))
         self.confusion.set_classes(predictions.classes)
         self.table.setColumnHidden(COLUMNS.index("Fold"), predictions.folds is None)
+        self.table.setColumnHidden(COLUMNS.index("Uncertainty"), predictions.uncertainty is None)
+        self.table.setColumnHidden(COLUMNS.index("Training image"), predictions.in_training is None)
         self._fill_roc()
         self._apply(None)  # the model's own call: its threshold, or each fold's for out-of-fold rows
 

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from ctviewer.core.data.dataset import Dataset
-from ctviewer.core.model.config import MODEL_NAMES, TrainConfig, default_config
+from ctviewer.core.model.config import DEFAULT_FOLDS, MODEL_NAMES, TrainConfig, default_config
 from ctviewer.core.training.provenance import training_overlap
 from ctviewer.gui.curves import CurvesWidget
 from ctviewer.gui.form_widgets import RecommendedSpin, WrappingLabel
@@ -102,6 +102,7 @@ class TrainingPanel(QWidget):
         self.batch_spin = RecommendedSpin(1, 512, 1, "images", "Images per training step (batch size)")
         self.folds_spin = QSpinBox()
         self.folds_spin.setRange(1, 10)
+        self.folds_spin.setValue(DEFAULT_FOLDS)  # train = the k-fold ensemble unless turned off
         self.folds_spin.setSpecialValueText("off")
         self.folds_spin.setSuffix(" patient groups")
         self.folds_spin.setToolTip("Off: one training with the validation patients set aside. 3 or more: "
@@ -147,8 +148,8 @@ class TrainingPanel(QWidget):
 
         self.start_button = QPushButton("Start training")
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop training after the current batch, keeping the best epoch so far; "
-                                      "or stop a prediction")
+        self.cancel_button.setToolTip("Stop training after the current batch: an ensemble keeps the folds that "
+                                      "finished, a single model its best epoch so far; or stop a prediction")
         self.load_button = QPushButton("Open model…")
         self.load_button.setToolTip("Open a model saved before (a .ctvmodel folder)")
         self.save_button = QPushButton("Save model…")
@@ -248,12 +249,14 @@ class TrainingPanel(QWidget):
                 "Start training", [f"the model {self.session.model_source} (not saved: File > Save model as…)"]):
             return None
         name, overrides, folds = self.model_box.currentText(), self.overrides(), self.folds_spin.value()
+        # The default (5) may be lowered by the core when a class has fewer patients; other values are asked for.
+        asked = None if folds == DEFAULT_FOLDS else folds
         self._training_dataset = dataset
 
         engine = self.session.engine
 
         def job(on_event, should_stop):
-            return engine.train(dataset, name, overrides, folds, on_event, should_stop)
+            return engine.train(dataset, name, overrides, asked, on_event, should_stop)
 
         worker = Worker(job, "Training")
         worker.epoch_ended.connect(self._on_epoch_ended)
@@ -346,7 +349,7 @@ class TrainingPanel(QWidget):
         self.epoch_label.setText(f"{outcome.summary} ({seconds:.0f} s)")
         handle = outcome.handle
         if handle is not None:
-            if handle.cancelled and handle.best_epoch is None:
+            if handle.kind == "trained" and handle.cancelled and handle.best_epoch is None:
                 self._log("cancelled before the first epoch ended: the model is untrained")
             self._set_model(handle, handle.source)
         if outcome.predictions is not None:
@@ -361,7 +364,7 @@ class TrainingPanel(QWidget):
         self._cancelling = False
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setFormat("cancelled")
-        self.epoch_label.setText("Cancelled (no model kept: cross-validation needs every patient group)")
+        self.epoch_label.setText("Cancelled before the first fold finished: no model kept")
         self.training_cancelled.emit()
 
     def _on_failed(self, error: WorkerError) -> None:
@@ -379,7 +382,11 @@ class TrainingPanel(QWidget):
     def _set_model(self, model: Any, source: str) -> None:
         self._model_unsaved = getattr(model, "kind", "bundle") != "bundle"
         self.session.set_model(model, source)
-        self.model_label.setText(f"Model: {source}; threshold {model.threshold:.3f}")
+        expected = getattr(model, "expected", "")
+        self.model_label.setText(f"Model: {source}; threshold {model.threshold:.3f}"
+                                 + (f"\nexpected on new images from the same source: {expected}" if expected else ""))
+        if expected:
+            self._log(f"expected on new images from the same source: {expected}")
         self.model_ready.emit(model)
 
     # ------------------------------------------------------------------ bundles and prediction

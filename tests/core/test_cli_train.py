@@ -26,6 +26,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.timeout(1800)  # the default train is a 3-fold ensemble here
 def test_train_then_predict_labelled_and_unlabelled(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
     bundle = tmp_path / "bundle"
     assert main(["train", str(data), "--out", str(bundle), "--positive", "contrast", "--seed", "3", *TINY]) == 0
@@ -33,6 +34,12 @@ def test_train_then_predict_labelled_and_unlabelled(data: Path, tmp_path: Path, 
     assert "trained default" in out and "threshold" in out and str(bundle) in out
     card = json.loads((bundle / "model_card.json").read_text())
     assert card["positive"] == "contrast" and card["seed"] == 3 and card["preprocessing"]["size"] == 32
+    # The default is a k-fold ensemble: 3 patients per class make 3 folds (said), and the
+    # expected performance printed is the card's pooled out-of-fold one.
+    assert card["kind"] == "ensemble" and len(card["members"]) == 3
+    assert "3 folds instead of 5" in out and "expected on new images from the same source" in out
+    assert f"threshold:  {card['threshold']:.4f}" in out
+    assert len(_rows(bundle / "oof_predictions.csv")) == 12
 
     labelled_csv = tmp_path / "labelled.csv"
     assert main(["predict", str(bundle), str(data), "--csv", str(labelled_csv), "-q"]) == 0
@@ -41,6 +48,9 @@ def test_train_then_predict_labelled_and_unlabelled(data: Path, tmp_path: Path, 
     assert len(rows) == 12 and {r["label"] for r in rows} == {"contrast", "no_contrast"}
     assert all(r["model_id"] == card["model_id"] for r in rows)
     assert "12 labelled images: AUC" in out
+    # Its own training images are marked as such, and the members' spread is a column.
+    assert all(r["training_image"] == "1" for r in rows) and "12 of 12 images are this model's own" in out
+    assert all(float(r["uncertainty"]) >= 0.0 for r in rows) and "expected on new images" in out
 
     # An unlabelled folder (no class subfolders), with TTA.
     loose = tmp_path / "loose"
@@ -155,9 +165,11 @@ def test_ctrl_c_once_stops_gracefully_and_saves_the_best_epoch(data: Path, tmp_p
 
     monkeypatch.setattr(_progress.ProgressBars, "__call__", press_ctrl_c_in_epoch_2)
     bundle = tmp_path / "bundle"
-    args = ["train", str(data), "--out", str(bundle), "--size", "32", "--epochs", "5", "--batch-size", "4", "-q"]
+    args = ["train", str(data), "--out", str(bundle), "--folds", "1", "--size", "32", "--epochs", "5",
+            "--batch-size", "4", "-q"]
     assert main(args) == 0
     card = json.loads((bundle / "model_card.json").read_text())
+    assert card["kind"] == "single"  # --folds 1: today's single model with a validation hold-out
     assert card["cancelled"] is True and card["epochs_run"] == 1 and card["best_epoch"] == 0
     assert "stopping after this batch" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored

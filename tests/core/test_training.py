@@ -161,9 +161,15 @@ def test_cross_validation_predicts_every_image_out_of_fold(demo):
     assert list(pred.folds) == list(result.folds.fold_of)
     assert sorted({e.fold for e in events if isinstance(e, EpochEnded)}) == [0, 1, 2]
     assert result.metrics.n == len(dataset)
-    assert len(result.fold_thresholds) == 3 and pred.threshold == pytest.approx(np.median(result.fold_thresholds))
-    # Each image is called at its own fold's threshold, never at one tuned with other folds.
-    np.testing.assert_array_equal(pred.row_thresholds, np.asarray(result.fold_thresholds)[pred.folds])
+    assert len(result.fold_thresholds) == 3 and result.completed_folds == 3 and not result.cancelled
+    # The ensemble's threshold: Youden's J on the pooled out-of-fold predictions of every image,
+    # and every image is called at it (the calls the card's expected performance counts).
+    from ctviewer.core.metrics.thresholds import choose_threshold
+
+    assert pred.threshold == result.threshold == choose_threshold(pred.y_true, pred.probs, "youden")
+    assert pred.row_thresholds is None and result.metrics.threshold == result.threshold
+    assert [c.rule for c in result.rule_checks] == ["pooled out-of-fold youden", "median of fold thresholds",
+                                                    "fixed 0.5"]
     # Each fold model never saw its test patients (training part or inner validation).
     for k, member in enumerate(result.models):
         trained_on = set(member.split.patients)
@@ -177,6 +183,13 @@ def test_cross_validation_predicts_every_image_out_of_fold(demo):
     ens = predict(result.ensemble, dataset, cache=cache)
     members = np.mean([predict(m, dataset, cache=cache).probs for m in result.models], axis=0)
     np.testing.assert_allclose(ens.probs, members, atol=1e-6)
+    # Not the threshold the ensemble's own (in-sample) predictions of these images would give.
+    assert result.ensemble.threshold == result.threshold
+    assert choose_threshold(ens.y_true, ens.probs, "youden") != result.threshold
+    # The members' spread is the uncertainty of each image.
+    member_probs = np.stack([predict(m, dataset, cache=cache).probs for m in result.models])
+    np.testing.assert_allclose(ens.uncertainty, member_probs.std(axis=0), atol=1e-6)
+    assert ens.in_training is not None and ens.in_training.all()
 
 
 MIRRORED_SCRIPT = textwrap.dedent(

@@ -33,7 +33,7 @@ def test_cli_train_with_folds_saves_the_ensemble_of_run_training(tmp_path: Path,
     assert main(["train", str(data), "--out", str(out), "--folds", "2",
                  "--size", "32", "--epochs", "1", "--batch-size", "8", "-q"]) == 0
     text = capsys.readouterr().out
-    assert "2-fold patient-grouped cross-validation" in text and "ensemble of 2 fold models saved to" in text
+    assert "trained default as a 2-fold ensemble" in text and "ensemble of 2 fold model(s)" in text
     bundle = load_bundle(out)
     assert bundle.card.kind == "ensemble" and len(bundle.card.raw["members"]) == 2
     assert bundle.card.raw["cross_validation"]["folds"] == 2

@@ -20,8 +20,10 @@ pytestmark = pytest.mark.slow
 TRAIN_TIMEOUT_MS = 300_000
 
 
-def _configure(window, epochs: int, batch: int = 4) -> None:
+def _configure(window, epochs: int, batch: int = 4, folds: int = 1) -> None:
+    """The single-model path (folds 1) unless a test asks for an ensemble."""
     panel = window.training
+    panel.folds_spin.setValue(folds)
     panel.model_box.setCurrentText("default")
     panel.size_spin.setValue(32)
     panel.epochs_spin.setValue(epochs)
@@ -196,11 +198,37 @@ def test_three_fold_cross_validation_gives_out_of_fold_rows_for_every_image(wind
     assert len(outcome.predictions) == window.results.model.rowCount() == n
     assert sorted(set(outcome.predictions.folds.tolist())) == [0, 1, 2]
     assert not window.results.table.isColumnHidden(6)  # the Fold column shows in cross-validation
-    # Each image is called at its own fold's threshold, as the core's CV decided.
-    assert window.results.per_row == (outcome.predictions.row_thresholds is not None)
+    # Every image is called at the ensemble's threshold, chosen on these out-of-fold predictions.
+    assert outcome.predictions.row_thresholds is None and not window.results.per_row
     model = window.results.model
     assert [model.data(model.index(r, 4)).split(" ")[0] for r in range(n)] == outcome.predictions.pred_names()
     assert outcome.handle.kind == "ensemble" and window.session.model is outcome.handle
+    assert outcome.handle.threshold == outcome.predictions.threshold
+    assert "expected on new images from the same source: AUC" in window.training.model_label.text()
+
+
+def test_cancel_keeps_the_finished_folds_as_a_smaller_ensemble(window, open_folder, demo_folder, qtbot):
+    open_folder(window, demo_folder)
+    _configure(window, epochs=40, batch=2, folds=3)
+    done: list = []
+    window.training.training_finished.connect(done.append)
+    worker = window.training.start_training()
+    labels: list[str] = []
+
+    def on_batch(event) -> None:
+        labels.append(window.training.epoch_label.text())
+        if window.training._fold == 1 and event.epoch == 0 and event.batch == 0:
+            window.training.cancel_button.click()
+
+    worker.batch_ended.connect(on_batch)
+    qtbot.waitUntil(lambda: bool(done) or window.last_error is not None, timeout=TRAIN_TIMEOUT_MS)
+    assert window.last_error is None
+    handle = done[0].handle
+    assert handle.kind == "ensemble" and handle.cancelled and "1 of 3 folds kept" in handle.source
+    assert "cancelled" in window.training.epoch_label.text().lower()
+    assert "fold 1 of 3, epoch 1 of 40" in labels
+    # Only the images of the finished fold have out-of-fold predictions.
+    assert set(done[0].predictions.folds.tolist()) == {0}
 
 
 def test_another_dataset_opened_during_training_is_said_and_the_results_name_theirs(window, open_folder, demo_folder,

@@ -264,3 +264,10 @@ def kfold(dataset: Dataset, k: int = 5, seed: int = 0) -> Folds:
     return Folds(
         paths=tuple(dataset.paths), patients=tuple(groups.tolist()), fold_of=tuple(fold_of.tolist()), k=k, seed=seed
     )
+
+
+def smallest_class_patients(dataset: Dataset) -> int:
+    """Patients in the class that has fewest: the most patient-grouped folds this dataset allows."""
+    y, groups = _y_and_groups(dataset)
+    per_class = Counter(_patient_classes(y, groups).values())
+    return min(per_class.get(0, 0), per_class.get(1, 0))

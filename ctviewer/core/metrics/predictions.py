@@ -31,6 +31,11 @@ class Predictions:
     # 0-based frame of a multi-frame file each row predicts (-1: the file's default frame); set
     # when a volume is predicted slice by slice, None otherwise.
     frames: np.ndarray | None = None
+    # Ensembles: standard deviation of the members' probabilities (how much they disagree).
+    uncertainty: np.ndarray | None = None
+    # True where the image was among the model's own training images (its probability is
+    # then optimistic); None when the model does not say what it was trained on.
+    in_training: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.paths)
@@ -51,9 +56,22 @@ class Predictions:
             self.frames = np.asarray(self.frames, dtype=np.int64).reshape(-1)
             if self.frames.shape[0] != n:
                 raise ValueError(f"frames has {self.frames.shape[0]} entries for {n} images")
+        if self.uncertainty is not None:
+            self.uncertainty = np.asarray(self.uncertainty, dtype=np.float64).reshape(-1)
+            if self.uncertainty.shape[0] != n:
+                raise ValueError(f"uncertainty has {self.uncertainty.shape[0]} entries for {n} images")
+        if self.in_training is not None:
+            self.in_training = np.asarray(self.in_training, dtype=bool).reshape(-1)
+            if self.in_training.shape[0] != n:
+                raise ValueError(f"in_training has {self.in_training.shape[0]} entries for {n} images")
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    @property
+    def n_in_training(self) -> int:
+        """How many rows are the model's own training images (0 when unknown)."""
+        return 0 if self.in_training is None else int(self.in_training.sum())
 
     @property
     def positive(self) -> str:

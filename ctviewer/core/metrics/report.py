@@ -28,6 +28,7 @@ from ctviewer.core.metrics.predictions import Predictions
 
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "path", "patient", "study", "series", "label", "prob", "pred", "correct", "threshold", "fold", "model_id",
+    "uncertainty", "training_image",
 )
 REQUIRED_COLUMNS: tuple[str, ...] = ("path", "prob")
 DEFAULT_THRESHOLD = 0.5
@@ -126,12 +127,15 @@ def pseudonym(value: str, salt: str, kind: str = "patient") -> str:
 def write_predictions_csv(pred: Predictions, path: str | os.PathLike[str], pseudonymise_salt: str | None = None,
                           pseudonymise_paths: bool = False) -> Path:
     """Write one row per image: ``path, patient, study, series, label, prob, pred, correct,
-    threshold, fold, model_id`` (UTF-8, header, no index column), atomically.
+    threshold, fold, model_id, uncertainty, training_image`` (UTF-8, header, no index column), atomically.
 
     ``prob`` and ``threshold`` are written with ``repr`` (shortest exact form), so reading the
     file back gives bit-identical floats. ``correct`` is 1/0 (blank when unlabelled), so a
     spreadsheet's AVERAGE of the column is the accuracy; ``fold`` is blank outside
-    cross-validation.
+    cross-validation. ``uncertainty`` is the spread (standard deviation) of an ensemble's
+    member probabilities (blank for a single model); ``training_image`` is 1 where the image
+    was one of the model's own training images (its probability is optimistic), 0 where not,
+    blank when the model does not say.
 
     Parameters
     ----------
@@ -172,10 +176,12 @@ def _prediction_row(pred: Predictions, i: int, called: int, correct: bool | None
     if pred.folds is not None and int(pred.folds[i]) >= 0:
         fold = str(int(pred.folds[i]))
     label = pred.labels[i]
+    uncertainty = "" if pred.uncertainty is None else repr(float(pred.uncertainty[i]))
+    in_training = "" if pred.in_training is None else str(int(bool(pred.in_training[i])))
     return [
         path, patient, study, series, "" if label is None else label, repr(float(pred.probs[i])),
         pred.classes[called], "" if correct is None else str(int(correct)), repr(float(row_threshold)),
-        fold, pred.model_id,
+        fold, pred.model_id, uncertainty, in_training,
     ]
 
 
@@ -224,6 +230,8 @@ def read_predictions_csv(path: str | os.PathLike[str], positive: str | None = No
         else:
             threshold = file_thresholds[0] if file_thresholds else DEFAULT_THRESHOLD
     model_ids = list(dict.fromkeys(row.get("model_id") or "" for _, row in rows))
+    spread = [_parse_float(source, line, "uncertainty", row.get("uncertainty")) for line, row in rows]
+    marks = [(row.get("training_image") or "").strip() for _, row in rows]
     return Predictions(
         paths=[row.get("path") or "" for _, row in rows],
         probs=np.asarray(probs, dtype=np.float64),
@@ -237,6 +245,8 @@ def read_predictions_csv(path: str | os.PathLike[str], positive: str | None = No
         # One id per report; a cross-validation report may list one per fold.
         model_id=";".join(m for m in model_ids if m),
         row_thresholds=per_row,
+        uncertainty=None if any(v is None for v in spread) else np.asarray(spread, dtype=np.float64),
+        in_training=None if not all(m in ("0", "1") for m in marks) else np.asarray([m == "1" for m in marks]),
     )
 
 

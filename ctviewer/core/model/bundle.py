@@ -34,6 +34,7 @@ from ctviewer.core.errors import ModelError
 from ctviewer.core.jsonable import json_safe
 from ctviewer.core.model.ensemble import Ensemble
 from ctviewer.core.model.predictor import PredictorBase
+from ctviewer.core.model.provenance import OOF_FILE, TRAINING_IMAGES_FILE, write_oof_file, write_training_images_file
 
 if TYPE_CHECKING:
     import keras
@@ -261,12 +262,24 @@ def _card_dict(trained: TrainedModel | Ensemble, model_sha: str, metrics: Metric
         "threshold": float(trained.threshold),
         "threshold_rule": config.threshold_rule,
         "threshold_target": config.threshold_target,
+        "threshold_chosen_on": ("pooled out-of-fold predictions of every training image"
+                                if getattr(trained, "cross_validation", None) is not None
+                                else "median of the members' validation thresholds" if isinstance(trained, Ensemble)
+                                else "the validation hold-out"),
         "seed": config.seed,
         "training": config.to_dict(),
         "dataset": trained.dataset.to_json_dict(),
         "versions": library_versions(),
         **trained.card_fields(),
     }
+    cv = getattr(trained, "cross_validation", None)
+    if cv is not None:
+        card["expected_performance"] = {**cv.expected_performance(), "file": OOF_FILE}
+        card["cancelled"] = bool(cv.cancelled)
+        card["notes"] = list(cv.notes)
+        if metrics is None:
+            metrics = cv.metrics
+        extra = {"cross_validation": cv.to_json_extra(), **(extra or {})}
     metrics_out: dict[str, Any] = {}
     if trained.validation_metrics is not None:
         metrics_out["validation"] = trained.validation_metrics.to_json_dict()
@@ -314,7 +327,7 @@ def save_bundle(trained: TrainedModel | Ensemble | Bundle, folder: str | Path,
     try:
         if isinstance(trained, Bundle):
             # A loaded bundle is saved as the files it came from (its card cannot be rebuilt).
-            for name in (MODEL_FILE, CARD_FILE, SPLIT_FILE):
+            for name in (MODEL_FILE, CARD_FILE, SPLIT_FILE, OOF_FILE, TRAINING_IMAGES_FILE):
                 if (trained.folder / name).is_file():
                     shutil.copy2(trained.folder / name, tmp / name)
         else:
@@ -326,6 +339,10 @@ def save_bundle(trained: TrainedModel | Ensemble | Bundle, folder: str | Path,
         if not isinstance(trained, (Ensemble, Bundle)):
             (tmp / SPLIT_FILE).write_text(json.dumps(json_safe(trained.split.to_json_dict()), indent=1) + "\n",
                                           encoding="utf-8")
+            if trained.dataset.images:
+                write_training_images_file(tmp, trained)
+        if isinstance(trained, Ensemble) and trained.cross_validation is not None:
+            write_oof_file(tmp, trained.cross_validation)
         old = None
         if folder.exists():
             old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old-"))

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 # The single list of model names; ctviewer.core.model.recipes re-exports both.
 BACKBONES: tuple[str, ...] = ("efficientnetb0", "resnet50", "densenet121")  # frozen keras.applications backbones
 MODEL_NAMES: tuple[str, ...] = ("default", "seed", *BACKBONES)
+# `train` / Start training: this many patient-grouped fold models as one ensemble (fewer when a
+# class has fewer patients); 1 means one model with a validation hold-out.
+DEFAULT_FOLDS = 5
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,9 @@ class Ensemble(PredictorBase):
     threshold: float
     config: TrainConfig  # of the first member; seeds differ per fold
     classes: tuple[str, str]
-    dataset: DatasetSummary
+    dataset: DatasetSummary  # the whole training data (each member saw its k-1 folds of it)
+    # The CVResult that made it (out-of-fold predictions, expected performance), when known.
+    cross_validation: Any = None
 
     @property
     def preprocessing(self) -> Preprocessing:

@@ -25,6 +25,7 @@ from ctviewer.core.data.imaging import Preprocessing
 from ctviewer.core.errors import Cancelled, ModelError
 from ctviewer.core.events import EventCallback, Message, Progress, StopCheck, emit, stop_requested
 from ctviewer.core.metrics.predictions import Predictions
+from ctviewer.core.model.members import spread_model
 from ctviewer.core.model.predictor import Predictor, PredictorBase
 
 if TYPE_CHECKING:
@@ -92,28 +93,50 @@ def predict_arrays(model: Any, x: np.ndarray, batch_size: int = 32, tta: bool = 
     Every batch is padded to ``batch_size`` rows, so the model always sees one input shape
     (one compiled function, and the same arithmetic for an image wherever it sits).
     """
+    return predict_arrays_with_spread(model, x, batch_size, tta, should_stop, progress)[0]
+
+
+def predict_arrays_with_spread(model: Any, x: np.ndarray, batch_size: int = 32, tta: bool = False,
+                               should_stop: StopCheck | None = None,
+                               progress: Callable[[int, int], None] | None = None,
+                               ) -> tuple[np.ndarray, np.ndarray | None]:
+    """`predict_arrays`, plus the standard deviation of a fold ensemble's members (None otherwise)."""
     x = _as_batchable(x)
     n = x.shape[0]
     probs = np.empty(n, dtype=np.float64)
+    spread = np.empty(n, dtype=np.float64) if spread_model(model) is not None else None
     for start in range(0, n, batch_size):
         if stop_requested(should_stop):
             raise Cancelled("prediction cancelled")
         stop = min(start + batch_size, n)
-        probs[start:stop] = _predict_batch(model, x[start:stop], batch_size, tta)
+        batch_probs, batch_spread = _predict_batch(model, x[start:stop], batch_size, tta)
+        probs[start:stop] = batch_probs
+        if spread is not None and batch_spread is not None:
+            spread[start:stop] = batch_spread
         if progress:
             progress(stop, n)
-    return probs
+    return probs, spread
 
 
-def _predict_batch(model: Any, batch: np.ndarray, batch_size: int, tta: bool) -> np.ndarray:
+def _predict_batch(model: Any, batch: np.ndarray, batch_size: int, tta: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Mean probability of the views of each image, and the spread of the members' (view-averaged) ones."""
     m = batch.shape[0]
     views = tta_views(batch) if tta else [batch]
+    with_members = spread_model(model)
     total = np.zeros(m, dtype=np.float64)
+    member_total: np.ndarray | None = None
     for view in views:
         padded = np.zeros((batch_size,) + view.shape[1:], dtype=np.float32)
         padded[:m] = view
-        total += _positive_column(model.predict_on_batch(padded))[:m]
-    return total / len(views)
+        if with_members is None:
+            total += _positive_column(model.predict_on_batch(padded))[:m]
+            continue
+        mean, members = with_members.predict_on_batch(padded)
+        total += _positive_column(mean)[:m]
+        members = np.asarray(members, dtype=np.float64)[:m]
+        member_total = members if member_total is None else member_total + members
+    spread = None if member_total is None else np.std(member_total / len(views), axis=1)
+    return total / len(views), spread
 
 
 # --------------------------------------------------------------------------- datasets
@@ -170,11 +193,15 @@ def predict(
         x = _as_batchable(data)
         if x.shape[1:3] != (size, size):
             raise ModelError(f"images are {x.shape[1]}x{x.shape[2]} px but the model expects {size}x{size}")
-        probs = predict_arrays(model, x, batch_size, tta, should_stop, report)
+        probs, spread = predict_arrays_with_spread(model, x, batch_size, tta, should_stop, report)
         return Predictions(paths=[f"array[{i}]" for i in range(len(x))], probs=probs, threshold=threshold,
-                           classes=classes or DEFAULT_CLASSES, model_id=model_id)
-    return _predict_dataset(model, data, prep, classes, threshold, model_id, tta, batch_size, cache,
+                           classes=classes or DEFAULT_CLASSES, model_id=model_id, uncertainty=spread)
+    pred = _predict_dataset(model, data, prep, classes, threshold, model_id, tta, batch_size, cache,
                             on_event, should_stop, report)
+    from ctviewer.core.model.provenance import training_image_marks
+
+    pred.in_training = training_image_marks(model_or_bundle, data)
+    return pred
 
 
 def _predict_dataset(model: Any, dataset: Dataset, prep: Preprocessing, classes: tuple[str, str] | None,
@@ -192,13 +219,17 @@ def _predict_dataset(model: Any, dataset: Dataset, prep: Preprocessing, classes:
             f"counted as {classes[0]} in the metrics", "warning"))
     n = len(dataset)
     probs = np.empty(n, dtype=np.float64)
+    spread = np.empty(n, dtype=np.float64) if spread_model(model) is not None else None
     # Stream: only one batch of preprocessed images is in memory at a time.
     for start in range(0, n, batch_size):
         if stop_requested(should_stop):
             raise Cancelled("prediction cancelled")
         items = dataset.items[start : start + batch_size]
         batch = np.stack([np.asarray(cache.array(it.path, prep), dtype=np.float32) for it in items])[..., None]
-        probs[start : start + len(items)] = _predict_batch(model, batch, batch_size, tta)
+        batch_probs, batch_spread = _predict_batch(model, batch, batch_size, tta)
+        probs[start : start + len(items)] = batch_probs
+        if spread is not None and batch_spread is not None:
+            spread[start : start + len(items)] = batch_spread
         report(start + len(items), n)
     return Predictions(
         paths=[it.path for it in dataset.items],
@@ -210,6 +241,7 @@ def _predict_dataset(model: Any, dataset: Dataset, prep: Preprocessing, classes:
         studies=[it.study for it in dataset.items],
         series=[it.series for it in dataset.items],
         model_id=model_id,
+        uncertainty=spread,
     )
 
 

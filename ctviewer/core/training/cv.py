@@ -10,40 +10,79 @@ import numpy as np
 
 from ctviewer.core.data.cache import Cache
 from ctviewer.core.data.dataset import Dataset
-from ctviewer.core.data.splits import kfold
-from ctviewer.core.errors import Cancelled
-from ctviewer.core.events import EventCallback, FoldStarted, StopCheck, emit, stop_requested
+from ctviewer.core.data.splits import kfold, smallest_class_patients
+from ctviewer.core.errors import Cancelled, DatasetError
+from ctviewer.core.events import EventCallback, FoldStarted, Message, StopCheck, emit, stop_requested
 from ctviewer.core.metrics.predictions import Predictions
-from ctviewer.core.model.config import TrainConfig
+from ctviewer.core.model.config import DEFAULT_FOLDS, TrainConfig
 from ctviewer.core.training.fit import _check_config, fit
+from ctviewer.core.training.oof import choose_oof_threshold, compare_threshold_rules
 from ctviewer.core.training.results import CVResult, TrainedModel, summarize_dataset
+
+
+def resolve_folds(dataset: Dataset, folds: int | None, notes: list[str]) -> int:
+    """``folds``, or the default 5 lowered (with a note) when a class has fewer patients than that.
+
+    An explicit number of folds is taken as asked (`kfold` says when the data cannot make it).
+    """
+    if folds is not None:
+        return int(folds)
+    smallest = smallest_class_patients(dataset)
+    if smallest >= DEFAULT_FOLDS:
+        return DEFAULT_FOLDS
+    if smallest < 2:
+        raise DatasetError(f"cannot make patient-grouped folds: a class has {smallest} patient(s); "
+                           "each class needs at least 2 patients (add patients, or use --folds 1)")
+    notes.append(f"{smallest} folds instead of {DEFAULT_FOLDS}: a class has only {smallest} patients")
+    return smallest
+
+
+def _fold_config(config: TrainConfig, k: int) -> TrainConfig:
+    # Without an inner hold-out a fold trains a fixed schedule: all epochs, the last one kept
+    # (restoring the "best" epoch by training loss would just pick the most over-fitted one).
+    fixed = not config.validation_fraction or config.validation_fraction <= 0
+    return replace(config, seed=config.seed + k, restore_best=config.restore_best and not fixed)
 
 
 def cross_validate(
     dataset: Dataset,
     config: TrainConfig,
-    folds: int = 5,
+    folds: int | None = None,
     on_event: EventCallback | None = None,
     should_stop: StopCheck | None = None,
     keep_models: bool = False,
     cache: Cache | None = None,
     strategy: Any = None,
     stream: bool | None = None,
+    keep_partial: bool = False,
 ) -> CVResult:
     """Patient-grouped stratified k-fold: train on k-1 folds, predict the held-out one.
 
-    Each fold's model gets its own grouped validation hold-out inside its training part
-    (early stopping and threshold), so no test image influences its own prediction. Each
-    image is called at its own fold's threshold (``row_thresholds``), and the pooled metrics
-    count those calls; ``threshold`` is the median of the k fold thresholds (the operating
-    point of the ensemble). Per-fold thresholds and metrics are in the result.
+    The one code path of ``ctviewer train`` (which keeps the fold models as an ensemble)
+    and ``ctviewer cv`` (which by default does not). Each fold model early-stops on its own
+    patient-grouped hold-out inside its training part (or, with ``validation_fraction`` 0,
+    trains a fixed schedule), so it never sees its out-of-fold images. The ensemble's
+    threshold is then chosen by ``config.threshold_rule`` on the pooled out-of-fold
+    predictions of every image, and the pooled metrics are at that threshold. The
+    threshold rules are also checked cross-fitted (`ctviewer.core.training.oof`).
+
+    Parameters
+    ----------
+    folds
+        Number of folds; None: 5, or fewer (with a note in ``notes``) when a class has
+        fewer than 5 patients.
+    keep_models
+        Keep the fold models and their averaging `Ensemble` (``result.ensemble``).
+    keep_partial
+        On cancel, keep the folds that finished (a smaller ensemble, ``cancelled=True``)
+        instead of raising `Cancelled`. Raises all the same when no fold finished.
 
     Raises
     ------
     DatasetError
         Fewer than ``folds`` patients in a class, one class only, etc.
     Cancelled
-        ``should_stop()`` became true; the folds finished so far are discarded.
+        ``should_stop()`` became true (and ``keep_partial`` is off, or no fold finished).
     """
     from ctviewer.core.metrics.evaluation import compute_metrics, metrics_from_predictions
     from ctviewer.core.model.inference import predict
@@ -51,54 +90,94 @@ def cross_validate(
     started = time.perf_counter()
     _check_config(config)
     dataset.require_binary()
-    assignment = kfold(dataset, folds, seed=config.seed)
+    notes: list[str] = []
+    n_folds = resolve_folds(dataset, folds, notes)
+    for note in notes:
+        emit(on_event, Message(note))
+    assignment = kfold(dataset, n_folds, seed=config.seed)
     cache = cache if cache is not None else Cache()
     probs = np.full(len(dataset), np.nan)
     thresholds: list[float] = []
-    fold_metrics: list[Any] = []
     histories: list[dict[str, list[float]]] = []
     kept: list[TrainedModel] = []
+    cancelled = False
     y = dataset.y
-    for k in range(folds):
+    for k in range(n_folds):
         if stop_requested(should_stop):
-            raise Cancelled(f"cross-validation cancelled before fold {k + 1}")
-        emit(on_event, FoldStarted(k, folds))
+            cancelled = _stop_or_raise(f"before fold {k + 1}", keep_partial, k, n_folds, notes)
+            break
+        emit(on_event, FoldStarted(k, n_folds))
         train_idx, test_idx = assignment.train_indices(k), assignment.test_indices(k)
-        trained = fit(dataset.subset(train_idx.tolist()), replace(config, seed=config.seed + k), on_event,
-                      should_stop, cache=cache, strategy=strategy, stream=stream, fold=k)
+        try:
+            trained = fit(dataset.subset(train_idx.tolist()), _fold_config(config, k), on_event,
+                          should_stop, cache=cache, strategy=strategy, stream=stream, fold=k)
+        except Cancelled:  # while the fold's images were loading
+            cancelled = _stop_or_raise(f"during fold {k + 1}", keep_partial, k, n_folds, notes)
+            break
         if trained.cancelled:
-            raise Cancelled(f"cross-validation cancelled during fold {k + 1}")
+            del trained
+            cancelled = _stop_or_raise(f"during fold {k + 1}", keep_partial, k, n_folds, notes)
+            break
         fold_pred = predict(trained, dataset.subset(test_idx.tolist()),
                             batch_size=config.batch_size, cache=cache)
         probs[test_idx] = fold_pred.probs
         thresholds.append(trained.threshold)
         histories.append(trained.history)
-        try:
-            fold_metrics.append(compute_metrics(y[test_idx], fold_pred.probs, trained.threshold, trained.classes))
-        except ValueError:
-            fold_metrics.append(None)
         if keep_models or config.ensemble:
             kept.append(trained)
         else:
             del trained
+    done = np.flatnonzero(np.isfinite(probs))
     classes = (str(dataset.negative), str(dataset.positive))
-    pooled_threshold = float(np.median(thresholds))
     fold_of = np.asarray(assignment.fold_of, dtype=np.int64)
+    threshold = _pooled_threshold(y[done], probs[done], config, notes, on_event)
+    tested = dataset.subset(done.tolist())
     oof = Predictions(
-        paths=dataset.paths, probs=probs, threshold=pooled_threshold, classes=classes,
-        labels=[it.label for it in dataset.items], patients=[it.patient for it in dataset.items],
-        studies=[it.study for it in dataset.items], series=[it.series for it in dataset.items],
-        folds=fold_of, model_id=f"cv{folds}-{config.model}",
-        row_thresholds=np.asarray(thresholds, dtype=np.float64)[fold_of],
+        paths=tested.paths, probs=probs[done], threshold=threshold, classes=classes,
+        labels=[it.label for it in tested.items], patients=[it.patient for it in tested.items],
+        studies=[it.study for it in tested.items], series=[it.series for it in tested.items],
+        folds=fold_of[done], model_id=f"cv{n_folds}-{config.model}",
     )
+    fold_metrics: list[Any] = []
+    for k in range(len(thresholds)):
+        test_idx = assignment.test_indices(k)
+        try:
+            fold_metrics.append(compute_metrics(y[test_idx], probs[test_idx], threshold, classes))
+        except ValueError:
+            fold_metrics.append(None)
     result = CVResult(
         predictions=oof, metrics=metrics_from_predictions(oof), folds=assignment, fold_thresholds=thresholds,
         fold_metrics=fold_metrics, histories=histories, config=config, dataset=summarize_dataset(dataset),
-        models=kept,
+        models=kept, cancelled=cancelled, notes=notes, threshold=threshold,
+        rule_checks=compare_threshold_rules(y[done], probs[done], fold_of[done], thresholds,
+                                            config.threshold_rule, config.threshold_target),
     )
     if kept:
         from ctviewer.core.model.ensemble import Ensemble
 
-        result.ensemble = Ensemble.from_trained(kept, threshold=pooled_threshold)
+        result.ensemble = Ensemble.from_trained(kept, threshold=threshold)
+        # The ensemble was trained on the whole dataset (each member on its k-1 folds).
+        result.ensemble.dataset = result.dataset
+        result.ensemble.cross_validation = result
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _stop_or_raise(when: str, keep_partial: bool, completed: int, planned: int, notes: list[str]) -> bool:
+    if not keep_partial or completed == 0:
+        raise Cancelled(f"cross-validation cancelled {when}" + ("; no fold had finished, nothing kept"
+                                                                  if keep_partial else ""))
+    notes.append(f"cancelled {when}: an ensemble of the {completed} completed fold model(s) of {planned}; "
+                 f"its out-of-fold metrics cover only the images of those folds")
+    return True
+
+
+def _pooled_threshold(y: np.ndarray, probs: np.ndarray, config: TrainConfig, notes: list[str],
+                      on_event: EventCallback | None) -> float:
+    try:
+        return choose_oof_threshold(y, probs, config.threshold_rule, config.threshold_target)
+    except ValueError as exc:
+        note = f"threshold left at 0.5: cannot apply rule {config.threshold_rule!r} to the out-of-fold predictions ({exc})"
+        notes.append(note)
+        emit(on_event, Message(note, "warning"))
+        return 0.5

@@ -33,6 +33,9 @@ class DatasetSummary:
     positive: str
     negative: str
     content_hash: str  # hash of the sorted per-file content hashes
+    # (path, content hash) of every image, so predictions can say which were training images;
+    # written to the bundle's image list, not to the card.
+    images: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +59,7 @@ def summarize_dataset(dataset: Dataset) -> DatasetSummary:
         source=str(dataset.source), n_images=len(dataset), n_patients=len(set(dataset.patients.tolist())),
         class_counts=dataset.class_counts(), positive=str(dataset.positive), negative=str(dataset.negative),
         content_hash=dataset_content_hash(dataset),
+        images=tuple((str(it.path), str(it.content_hash)) for it in dataset.items),
     )
 
 
@@ -135,7 +139,42 @@ class CVResult:
     models: list[TrainedModel] = field(default_factory=list)
     ensemble: Ensemble | None = None  # when keep_models / config.ensemble
     seconds: float = 0.0
-    cancelled: bool = False
+    cancelled: bool = False  # stopped early; only the completed folds are in the result
+    notes: list[str] = field(default_factory=list)
+    rule_checks: list[Any] = field(default_factory=list)  # ctviewer.core.training.oof.RuleCheck
+    threshold: float = 0.5  # the ensemble's: chosen on the pooled out-of-fold predictions
+
+    @property
+    def completed_folds(self) -> int:
+        return len(self.fold_thresholds)
+
+    def fold_rows(self) -> list[dict[str, Any]]:
+        """The per-fold table: images tested, inner-validation threshold, metrics at the ensemble threshold."""
+        rows = []
+        for k, m in enumerate(self.fold_metrics):
+            row: dict[str, Any] = {"fold": k, "n": len(self.folds.test_indices(k)),
+                                   "inner_threshold": self.fold_thresholds[k]}
+            if m is not None:
+                row.update({name: m.to_json_dict()[name] for name in ("auc", "accuracy", "sensitivity",
+                                                                      "specificity")})
+            rows.append(row)
+        return rows
+
+    def expected_performance(self) -> dict[str, Any]:
+        """The model card's block: pooled out-of-fold metrics with intervals, per fold, rule check."""
+        return {
+            "source": "pooled out-of-fold predictions: every image predicted by the fold model that never saw "
+                      "its patient",
+            "folds": self.folds.k,
+            "completed_folds": self.completed_folds,
+            "threshold": self.threshold,
+            "threshold_rule": self.config.threshold_rule,
+            "threshold_target": self.config.threshold_target,
+            "metrics": self.metrics.to_json_dict(),
+            "per_fold": self.fold_rows(),
+            "threshold_rules_checked": [c.to_json_dict() for c in self.rule_checks],
+            "notes": list(self.notes),
+        }
 
     def to_json_extra(self) -> dict[str, Any]:
         """What metrics.json holds besides the pooled metrics."""
@@ -143,6 +182,8 @@ class CVResult:
             "folds": self.folds.k,
             "seed": self.folds.seed,
             "model": self.config.model,
+            "completed_folds": self.completed_folds,
+            "cancelled": self.cancelled,
             "fold_thresholds": list(self.fold_thresholds),
             "threshold_rule": self.config.threshold_rule,
             "fold_metrics": [
@@ -150,8 +191,9 @@ class CVResult:
                                                                       "specificity", "threshold")} if m else {})}
                 for i, m in enumerate(self.fold_metrics)
             ],
+            "threshold_rules_checked": [c.to_json_dict() for c in self.rule_checks],
+            "notes": list(self.notes),
             "dataset": self.dataset.to_json_dict(),
             "config": self.config.to_dict(),
             "seconds": round(self.seconds, 1),
         }
-

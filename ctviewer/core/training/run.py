@@ -1,7 +1,7 @@
 """`run_training`: the one way the app and the CLI train a model on everything they have.
 
-One fold (``folds < 2``): `fit` with a patient-grouped validation hold-out. Two or more:
-`cross_validate` keeping the fold models, whose averaging `Ensemble` is the model. Either
+Default (``folds`` None, or 2 or more): k-fold `cross_validate` keeping the fold models, whose
+averaging `Ensemble` is the model; ``folds`` 1: `fit` with a patient-grouped validation hold-out. Either
 way the result names the model (a `Predictor`), the honest predictions to show (validation
 hold-out or out-of-fold) and what they are, the histories, and a one-line summary.
 """
@@ -36,36 +36,44 @@ class TrainingRun:
 
     @property
     def cancelled(self) -> bool:
+        if self.cv is not None:
+            return self.cv.cancelled
         return self.trained is not None and self.trained.cancelled
 
 
-def run_training(dataset: Dataset, config: TrainConfig, folds: int = 1, *, on_event: EventCallback | None = None,
-                 should_stop: StopCheck | None = None, cache: Cache | None = None) -> TrainingRun:
-    """Train one model (``folds < 2``) or a ``folds``-fold cross-validated ensemble.
+def run_training(dataset: Dataset, config: TrainConfig, folds: int | None = None, *,
+                 on_event: EventCallback | None = None, should_stop: StopCheck | None = None,
+                 cache: Cache | None = None) -> TrainingRun:
+    """Train a k-fold cross-validated ensemble (the default) or, with ``folds`` 1, one model.
 
     Parameters
     ----------
     dataset, config
         The labelled binary dataset and the recipe (with any overrides).
     folds
-        Below 2: one model with a validation hold-out; otherwise k-fold cross-validation.
+        None: 5 fold models (fewer, with a note, when a class has fewer patients); k >= 2:
+        k fold models; 1: one model with a patient-grouped validation hold-out.
     on_event, should_stop, cache
         As `fit` and `cross_validate` take them.
 
     Returns
     -------
     TrainingRun
-        A cancelled single run keeps its best epoch (``cancelled`` is True); a cancelled
-        cross-validation raises `Cancelled`.
+        A cancelled single run keeps its best epoch; a cancelled ensemble keeps the folds
+        that finished (``cancelled`` is True either way). `Cancelled` is raised only when
+        nothing finished.
     """
     from ctviewer.core.training.cv import cross_validate
     from ctviewer.core.training.fit import fit
 
-    if folds >= 2:
+    if folds is None or folds >= 2:
         cv = cross_validate(dataset, config, folds=folds, on_event=on_event, should_stop=should_stop,
-                            keep_models=True, cache=cache)
+                            keep_models=True, keep_partial=True, cache=cache)
+        kept, planned = cv.completed_folds, cv.folds.k
+        done = (f"Training cancelled: an ensemble of the {kept} of {planned} folds that finished is kept"
+                if cv.cancelled else f"{planned}-fold ensemble trained")
         return TrainingRun(model=cv.ensemble, predictions=cv.predictions, predictions_are=OUT_OF_FOLD_PREDICTIONS,
-                           summary=f"Cross-validation over {folds} patient groups done", histories=list(cv.histories), cv=cv)
+                           summary=f"{done}, threshold {cv.threshold:.3f}", histories=list(cv.histories), cv=cv)
     trained = fit(dataset, config, on_event=on_event, should_stop=should_stop, cache=cache)
     best = "none" if trained.best_epoch is None else str(trained.best_epoch + 1)
     summary = (f"Training {'cancelled' if trained.cancelled else 'done'}: {trained.epochs_run} epochs, "
