@@ -207,9 +207,10 @@ def test_three_fold_cross_validation_gives_out_of_fold_rows_for_every_image(wind
     assert "expected on new images from the same source: AUC" in window.training.model_label.text()
 
 
+@pytest.mark.timeout(1800)
 def test_cancel_keeps_the_finished_folds_as_a_smaller_ensemble(window, open_folder, demo_folder, qtbot):
     open_folder(window, demo_folder)
-    _configure(window, epochs=40, batch=2, folds=3)
+    _configure(window, epochs=3, batch=2, folds=3)
     done: list = []
     window.training.training_finished.connect(done.append)
     worker = window.training.start_training()
@@ -221,12 +222,13 @@ def test_cancel_keeps_the_finished_folds_as_a_smaller_ensemble(window, open_fold
             window.training.cancel_button.click()
 
     worker.batch_ended.connect(on_batch)
-    qtbot.waitUntil(lambda: bool(done) or window.last_error is not None, timeout=TRAIN_TIMEOUT_MS)
+    # A whole fold runs before the cancel: allow for a loaded 2-core machine.
+    qtbot.waitUntil(lambda: bool(done) or window.last_error is not None, timeout=3 * TRAIN_TIMEOUT_MS)
     assert window.last_error is None
     handle = done[0].handle
     assert handle.kind == "ensemble" and handle.cancelled and "1 of 3 folds kept" in handle.source
     assert "cancelled" in window.training.epoch_label.text().lower()
-    assert "fold 1 of 3, epoch 1 of 40" in labels
+    assert "fold 1 of 3, epoch 1 of 3" in labels
     # Only the images of the finished fold have out-of-fold predictions.
     assert set(done[0].predictions.folds.tolist()) == {0}
 
