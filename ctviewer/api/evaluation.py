@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ctviewer.core.metrics.evaluation import Metrics, compute_metrics, metric_rows, metrics_from_predictions
+from ctviewer.core.metrics.evaluation import Metrics, metric_rows, metrics_from_predictions
 from ctviewer.core.metrics.predictions import Predictions
 
 DEFAULT_THRESHOLD = 0.5
@@ -198,26 +198,24 @@ def _positive_probs(prob: Any, n: int, positive: Any) -> np.ndarray:
 
 
 def _patient_level(pred: Predictions) -> tuple[Metrics | None, list[str]]:
-    """Interim patient level: each patient's mean probability, called at the mean of its rows' thresholds.
+    """Patient level through the core's aggregation: each patient's mean probability (the default rule).
 
     A patient whose images carry both labels has no single true class and is left out (said in the notes).
+    Patients are called at the images' threshold (one per row: their median), as ``ctviewer evaluate
+    --level patient`` does for a report without folds.
     """
-    y, p, t = pred.y_true, pred.probs, pred.thresholds()
-    order: dict[str, list[int]] = {}
-    for i, pid in enumerate(pred.patients):
-        order.setdefault(pid, []).append(i)
-    keep = [rows for rows in order.values() if len(set(y[rows].tolist())) == 1]
-    mixed = [pid for pid, rows in order.items() if len(set(y[rows].tolist())) > 1]
-    notes = [f"per patient: the mean probability of each patient's images ({len(order)} patients)"]
-    if mixed:
-        notes.append(f"{len(mixed)} patient(s) have images of both classes and are left out of the patient level "
-                     f"(e.g. {mixed[0]})")
-    if not keep:
+    from ctviewer.core.metrics.aggregate import aggregate
+    from ctviewer.core.metrics.unit_report import level_metrics
+
+    units = aggregate(pred, "patient", "mean", threshold=float(pred.threshold))
+    notes = [f"per patient: the mean probability of each patient's images ({len(units)} patients)"]
+    if units.mixed:
+        notes.append(f"{len(units.mixed)} patient(s) have images of both classes and are left out of the patient "
+                     f"level (e.g. {units.mixed[0]})")
+    try:
+        return level_metrics(units), notes
+    except ValueError:  # no labelled patient left
         return None, notes
-    py = np.array([y[rows[0]] for rows in keep], dtype=np.int64)
-    pp = np.array([p[rows].mean() for rows in keep])
-    pt = np.array([t[rows].mean() for rows in keep])
-    return compute_metrics(py, pp, pt if len(set(pt.tolist())) > 1 else float(pt[0]), pred.classes), notes
 
 
 def evaluate(y_true: Any, prob: Any, *, threshold: float | Sequence[float] | None = None, positive: Any = None,
