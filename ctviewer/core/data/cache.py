@@ -135,7 +135,7 @@ class Cache:
         try:
             self._db = self._connect(index)
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and "database" not in str(exc).lower():
+            if isinstance(exc, sqlite3.OperationalError):  # cannot open or write: not damage
                 raise _CacheUnusable(str(exc)) from None
             self._say(f"cache index {index} is damaged ({exc}); rebuilt empty (images are inspected again)")
             for suffix in ("", "-wal", "-shm"):
