@@ -211,11 +211,17 @@ def _prediction_row(pred: Predictions, i: int, called: int, correct: bool | None
     label = pred.labels[i]
     uncertainty = "" if pred.uncertainty is None else repr(float(pred.uncertainty[i]))
     in_training = "" if pred.in_training is None else str(int(bool(pred.in_training[i])))
+    path, patient = _utf8_text(path), _utf8_text(patient)
     return [
         path, patient, study, series, "" if label is None else label, repr(float(pred.probs[i])),
         pred.classes[called], "" if correct is None else str(int(correct)), repr(float(row_threshold)),
         fold, pred.model_id, uncertainty, in_training,
     ]
+
+
+def _utf8_text(text: str) -> str:
+    """A file name that is not valid UTF-8 (its bytes kept as surrogates) with those bytes as \\xNN."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def read_predictions_csv(path: str | os.PathLike[str], positive: str | None = None,
