@@ -132,3 +132,44 @@ def test_leftovers_of_killed_saves_are_cleaned_and_a_missing_bundle_restored(tmp
     save_bundle(_loaded(new), tmp_path / "target")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "target"]
     assert (tmp_path / "target" / MODEL_FILE).read_bytes() == b"new model"
+
+
+# --------------------------------------------------------------------------- cv outputs as one set
+
+
+def _old_cv_set(folder: Path) -> None:
+    folder.mkdir()
+    for name in ("predictions.csv", "metrics.json", "folds.json"):
+        (folder / name).write_text("old")
+    (folder / "models").mkdir()
+    (folder / "models" / "fold_1").mkdir()
+    (folder / "my_notes.txt").write_text("mine")
+
+
+def test_an_output_set_that_fails_midway_leaves_the_old_set_whole(tmp_path: Path) -> None:
+    from ctviewer.core.metrics.report import output_set
+
+    out = tmp_path / "cv"
+    _old_cv_set(out)
+    with pytest.raises(RuntimeError), output_set(out, own=("predictions.csv", "metrics.json", "folds.json",
+                                                            "models")) as staged:
+        (staged / "predictions.csv").write_text("new")
+        raise RuntimeError("killed before metrics.json")
+    assert {p.name: p.read_text() for p in out.iterdir() if p.is_file()} == {
+        "predictions.csv": "old", "metrics.json": "old", "folds.json": "old", "my_notes.txt": "mine"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cv"]
+
+
+def test_an_output_set_replaces_the_whole_old_set_and_keeps_other_files(tmp_path: Path) -> None:
+    from ctviewer.core.metrics.report import output_set
+
+    out = tmp_path / "cv"
+    _old_cv_set(out)
+    with output_set(out, own=("predictions.csv", "metrics.json", "folds.json", "models")) as staged:
+        for name in ("predictions.csv", "metrics.json", "folds.json"):
+            (staged / name).write_text("new")
+        assert (out / "predictions.csv").read_text() == "old"  # nothing new is visible before the swap
+    assert {p.name: p.read_text() for p in out.iterdir() if p.is_file()} == {
+        "predictions.csv": "new", "metrics.json": "new", "folds.json": "new", "my_notes.txt": "mine"}
+    assert not (out / "models").exists()  # the old run's models are not left beside the new results
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cv"]
