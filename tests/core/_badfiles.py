@@ -142,7 +142,7 @@ BAD_FILES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "bomb_png": (bomb_png, "pixel limit"),
     "animated_gif": (animated_gif, "GIF"),
     "fifo": (fifo, "not a regular file"),
-    "random_bytes": (random_bytes, "DICOM"),
+    "random_bytes": (random_bytes, "not a DICOM file"),
 }
 # Readable images whose odd details must not abort anything.
 ODD_BUT_GOOD: dict[str, Callable[[Path], Path]] = {

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from ctviewer.core import folders
 from ctviewer.core.errors import ModelError
 from ctviewer.core.model.bundle import CARD_FILE, MODEL_FILE, Bundle, read_card, save_bundle
 
@@ -96,6 +95,8 @@ def test_without_overwrite_an_existing_bundle_is_refused(tmp_path: Path) -> None
 def test_replacement_never_moves_the_bundle_away(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     new = _bundle_files(tmp_path / "new", b"new model")
     target = _bundle_files(tmp_path / "target", b"old model")
+    from ctviewer.core import folders
+
     moved_away = []
     real_rename = os.rename
 
@@ -120,6 +121,8 @@ def test_bundle_mode_follows_the_umask(tmp_path: Path) -> None:
 
 
 def test_leftovers_of_killed_saves_are_cleaned_and_a_missing_bundle_restored(tmp_path: Path) -> None:
+    from ctviewer.core import folders
+
     new = _bundle_files(tmp_path / "new", b"new model")
     stale_tmp = _bundle_files(tmp_path / ".target.tmp-dead", b"half")
     # Killed between the two renames of the old code: the bundle only exists as .old-*.
