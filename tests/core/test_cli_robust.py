@@ -95,6 +95,16 @@ def test_a_folder_mixing_good_and_every_bad_file(tmp_path: Path, capsys: pytest.
     assert len(rows) == n_good and all(math.isfinite(float(r["prob"])) for r in rows)
     assert any("scan_\\xff.png" in r["path"] for r in rows)  # the non-UTF-8 name, escaped
 
+    only_bad = tmp_path / "only_bad"
+    only_bad.mkdir()
+    for maker, _ in BAD_FILES.values():
+        maker(only_bad)
+    assert main(["predict", str(bundle), str(only_bad), "--csv", str(tmp_path / "none.csv"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if "error:" in line] == [
+        f"ctviewer predict: error: {only_bad}: no readable images"] and "Traceback" not in err
+    assert not (tmp_path / "none.csv").exists()
+
     cv_out = tmp_path / "cv"
     assert main(["cv", str(data), "--folds", "2", "--out", str(cv_out), "--positive", "b", *TINY]) == 0
     out, err = capsys.readouterr()
@@ -103,7 +113,7 @@ def test_a_folder_mixing_good_and_every_bad_file(tmp_path: Path, capsys: pytest.
     assert len(_rows(cv_out / "predictions.csv")) == n_good
     assert all(math.isfinite(float(r["prob"])) for r in _rows(cv_out / "predictions.csv"))
     _finite_json((cv_out / "metrics.json").read_text())
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "cv", "data", "p.csv"]  # no leftovers
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "cv", "data", "only_bad", "p.csv"]  # no leftovers
 
 
 def test_nothing_usable_left_is_one_line_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture,
@@ -215,7 +225,8 @@ def test_scan_summarises_many_image_sizes(tmp_path: Path, capsys: pytest.Capture
     good_png(folder / "again.png", size=20)
     assert main(["scan", str(folder)]) == 0
     sizes = next(line for line in capsys.readouterr().out.splitlines() if "sizes:" in line)
-    assert sizes.strip() == "sizes:   9 different sizes, from 16x16 to 24x24; most common: 20x20 (2), 16x16 (1), 17x17 (1)"
+    assert sizes.strip() == ("sizes:   9 different sizes, from 16x16 to 24x24; "
+                             "most common: 20x20 (2), 16x16 (1), 17x17 (1)")
 
 
 def test_random_bytes_keras_file_is_called_damaged_not_missing(tmp_path: Path) -> None:

@@ -121,11 +121,11 @@ def _check_plain_model_file(path: Path) -> None:
     except OSError as exc:
         raise ModelError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
-        raise ModelError(f"{path}: exists but is not a Keras v3 .keras archive (not a zip file: damaged, "
-                         "cut short or another format)")
+        raise ModelError(f"{path}: cannot be loaded: the file exists but is not a Keras v3 .keras archive "
+                         "(not a zip file: damaged, cut short or another format)")
     if path.suffix.lower() in (".h5", ".hdf5") and head != b"\x89HDF\r\n\x1a\n":
-        raise ModelError(f"{path}: exists but is not an HDF5 Keras model (no HDF5 signature: damaged or "
-                         "another format)")
+        raise ModelError(f"{path}: cannot be loaded: the file exists but is not an HDF5 Keras model "
+                         "(no HDF5 signature: damaged or another format)")
 
 
 def _input_geometry(model: Any, source: str) -> tuple[int, int]:

@@ -139,7 +139,10 @@ def read_card(folder: str | Path) -> ModelCard:
     )
 
 
-def _checked_card_fields(raw: dict[str, Any], card_path: Path) -> tuple[str, int, str, tuple[str, str], float, str, str]:
+_CardFields = tuple[str, int, str, tuple[str, str], float, str, str]
+
+
+def _checked_card_fields(raw: dict[str, Any], card_path: Path) -> _CardFields:
     """The card's fields that prediction relies on, each checked for type and meaning.
 
     A card that is wrong must be refused, not read into something else: ``classes: "ab"`` is
