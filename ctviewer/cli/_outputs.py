@@ -44,7 +44,13 @@ def check_output_file(path: str | Path, flag: str) -> Path:
         raise OutputError(f"{flag} {path}: exists and is not a regular file")
     if path.is_file() and not os.access(path, os.W_OK):
         raise OutputError(f"{flag} {path}: exists and is not writable")
-    _probe_folder(path.parent if path.parent.exists() else _nearest_existing_parent(path), flag, path)
+    if not path.parent.exists():
+        _probe_folder(_nearest_existing_parent(path), flag, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)  # the report is written into it after the work
+        except OSError as exc:
+            raise OutputError(f"{flag} {path}: cannot create {path.parent} ({exc.strerror or exc})") from None
+    _probe_folder(path.parent, flag, path)
     return path
 
 

@@ -183,6 +183,16 @@ def test_outputs_are_checked_before_any_work(tmp_path: Path, capsys: pytest.Capt
     assert (documents / "thesis.txt").read_text() == "precious" and (bundle / "model.keras").read_bytes() == b"old"
 
 
+def test_a_report_in_a_new_folder_gets_its_folder_before_the_work(tmp_path: Path) -> None:
+    from ctviewer.cli._outputs import OutputError, check_output_file
+
+    target = tmp_path / "reports" / "2026" / "p.csv"
+    assert check_output_file(target, "--csv") == target and target.parent.is_dir() and not target.exists()
+    (tmp_path / "blocker").write_text("a file")
+    with pytest.raises(OutputError, match="blocker"):
+        check_output_file(tmp_path / "blocker" / "p.csv", "--csv")
+
+
 def test_a_non_finite_loss_stops_training_at_once_and_saves_nothing(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
