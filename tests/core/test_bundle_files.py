@@ -176,3 +176,15 @@ def test_an_output_set_replaces_the_whole_old_set_and_keeps_other_files(tmp_path
         "predictions.csv": "new", "metrics.json": "new", "folds.json": "new", "my_notes.txt": "mine"}
     assert not (out / "models").exists()  # the old run's models are not left beside the new results
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cv"]
+
+
+def test_nan_probabilities_are_never_written_into_a_report(tmp_path: Path) -> None:
+    import numpy as np
+
+    from ctviewer.core.metrics.predictions import Predictions
+    from ctviewer.core.metrics.report import ReportError, write_predictions_csv
+
+    pred = Predictions(paths=["a.png", "b.png"], probs=np.array([0.3, np.nan]), threshold=0.5, classes=("n", "p"))
+    with pytest.raises(ReportError, match="not finite .*b.png"):
+        write_predictions_csv(pred, tmp_path / "p.csv")
+    assert not (tmp_path / "p.csv").exists()
