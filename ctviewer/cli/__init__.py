@@ -31,7 +31,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "about",
 )
 # Subcommands that run a model: TensorFlow is started (quietly) before they begin.
-_TENSORFLOW_COMMANDS = {"train", "predict", "gradcam", "cv", "doctor"}
+_TENSORFLOW_COMMANDS = {"train", "predict", "gradcam", "cv", "doctor", "export"}
 
 
 def _available_modules() -> list[object]:
