@@ -198,8 +198,8 @@ def write_predictions_csv(pred: Predictions, path: str | os.PathLike[str], pseud
 
 def _prediction_row(pred: Predictions, i: int, called: int, correct: bool | None, row_threshold: float,
                     salt: str | None, hide_paths: bool) -> list[str]:
-    patient, study, series = pred.patients[i] or "", pred.studies[i] or "", pred.series[i] or ""
-    path = pred.paths[i]
+    patient, study, series = utf8_text(pred.patients[i] or ""), pred.studies[i] or "", pred.series[i] or ""
+    path = utf8_text(pred.paths[i])  # a non-UTF-8 file name as \xNN, before hashing or writing
     if salt:
         patient, study, series = (pseudonym(patient, salt, "patient"), pseudonym(study, salt, "study"),
                                   pseudonym(series, salt, "series"))
@@ -211,7 +211,6 @@ def _prediction_row(pred: Predictions, i: int, called: int, correct: bool | None
     label = pred.labels[i]
     uncertainty = "" if pred.uncertainty is None else repr(float(pred.uncertainty[i]))
     in_training = "" if pred.in_training is None else str(int(bool(pred.in_training[i])))
-    path, patient = _utf8_text(path), _utf8_text(patient)
     return [
         path, patient, study, series, "" if label is None else label, repr(float(pred.probs[i])),
         pred.classes[called], "" if correct is None else str(int(correct)), repr(float(row_threshold)),
@@ -219,7 +218,7 @@ def _prediction_row(pred: Predictions, i: int, called: int, correct: bool | None
     ]
 
 
-def _utf8_text(text: str) -> str:
+def utf8_text(text: str) -> str:
     """A file name that is not valid UTF-8 (its bytes kept as surrogates) with those bytes as \\xNN."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
