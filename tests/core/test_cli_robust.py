@@ -67,7 +67,7 @@ def test_a_folder_mixing_good_and_every_bad_file(tmp_path: Path, capsys: pytest.
     _assert_every_bad_file_listed(out, bad)
 
     bundle = tmp_path / "bundle"
-    assert main(["train", str(data), "--out", str(bundle), "--positive", "b", *TINY]) == 0
+    assert main(["train", str(data), "--out", str(bundle), "--positive", "b", "--folds", "1", *TINY]) == 0
     out, err = capsys.readouterr()
     assert "Traceback" not in err and f"{n_good} images" in out
     _assert_every_bad_file_listed(err, bad)
@@ -78,10 +78,10 @@ def test_a_folder_mixing_good_and_every_bad_file(tmp_path: Path, capsys: pytest.
     # Training again onto the bundle: refused without --overwrite, and a user's files survive it.
     (bundle / "gradcam").mkdir()
     (bundle / "gradcam" / "mine.png").write_bytes(b"png")
-    assert main(["train", str(data), "--out", str(bundle), "--positive", "b", *TINY]) == 1
+    assert main(["train", str(data), "--out", str(bundle), "--positive", "b", "--folds", "1", *TINY]) == 1
     assert "--overwrite" in capsys.readouterr().err
     assert main(["train", str(data), "--out", str(bundle), "--positive", "b", "--overwrite", "--seed", "2",
-                 *TINY]) == 0
+                 "--folds", "1", *TINY]) == 0
     capsys.readouterr()
     assert (bundle / "gradcam" / "mine.png").read_bytes() == b"png"
     assert json.loads((bundle / "model_card.json").read_text())["seed"] == 2
@@ -106,7 +106,7 @@ def test_a_folder_mixing_good_and_every_bad_file(tmp_path: Path, capsys: pytest.
     assert not (tmp_path / "none.csv").exists()
 
     cv_out = tmp_path / "cv"
-    assert main(["cv", str(data), "--folds", "2", "--out", str(cv_out), "--positive", "b", *TINY]) == 0
+    assert main(["cv", str(data), "--folds", "2", "--out", str(cv_out), "--positive", "b", "--folds", "1", *TINY]) == 0
     out, err = capsys.readouterr()
     assert "Traceback" not in err
     _assert_every_bad_file_listed(err, bad)
@@ -210,7 +210,7 @@ def test_a_non_finite_loss_stops_training_at_once_and_saves_nothing(tmp_path: Pa
     monkeypatch.setattr(Cache, "array", poisoned)
     bundle = tmp_path / "bundle"
     assert main(["train", str(data), "--out", str(bundle), "--positive", "b", "--size", "32", "--epochs", "3",
-                 "-q"]) == 1
+                 "--folds", "1", "-q"]) == 1
     err = capsys.readouterr().err
     assert "loss became nan at epoch 1, batch 1" in err and "Nothing was saved" in err
     assert "Traceback" not in err and not bundle.exists()
