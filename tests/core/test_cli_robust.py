@@ -106,7 +106,7 @@ def test_a_folder_mixing_good_and_every_bad_file(tmp_path: Path, capsys: pytest.
     assert not (tmp_path / "none.csv").exists()
 
     cv_out = tmp_path / "cv"
-    assert main(["cv", str(data), "--folds", "2", "--out", str(cv_out), "--positive", "b", "--folds", "1", *TINY]) == 0
+    assert main(["cv", str(data), "--folds", "2", "--out", str(cv_out), "--positive", "b", *TINY]) == 0
     out, err = capsys.readouterr()
     assert "Traceback" not in err
     _assert_every_bad_file_listed(err, bad)
