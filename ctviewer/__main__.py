@@ -10,7 +10,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     from ctviewer.cli import command_names
 
-    if args and (args[0] in command_names() or args[0] in ("-h", "--help", "--version")):
+    first = args[1] if args[:1] == ["--verbose"] and len(args) > 1 else (args[0] if args else "")
+    if first in command_names() or first in ("-h", "--help", "--version"):
         from ctviewer.cli import main as cli_main
 
         return cli_main(args)

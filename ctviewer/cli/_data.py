@@ -40,10 +40,11 @@ def scan_images(data: str | Path | Sequence[str], cache: Any, bars: ProgressBars
             bars(Progress(event.done, event.total, "scanning"))
 
     dataset = discover(source, positive=positive, cache=cache, on_event=scanning)
-    if dataset.report.skipped:
-        first = dataset.report.skipped[0]
-        bars.write(f"warning: skipped {len(dataset.report.skipped)} unreadable files "
-                   f"(e.g. {first.path}: {first.reason})")
+    skipped = dataset.report.skipped
+    if skipped:
+        bars.write(f"warning: skipped {len(skipped)} unreadable files:")
+        for entry in skipped:
+            bars.write(f"warning:   {entry.path}: {entry.reason}")
     if not dataset.items:
         raise DatasetError(f"{source}: no readable images")
     return dataset

@@ -25,6 +25,9 @@ def quiet_tensorflow_logs() -> None:
 
 def add_progress_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars (errors and results only)")
+    # Also accepted after the subcommand; SUPPRESS keeps `ctviewer --verbose train` working.
+    parser.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show TensorFlow's start-up and debug lines (hidden by default)")
 
 
 class ProgressBars:

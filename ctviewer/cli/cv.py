@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from ctviewer.cli._progress import InterruptToStop, ProgressBars, add_progress_flag, quiet_tensorflow_logs
-from ctviewer.cli.train import add_data_arguments, add_recipe_arguments, config_from_args, load_dataset, metrics_line
+from ctviewer.cli.train import (
+    add_data_arguments,
+    add_recipe_arguments,
+    check_weights_available,
+    config_from_args,
+    load_dataset,
+    metrics_line,
+)
 from ctviewer.core.errors import CTViewerError
 
 
@@ -41,9 +48,14 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+# Everything cv writes in DIR: one set, replaced whole (other files a user put in DIR are kept).
+CV_OUTPUTS = ("predictions.csv", "metrics.json", "folds.json", "models", "ensemble")
+
+
 def run(args: argparse.Namespace) -> int:
+    from ctviewer.cli._outputs import check_output_folder
     from ctviewer.cli.predict import check_level_arguments
-    from ctviewer.core.metrics.report import write_metrics_json, write_predictions_csv, write_text_atomic
+    from ctviewer.core.metrics.report import output_set, write_metrics_json, write_predictions_csv, write_text_atomic
     from ctviewer.core.metrics.unit_report import LEVEL_FILES, levels_json, write_units_csv
     from ctviewer.core.training.cv import cross_validate
 
@@ -53,30 +65,31 @@ def run(args: argparse.Namespace) -> int:
     quiet_tensorflow_logs()
     config = config_from_args(args)
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise CTViewerError(f"{out}: exists and is not a folder")
+    check_output_folder(out, "--out")  # before the folds are trained, not after
+    check_weights_available(config)
     with ProgressBars(disable=args.quiet, epochs=config.epochs) as bars, InterruptToStop(bars) as stop:
         dataset, cache = load_dataset(args, bars)
         result = cross_validate(dataset, config, folds=args.folds, on_event=bars, should_stop=stop, cache=cache,
                                 keep_models=args.keep_models)
-    out.mkdir(parents=True, exist_ok=True)
-    write_predictions_csv(result.predictions, out / "predictions.csv")
-    levels, units = levels_json(result.predictions, args.rule, config.threshold_rule, config.threshold_target)
-    for level, name in LEVEL_FILES.items():
-        write_units_csv(units[level], out / name)
-    write_metrics_json(result.metrics, out / "metrics.json", extra={**result.to_json_extra(), "levels": levels})
-    write_text_atomic(out / "folds.json", json.dumps(result.folds.to_json_dict(), indent=1) + "\n")
-    if args.keep_models:
-        from ctviewer.core.model.bundle import save_bundle
+    with output_set(out, own=(*CV_OUTPUTS, *LEVEL_FILES.values())) as staged:
+        write_predictions_csv(result.predictions, staged / "predictions.csv")
+        levels, units = levels_json(result.predictions, args.rule, config.threshold_rule, config.threshold_target)
+        for level, name in LEVEL_FILES.items():
+            write_units_csv(units[level], staged / name)
+        write_metrics_json(result.metrics, staged / "metrics.json",
+                           extra={**result.to_json_extra(), "levels": levels})
+        write_text_atomic(staged / "folds.json", json.dumps(result.folds.to_json_dict(), indent=1) + "\n")
+        if args.keep_models:
+            from ctviewer.core.metrics.aggregate import level_thresholds
+            from ctviewer.core.model.bundle import save_bundle
 
-        for k, member in enumerate(result.models):
-            save_bundle(member, out / "models" / f"fold_{k + 1}")
-        from ctviewer.core.metrics.aggregate import level_thresholds
-
-        oof_levels = level_thresholds(result.predictions, args.rule, config.threshold_rule, config.threshold_target,
-                                      chosen_on=f"out-of-fold predictions of {result.folds.k}-fold cross-validation")
-        save_bundle(result.ensemble, out / "ensemble", metrics=result.metrics,
-                    extra={"cross_validation": result.to_json_extra(), "levels": oof_levels})
+            for k, member in enumerate(result.models):
+                save_bundle(member, staged / "models" / f"fold_{k + 1}")
+            oof_levels = level_thresholds(result.predictions, args.rule, config.threshold_rule,
+                                          config.threshold_target,
+                                          chosen_on=f"out-of-fold predictions of {result.folds.k}-fold cross-validation")
+            save_bundle(result.ensemble, staged / "ensemble", metrics=result.metrics,
+                        extra={"cross_validation": result.to_json_extra(), "levels": oof_levels})
     print(format_cv_summary(result))
     print(format_levels_summary(levels))
     print(f"  wrote {out / 'predictions.csv'}, {out / 'patients.csv'}, {out / 'series.csv'}, "

@@ -42,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from ctviewer.core.metrics.evaluation import metrics_from_predictions
     from ctviewer.core.metrics.report import read_predictions_csv
 
-    if args.threshold is not None and not math.isfinite(args.threshold):
-        raise CTViewerError(f"--threshold must be a finite number, got {args.threshold}")
+    if args.threshold is not None and not (math.isfinite(args.threshold) and 0.0 <= args.threshold <= 1.0):
+        raise CTViewerError(f"--threshold is a probability between 0 and 1, got {args.threshold}")
     pred = read_predictions_csv(args.predictions, positive=args.positive, threshold=args.threshold)
     file_level = _report_level(args.predictions)
     level = args.level or file_level

@@ -46,10 +46,15 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.opacity <= 1.0:
         raise CTViewerError(f"--opacity must be between 0 and 1 (got {args.opacity})")
+    from ctviewer.cli._outputs import check_output_folder
+
+    out = check_output_folder(args.out, "--out")
     bundle = load_bundle(args.bundle)  # fail fast on a bad bundle, before scanning
     cache = cache_from_args(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CTViewerError(f"--out {out}: cannot be created ({exc.strerror or exc})") from None
     written: list[tuple[str, float, Path, bool]] = []
     if args.level != "image":
         return _run_units(args, bundle, cache, out)

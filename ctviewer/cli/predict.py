@@ -62,6 +62,7 @@ def check_level_arguments(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ctviewer.cli._data import cache_from_args, scan_images
+    from ctviewer.cli._outputs import check_output_file
     from ctviewer.core.metrics.report import write_predictions_csv
     from ctviewer.core.model.bundle import load_bundle
     from ctviewer.core.model.inference import predict
@@ -69,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise CTViewerError(f"--batch-size must be a positive number (got {args.batch_size})")
     check_level_arguments(args)
+    check_output_file(args.csv, "--csv")  # before any work: a result that cannot be written is lost
     bundle = load_bundle(args.bundle)  # fail fast on a bad bundle, before scanning
     cache = cache_from_args(args)
     with ProgressBars(disable=args.quiet) as bars:

@@ -32,12 +32,31 @@ def summarise(ds: Dataset) -> dict:
         "patient_id_sources": dict(Counter(it.patient_source for it in ds.items)),
         "series": len({(it.patient, it.series) for it in ds.items}),
         "sizes": dict(sizes),
+        "size_summary": size_summary(sizes),
         "formats": dict(formats),
         "hounsfield": sum(1 for it in ds.items if it.is_hu),
         "duplicates": ds.report.duplicates,
         "skipped": [{"path": s.path, "reason": s.reason} for s in ds.report.skipped],
         "notes": ds.report.notes,
     }
+
+
+# Up to this many distinct sizes are listed one by one; more are summarised.
+_SIZES_LISTED = 6
+
+
+def size_summary(sizes: Counter) -> str:
+    """Image sizes in one short line: each size when few, else the range and the most common ones."""
+    if len(sizes) <= _SIZES_LISTED:
+        return ", ".join(f"{k} ({v})" for k, v in sizes.most_common())
+
+    def pixels(size: str) -> int:
+        w, h = (int(v) for v in size.split("x"))
+        return w * h
+
+    ordered = sorted(sizes, key=pixels)
+    common = ", ".join(f"{k} ({v})" for k, v in sizes.most_common(3))
+    return f"{len(sizes)} different sizes, from {ordered[0]} to {ordered[-1]}; most common: {common}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,7 +79,7 @@ def _print_table(s: dict) -> None:
         print(f"  class {name:<20} {n:>6}{flag}")
     if s["unlabelled"]:
         print(f"  unlabelled{'':<16} {s['unlabelled']:>6}")
-    print("  sizes:   " + ", ".join(f"{k} ({v})" for k, v in s["sizes"].items()))
+    print("  sizes:   " + s["size_summary"])
     print("  formats: " + ", ".join(f"{k} ({v})" for k, v in s["formats"].items()))
     print(f"  in Hounsfield units: {s['hounsfield']}")
     for group in s["duplicates"]:

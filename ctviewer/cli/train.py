@@ -44,6 +44,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, metavar="T",
                         help="use the fixed decision threshold T instead of choosing one")
     parser.add_argument("--weights", metavar="PATH", help="ImageNet weights file for transfer-learning models")
+    parser.add_argument("--allow-download", action="store_true",
+                        help="let a transfer-learning model download its ImageNet weights (default: never use the "
+                             "network; say which file to put where)")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                         help="test-time augmentation (image + mirror averaged) for this model's predictions, "
                              "stored in the bundle (default: as the recipe says)")
@@ -79,6 +82,15 @@ def config_from_args(args: argparse.Namespace) -> Any:
     )
 
 
+def check_weights_available(config: Any) -> None:
+    """A transfer model's weights file must be at hand before any data is read (no network unless allowed)."""
+    from ctviewer.core.model.recipes import BACKBONES, resolve_weights
+
+    name = str(config.model).strip().lower()
+    if name in BACKBONES:
+        resolve_weights(name, config.weights)
+
+
 def load_dataset(args: argparse.Namespace, bars: ProgressBars) -> tuple[Any, Any]:
     """Discover DATA with a progress bar; return (dataset, cache). Skipped files are reported on stderr."""
     from ctviewer.cli._data import cache_from_args, scan_images
@@ -103,6 +115,8 @@ def register(subparsers: Any) -> None:
     )
     add_data_arguments(parser)
     parser.add_argument("--out", required=True, metavar="BUNDLE", help="bundle folder to write")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the model files of an existing bundle at BUNDLE (other files there are kept)")
     add_recipe_arguments(parser)
     parser.add_argument("--folds", type=int, metavar="K",
                         help="number of fold models in the ensemble (default 5, fewer when a class has fewer "
@@ -112,7 +126,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctviewer.core.model.bundle import save_bundle
+    from ctviewer.cli._outputs import check_output_folder
+    from ctviewer.core.model.bundle import check_bundle_target, save_bundle
     from ctviewer.core.training.run import run_training
 
     if args.folds is not None and args.folds < 1:
@@ -120,28 +135,32 @@ def run(args: argparse.Namespace) -> int:
     quiet_tensorflow_logs()
     config = config_from_args(args)
     out = Path(args.out)
+    # Before hours of training: the bundle must be writable where asked, and the weights at hand.
+    check_output_folder(out, "--out")
+    check_bundle_target(out, overwrite=args.overwrite)
+    check_weights_available(config)
     with ProgressBars(disable=args.quiet, epochs=config.epochs) as bars, InterruptToStop(bars) as stop:
         dataset, cache = load_dataset(args, bars)
         run = run_training(dataset, config, args.folds, on_event=bars, should_stop=stop, cache=cache)
         if run.cv is not None:
             bars.close()
     if run.cv is not None:
-        return _save_ensemble(run.cv, out)
+        return _save_ensemble(run.cv, out, overwrite=args.overwrite)
     trained = run.trained
     assert trained is not None  # --folds 1 trains one model
     if trained.cancelled and trained.best_epoch is None:
         raise Cancelled("training stopped before the first epoch ended; nothing saved")
-    save_bundle(trained, out)
+    save_bundle(trained, out, overwrite=args.overwrite)
     print(format_training_summary(trained, out))
     return 0
 
 
-def _save_ensemble(result: CVResult, out: Path) -> int:
+def _save_ensemble(result: CVResult, out: Path, overwrite: bool = False) -> int:
     from ctviewer.cli.cv import format_cv_summary
     from ctviewer.core.model.bundle import save_bundle
 
     assert result.ensemble is not None  # run_training keeps the fold models
-    save_bundle(result.ensemble, out)
+    save_bundle(result.ensemble, out, overwrite=overwrite)
     title = f"trained {result.config.model} as a {result.folds.k}-fold ensemble"
     print(format_cv_summary(result, title=title))
     members = len(result.ensemble.members)

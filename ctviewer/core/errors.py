@@ -28,3 +28,7 @@ class ModelError(CTViewerError):
 
 class Cancelled(CTViewerError):
     """Long work was cancelled by the user."""
+
+
+class TrainingError(CTViewerError):
+    """Training cannot go on (e.g. its loss became NaN or infinite); nothing is saved."""

@@ -208,6 +208,9 @@ def serve(conn: Any, cache_root: str | None) -> None:
             handler = handlers.get(call.name)
             if handler is None:
                 raise ValueError(f"the engine has no call {call.name!r}")
+            from ctviewer.core.model.tf_runtime import start_tensorflow
+
+            start_tensorflow()  # every call runs a model; its start-up lines stay out of the app's log
             send(Result(call.id, handler(**kwargs)))
         except BaseException as exc:  # noqa: BLE001 - every failure (unpicklable results too) goes back
             from ctviewer.core.errors import Cancelled, CTViewerError

@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--self-test", action="store_true",
                         help="offscreen: load a tiny demo set, train one epoch, predict, exit 0 if all worked")
     parser.add_argument("--size", default="1400x860", help="window size WxH (default 1400x860)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="let TensorFlow's start-up and debug lines through to the log (hidden by default)")
     return parser
 
 
@@ -99,7 +101,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(f"ctviewer: --size {args.size!r}: use WIDTHxHEIGHT, e.g. 1400x860", file=sys.stderr)
         return 2
     offscreen = bool(args.screenshot or args.self_test)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the engine's TensorFlow: no C++ log noise
+    if args.verbose:
+        os.environ["CTVIEWER_VERBOSE"] = "1"  # read by the engine process (ctviewer.core.model.tf_runtime)
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the engine's TensorFlow: no C++ log noise
     app = _make_app(offscreen)
 
     import pyqtgraph as pg

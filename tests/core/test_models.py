@@ -299,3 +299,27 @@ def test_imagenet_offline_without_cache_says_what_to_download(tmp_path, monkeypa
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
     assert str(tmp_path / "models") in message
     assert "--weights" in message
+
+
+def test_no_network_without_allow_download(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.delenv(models.ALLOW_DOWNLOAD_ENV, raising=False)
+    touched = []
+
+    def record(*args, **kwargs):
+        touched.append(args)
+        raise OSError("network is unreachable (test)")
+
+    monkeypatch.setattr(socket, "getaddrinfo", record)
+    monkeypatch.setattr(socket, "create_connection", record)
+    with pytest.raises(ModelError) as err:
+        models.build_model(_config("efficientnetb0", weights="imagenet"))
+    assert not touched
+    message = str(err.value)
+    assert "--allow-download" in message and str(tmp_path / "models") in message
+    assert models.imagenet_weights("efficientnetb0").file_name in message
+
+    monkeypatch.setenv(models.ALLOW_DOWNLOAD_ENV, "1")  # allowed: the download is tried (and fails here)
+    with pytest.raises(ModelError, match="download failed"):
+        models.build_model(_config("efficientnetb0", weights="imagenet"))
+    assert touched

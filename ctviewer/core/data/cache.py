@@ -9,6 +9,11 @@ Two levels, so a second load of a folder costs a ``stat`` and a memory map per f
 
 Keys are content hashes, so a moved or copied file reuses its arrays, and an edited
 file (new size or mtime) is read again.
+
+The cache can always be rebuilt, so it never stops a run: a damaged index is rebuilt, a
+folder that cannot be written is replaced by a temporary cache for the run (both said in
+`Cache.notes` and logged as a warning), and a cached array that is not what its entry
+promises (shape, type, values in [0, 1]) is made again.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import tempfile
@@ -29,6 +35,22 @@ from ctviewer.core.data.imaging import Image, ImageMeta, Preprocessing, load, pr
 from ctviewer.core.errors import ImageReadError
 
 _SCHEMA_VERSION = 1
+_INDEX_FILE = "index.sqlite3"
+_log = logging.getLogger("ctviewer.cache")
+
+
+class _CacheUnusable(Exception):
+    """The cache folder cannot hold a cache (not writable, a file in its place...)."""
+
+
+def _index_key(path: Path) -> str:
+    """The index key of a file: its resolved path, hex-encoded when the name is not valid UTF-8."""
+    text = str(path.resolve())
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "fs-bytes:" + os.fsencode(text).hex()
+    return text
 
 
 def default_cache_dir() -> Path:
@@ -85,19 +107,64 @@ class Cache:
     """Inspection index + preprocessed-array store under one folder. Thread-safe."""
 
     def __init__(self, root: str | Path | None = None) -> None:
-        self.root = Path(root) if root is not None else default_cache_dir()
-        self.arrays_dir = self.root / "arrays"
-        self.arrays_dir.mkdir(parents=True, exist_ok=True)
+        self.notes: list[str] = []
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.root / "index.sqlite3", check_same_thread=False, timeout=30)
-        # The cache can always be rebuilt, so trade durability for speed: no fsync per file.
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=OFF")
-        with self._lock, self._db:
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER,"
-                " version INTEGER, content_hash TEXT, meta TEXT, pixel_hash TEXT, error TEXT)"
-            )
+        wanted = Path(root) if root is not None else default_cache_dir()
+        try:
+            self._open(wanted)
+        except _CacheUnusable as exc:
+            fallback = Path(tempfile.mkdtemp(prefix="ctviewer-cache-"))
+            self._say(f"cache folder {wanted} cannot be used ({exc}); using a temporary cache for this run "
+                      f"({fallback}); images are read again next time")
+            self._open(fallback)
+
+    def _say(self, text: str) -> None:
+        self.notes.append(text)
+        _log.warning(text)
+
+    def _open(self, root: Path) -> None:
+        self.root = root
+        self.arrays_dir = root / "arrays"
+        try:
+            self.arrays_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.arrays_dir):
+                pass  # the folder exists, but can it be written?
+        except OSError as exc:
+            raise _CacheUnusable(exc.strerror or str(exc)) from None
+        index = root / _INDEX_FILE
+        try:
+            self._db = self._connect(index)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):  # cannot open or write: not damage
+                raise _CacheUnusable(str(exc)) from None
+            self._say(f"cache index {index} is damaged ({exc}); rebuilt empty (images are inspected again)")
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{index}{suffix}").unlink(missing_ok=True)
+            try:
+                self._db = self._connect(index)
+            except sqlite3.Error as again:
+                raise _CacheUnusable(str(again)) from None
+
+    @staticmethod
+    def _connect(index: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(index, check_same_thread=False, timeout=30)
+        try:
+            # WAL with synchronous=NORMAL survives a crash or a kill intact (it may lose the last
+            # entries, which are simply inspected again) without an fsync per file.
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            check = db.execute("PRAGMA quick_check").fetchone()
+            if check is None or check[0] != "ok":
+                raise sqlite3.DatabaseError(f"integrity check: {check[0] if check else 'no answer'}")
+            with db:
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER,"
+                    " version INTEGER, content_hash TEXT, meta TEXT, pixel_hash TEXT, error TEXT)"
+                )
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def close(self) -> None:
         with self._lock:
@@ -115,12 +182,8 @@ class Cache:
             st = path.stat()
         except OSError as exc:
             raise ImageReadError(path, f"cannot be read ({exc.strerror or exc})") from None
-        key = str(path.resolve())
-        with self._lock:
-            row = self._db.execute(
-                "SELECT size, mtime_ns, version, content_hash, meta, pixel_hash, error FROM files WHERE path=?",
-                (key,),
-            ).fetchone()
+        key = _index_key(path)
+        row = self._lookup(key)
         if row and row[0] == st.st_size and row[1] == st.st_mtime_ns and row[2] == _SCHEMA_VERSION:
             if row[6]:
                 raise ImageReadError(path, row[6])
@@ -134,25 +197,47 @@ class Cache:
             error = exc.reason
         # Permission problems may be fixed by the user at any moment: never remember them.
         if error is None or "permission" not in error:
-            with self._lock, self._db:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?)",
-                    (
-                        key,
-                        st.st_size,
-                        st.st_mtime_ns,
-                        _SCHEMA_VERSION,
-                        record.content_hash if record else None,
-                        _meta_to_json(record.meta) if record else None,
-                        record.pixel_hash if record else None,
-                        error,
-                    ),
+            self._store(
+                (
+                    key,
+                    st.st_size,
+                    st.st_mtime_ns,
+                    _SCHEMA_VERSION,
+                    record.content_hash if record else None,
+                    _meta_to_json(record.meta) if record else None,
+                    record.pixel_hash if record else None,
+                    error,
                 )
+            )
         if record is None:
             raise ImageReadError(path, error or "unreadable")
         if image is not None:
             self._remember_decoded(record.content_hash, image)
         return record
+
+    def _lookup(self, key: str) -> tuple | None:
+        try:
+            with self._lock:
+                return self._db.execute(
+                    "SELECT size, mtime_ns, version, content_hash, meta, pixel_hash, error FROM files WHERE path=?",
+                    (key,),
+                ).fetchone()
+        except sqlite3.Error as exc:
+            self._index_failed(exc)
+            return None
+
+    def _store(self, row: tuple) -> None:
+        try:
+            with self._lock, self._db:
+                self._db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?)", row)
+        except sqlite3.Error as exc:
+            self._index_failed(exc)
+
+    def _index_failed(self, exc: sqlite3.Error) -> None:
+        # Once per cache: the run goes on uncached rather than stopping for an index it can rebuild.
+        if not getattr(self, "_index_failure_said", False):
+            self._index_failure_said = True
+            self._say(f"cache index {self.root / _INDEX_FILE} failed ({exc}); going on without it")
 
     # A just-decoded image is often preprocessed right after inspection: keep the last one.
     def _remember_decoded(self, chash: str, image: Image) -> None:
@@ -170,13 +255,23 @@ class Cache:
         target = self.array_path(record.content_hash, prep, frame)
         if target.exists():
             try:
-                return np.load(target, mmap_mode="r")
+                cached = np.load(target, mmap_mode="r")
             except (ValueError, OSError):
-                target.unlink(missing_ok=True)  # a damaged entry is rebuilt, never trusted
+                cached = None
+            if cached is not None and _is_model_input(cached, prep.size):
+                return cached
+            target.unlink(missing_ok=True)  # a damaged or foreign entry is rebuilt, never trusted
         last = getattr(self, "_last_decoded", None)
         image = last[1] if last and last[0] == record.content_hash else load(path)
         arr = preprocess(image, prep, frame)
-        self._save_atomic(target, arr)
+        try:
+            self._save_atomic(target, arr)
+        except OSError as exc:
+            if not getattr(self, "_array_failure_said", False):
+                self._array_failure_said = True
+                self._say(f"cache folder {self.arrays_dir} cannot be written ({exc.strerror or exc}); "
+                          "going on without caching arrays")
+            return arr
         return np.load(target, mmap_mode="r")
 
     @staticmethod
@@ -201,11 +296,19 @@ class Cache:
         self.arrays_dir.mkdir(parents=True, exist_ok=True)
 
 
+def _is_model_input(arr: np.ndarray, size: int) -> bool:
+    """What every cached array must be: (size, size) float32 values in [0, 1]."""
+    if arr.shape != (size, size) or arr.dtype != np.float32:
+        return False
+    return bool(np.isfinite(arr).all() and arr.min() >= 0.0 and arr.max() <= 1.0)
+
+
 class NoCache(Cache):
     """Same interface, nothing kept: every call decodes again (for cold-load benchmarks)."""
 
     def __init__(self) -> None:
         self.root = Path(tempfile.gettempdir())
+        self.notes = []
         self._lock = threading.Lock()
 
     def close(self) -> None:

@@ -46,6 +46,7 @@ class Item:
     shape: tuple[int, int] = (0, 0)
     frames: int = 1
     is_hu: bool = False
+    modality: str = ""
     content_hash: str = ""
     pixel_hash: str = ""
 
@@ -207,6 +208,8 @@ def discover(
             record = cache.inspect(path)
         except ImageReadError as exc:
             report.skipped.append(Skipped(str(path), exc.reason))
+        except Exception as exc:  # noqa: BLE001 - one file's unforeseen failure must not end the whole folder
+            report.skipped.append(Skipped(str(path), f"cannot be read ({type(exc).__name__}: {exc})"))
         else:
             items.append(_make_item(path, label, csv_patient, record))
             emit(on_event, ImageFound(items[-1].path))
@@ -222,6 +225,7 @@ def discover(
     classes = tuple(sorted({it.label for it in items if it.label is not None}))
     chosen = _choose_positive(classes, positive, source_name, report)
     _note_patients(items, report)
+    _note_modalities(items, report)
     report.duplicates = _find_duplicates(items)
     if report.duplicates:
         n = sum(len(g) for g in report.duplicates)
@@ -253,6 +257,7 @@ def _make_item(path: Path, label: str | None, csv_patient: str | None, record) -
         shape=(meta.rows, meta.columns),
         frames=meta.frames,
         is_hu=meta.is_hu,
+        modality=meta.modality,
         content_hash=record.content_hash,
         pixel_hash=record.pixel_hash,
     )
@@ -308,8 +313,9 @@ def _from_labels_csv(csv_path: Path, report: LoadReport) -> list[tuple[Path, str
     base = csv_path.parent
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
-            header = [h.strip().lower() for h in (rows[0].keys() if rows else [])]
+            reader = csv.DictReader(fh)
+            rows = [(reader.line_num, row) for row in reader]
+            header = [(h or "").strip().lower() for h in (reader.fieldnames or [])]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DatasetError(f"{csv_path}: cannot be read as CSV ({exc})") from None
     if not rows:
@@ -317,7 +323,14 @@ def _from_labels_csv(csv_path: Path, report: LoadReport) -> list[tuple[Path, str
     if "path" not in header or "label" not in header:
         raise DatasetError(f"{csv_path}: needs columns 'path' and 'label' (found: {', '.join(header)})")
     candidates = []
-    for line, row in enumerate(rows, start=2):
+    lines_of: dict[Path, list[tuple[int, str | None]]] = defaultdict(list)
+    for line, row in rows:
+        if None in row:
+            # csv puts the fields beyond the header under the key None: which column was meant is unknown.
+            n = len(header) + len(row[None])
+            report.skipped.append(Skipped(f"{csv_path}:{line}", f"row has {n} fields but the header has "
+                                          f"{len(header)} (a comma in a value? quote it)"))
+            continue
         row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
         if not row.get("path"):
             report.skipped.append(Skipped(f"{csv_path}:{line}", "row has no path"))
@@ -327,7 +340,12 @@ def _from_labels_csv(csv_path: Path, report: LoadReport) -> list[tuple[Path, str
         if not path.exists():
             report.skipped.append(Skipped(str(path), f"listed in {csv_path.name} (line {line}) but not found"))
             continue
-        candidates.append((path, row.get("label") or None, row.get("patient") or None))
+        label = row.get("label") or None
+        key = Path(os.path.normpath(path))
+        lines_of[key].append((line, label))
+        if len(lines_of[key]) == 1:
+            candidates.append((path, label, row.get("patient") or None))
+    _check_repeated_rows(csv_path, lines_of, report)
     return candidates
 
 
@@ -350,6 +368,25 @@ def _under_patient_labels(csv_path: Path, report: LoadReport) -> list[tuple[Path
     files = [p for p in _walk_files(base, report) if p != csv_path and not (
         p.parent == base and p.suffix.lower() in _SIDE_FILES)]
     return [(p, None, patient_folder(base, p)) for p in files]
+
+
+def _check_repeated_rows(csv_path: Path, lines_of: dict[Path, list[tuple[int, str | None]]],
+                         report: LoadReport) -> None:
+    """A file listed twice with different labels is a contradiction to resolve, not to guess."""
+    conflicts = {p: seen for p, seen in lines_of.items() if len({label for _, label in seen}) > 1}
+    if conflicts:
+        shown = "; ".join(
+            f"{p.name}: " + ", ".join(f"line {line} says {label or '(empty)'}" for line, label in seen)
+            for p, seen in list(conflicts.items())[:5]
+        )
+        more = f" (and {len(conflicts) - 5} more files)" if len(conflicts) > 5 else ""
+        raise DatasetError(f"{csv_path}: {len(conflicts)} files are listed with different labels: {shown}{more}; "
+                           "keep one row per file")
+    repeated = [(p, seen) for p, seen in lines_of.items() if len(seen) > 1]
+    if repeated:
+        p, seen = repeated[0]
+        report.notes.append(f"{len(repeated)} files are listed more than once in {csv_path.name} with the same label "
+                            f"(e.g. {p.name}, lines {', '.join(str(line) for line, _ in seen)}); each is used once")
 
 
 def _choose_positive(classes: tuple[str, ...], positive: str | None, source: str, report: LoadReport) -> str | None:
@@ -381,6 +418,20 @@ def _note_patients(items: list[Item], report: LoadReport) -> None:
     mixed = sorted(p for p, labels in labels_by_patient.items() if len(labels) > 1)
     if mixed:
         report.notes.append(f"{len(mixed)} patients have images in more than one class (e.g. {mixed[0]})")
+
+
+def _note_modalities(items: list[Item], report: LoadReport) -> None:
+    """Say when a set mixes CT with other modalities, or Hounsfield with non-Hounsfield images."""
+    dicom = [it for it in items if it.format == "dicom"]
+    others = Counter(it.modality or "no modality" for it in dicom if it.modality != "CT")
+    if others and any(it.modality == "CT" for it in dicom):
+        detail = ", ".join(f"{name}: {n}" for name, n in sorted(others.items()))
+        report.notes.append(f"{sum(others.values())} DICOM images are not CT ({detail}) in a CT set: their pixels "
+                            "are not Hounsfield units and the model would learn the modality, not the question")
+    n_hu = sum(1 for it in items if it.is_hu)
+    if 0 < n_hu < len(items):
+        report.notes.append(f"{n_hu} images are in Hounsfield units and {len(items) - n_hu} are not (PNG/JPEG/TIFF or "
+                            "DICOM without a CT rescale): an HU window means something different for each kind")
 
 
 def _find_duplicates(items: list[Item]) -> list[list[str]]:

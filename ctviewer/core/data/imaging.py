@@ -4,11 +4,17 @@ DICOM pixels come out in Hounsfield units (RescaleSlope/Intercept applied) when 
 modality is CT; PNG/JPEG/TIFF come out as one grey float32 channel in their own units.
 An *array image* (``.npz`` with a 2-D ``pixels`` array and a boolean ``is_hu``, as
 `ctviewer.core.data.arrays.from_arrays` writes them) comes out as stored.
+
+A file is refused (`ImageReadError`, with the reason) rather than half-read when its pixels
+are not finite (NaN/Inf: they would poison training and every prediction), when its
+RescaleSlope is 0 (a constant image), or when it declares more than `MAX_PIXELS` pixels
+(rows x columns x frames, checked from the header before anything is decoded).
 """
 
 from __future__ import annotations
 
 import math
+import stat
 import struct
 import warnings
 from dataclasses import dataclass, field
@@ -28,6 +34,10 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*")
 _ZIP_MAGIC = b"PK\x03\x04"  # an .npz is a ZIP of .npy files
+
+# The pixel budget: rows x columns x frames of one file, checked before decoding. 2**27 pixels
+# (a 512 x 512 x 512 volume) is 512 MiB as float32; a larger file is refused, not decoded.
+MAX_PIXELS = 2**27
 
 
 @dataclass(frozen=True)
@@ -112,9 +122,13 @@ def load(path: str | Path) -> Image:
     """
     path = Path(path)
     try:
-        if path.is_dir():
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
             raise ImageReadError(path, "is a folder, not an image")
-        if path.stat().st_size == 0:
+        if not stat.S_ISREG(st.st_mode):
+            # Opening a FIFO would block and a device may never end: never read them.
+            raise ImageReadError(path, "not a regular file (a device, FIFO or socket), not an image")
+        if st.st_size == 0:
             raise ImageReadError(path, "empty file (0 bytes)")
         kind = sniff_format(path)
     except PermissionError:
@@ -125,16 +139,49 @@ def load(path: str | Path) -> Image:
         raise ImageReadError(path, f"cannot be read ({exc.strerror or exc})") from None
     if kind is None:
         raise ImageReadError(path, f"not an image ({_describe_non_image(path)})")
-    if kind == "dicom":
-        return _load_dicom(path)
-    if kind == "npz":
-        return _load_array_image(path)
-    return _load_raster(path, kind)
+    try:
+        if kind == "dicom":
+            with warnings.catch_warnings():
+                # pydicom warns about each invalid header value (InstanceNumber "abc"...); bad values
+                # are read as missing below, and a warning turned into an error must not lose the image.
+                warnings.simplefilter("ignore")
+                image = _load_dicom(path)
+        elif kind == "npz":
+            image = _load_array_image(path)
+        else:
+            image = _load_raster(path, kind)
+    except MemoryError:
+        raise ImageReadError(path, "not enough memory to decode this image") from None
+    _check_finite(path, image.pixels)
+    return image
+
+
+def _check_finite(path: Path, pixels: np.ndarray) -> None:
+    finite = np.isfinite(pixels)
+    if not finite.all():
+        n_nan = int(np.isnan(pixels).sum())
+        n_inf = int(pixels.size - finite.sum()) - n_nan
+        raise ImageReadError(path, f"pixel values are not finite ({n_nan} NaN, {n_inf} infinite of {pixels.size}): "
+                             "such an image cannot be a model input")
+
+
+def _check_pixel_budget(path: Path, what: str, rows: int, columns: int, frames: int) -> None:
+    total = rows * columns * max(frames, 1)
+    if total > MAX_PIXELS:
+        raise ImageReadError(path, f"{what} declares {columns} x {rows} pixels x {frames} frames = {total:,} pixels, "
+                             f"over the pixel limit of {MAX_PIXELS:,} (ctviewer.core.data.imaging.MAX_PIXELS)")
 
 
 def _describe_non_image(path: Path) -> str:
     with open(path, "rb") as fh:
-        head = fh.read(8)
+        head = fh.read(12)
+    unsupported = "an image format ctviewer does not read; convert it to PNG, TIFF or DICOM"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return f"a GIF image: {unsupported}"
+    if head.startswith(b"BM"):
+        return f"a BMP image: {unsupported}"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return f"a WebP image: {unsupported}"
     if head.startswith(b"%PDF"):
         return "a PDF document"
     if head.startswith(b"PK\x03\x04"):
@@ -187,6 +234,12 @@ def _float_or_none(value: object) -> float | None:
     return result if math.isfinite(result) else None
 
 
+def _int_or_none(value: object) -> int | None:
+    """An IS/US value as int; None when absent or not a number (e.g. InstanceNumber "abc")."""
+    number = _float_or_none(value)
+    return int(number) if number is not None and number.is_integer() else None
+
+
 def _load_dicom(path: Path) -> Image:
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -201,34 +254,47 @@ def _load_dicom(path: Path) -> Image:
         raise ImageReadError(path, f"corrupt or truncated DICOM ({type(exc).__name__}: {exc})") from None
 
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        if not _has_dicom_preamble(path):
+            raise ImageReadError(path, "not a DICOM file (no DICM marker and no pixel data: damaged or another format)")
         raise ImageReadError(path, "DICOM has no pixel data (e.g. a report, RT structure or DICOMDIR)")
     tsyntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    frames = _int_or_none(getattr(ds, "NumberOfFrames", 1)) or 1
+    photometric = str(getattr(ds, "PhotometricInterpretation", "") or "")
+    rows, columns = _int_or_none(getattr(ds, "Rows", None)), _int_or_none(getattr(ds, "Columns", None))
+    if rows and columns:
+        _check_pixel_budget(path, "DICOM", rows, columns, frames)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             raw = ds.pixel_array
+            pixels = np.asarray(raw)
+            if photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "PALETTE COLOR"):
+                pixels = _dicom_colour_to_grey(ds, pixels, photometric)
     except NotImplementedError as exc:
         raise ImageReadError(
             path, f"unsupported DICOM transfer syntax {tsyntax or '?'}: no installed decoder ({exc})"
         ) from None
     except (RuntimeError, ValueError, EOFError, AttributeError, KeyError, TypeError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if photometric == "PALETTE COLOR" and "lookup table" in reason.lower():
+            raise ImageReadError(path, f"PALETTE COLOR DICOM without a usable colour lookup table ({reason})") from None
         raise ImageReadError(path, f"DICOM pixel data cannot be decoded (truncated or corrupt): {reason}") from None
 
-    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    photometric = str(getattr(ds, "PhotometricInterpretation", "") or "")
-    pixels = np.asarray(raw)
-    if photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "PALETTE COLOR"):
-        pixels = _dicom_colour_to_grey(ds, pixels, photometric)
-    pixels = pixels.astype(np.float32)
     if pixels.ndim == 3 and frames == 1:
         pixels = pixels[..., 0]
 
     slope = _float_or_none(getattr(ds, "RescaleSlope", None))
     intercept = _float_or_none(getattr(ds, "RescaleIntercept", None))
     modality = str(getattr(ds, "Modality", "") or "")
+    if slope == 0.0:
+        raise ImageReadError(path, "RescaleSlope is 0: every pixel would have the same value (a damaged header)")
     if slope is not None or intercept is not None:
-        pixels = pixels * np.float32(slope if slope is not None else 1.0) + np.float32(intercept or 0.0)
+        # In float64, so a slope like 1e39 gives inf (refused below) instead of an overflow warning.
+        with np.errstate(over="ignore", invalid="ignore"):
+            scaled = pixels.astype(np.float64) * (slope if slope is not None else 1.0) + (intercept or 0.0)
+            pixels = scaled.astype(np.float32)
+    else:
+        pixels = pixels.astype(np.float32)
     is_hu = modality == "CT" and (slope is not None or intercept is not None)
     if photometric == "MONOCHROME1":
         # MONOCHROME1 displays low values as white: invert so brighter = denser, as in MONOCHROME2.
@@ -247,21 +313,37 @@ def _load_dicom(path: Path) -> Image:
         patient_id=str(getattr(ds, "PatientID", "") or "").strip(),
         study_uid=str(getattr(ds, "StudyInstanceUID", "") or ""),
         series_uid=str(getattr(ds, "SeriesInstanceUID", "") or ""),
-        instance_number=int(instance) if instance not in (None, "") else None,
+        instance_number=_int_or_none(instance),
         slice_position=slice_position,
         window_center=_float_or_none(getattr(ds, "WindowCenter", None)),
         window_width=_float_or_none(getattr(ds, "WindowWidth", None)),
-        pixel_spacing=(float(spacing[0]), float(spacing[1])) if spacing is not None and len(spacing) == 2 else None,
-        rows=int(getattr(ds, "Rows", pixels.shape[-2])),
-        columns=int(getattr(ds, "Columns", pixels.shape[-1])),
+        pixel_spacing=_spacing_or_none(spacing),
+        rows=rows or int(pixels.shape[-2]),
+        columns=columns or int(pixels.shape[-1]),
         frames=frames,
         is_hu=is_hu,
         photometric=photometric,
-        bits_stored=int(getattr(ds, "BitsStored", 0) or 0) or None,
+        bits_stored=_int_or_none(getattr(ds, "BitsStored", None)) or None,
         transfer_syntax=tsyntax,
         tags=_summary_tags(ds),
     )
     return Image(pixels=np.ascontiguousarray(pixels), meta=meta)
+
+
+def _has_dicom_preamble(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+    return head[128:132] == b"DICM"
+
+
+def _spacing_or_none(spacing: object) -> tuple[float, float] | None:
+    try:
+        values = [_float_or_none(v) for v in spacing]  # type: ignore[attr-defined]
+    except TypeError:
+        return None
+    if len(values) != 2 or None in values:
+        return None
+    return (values[0], values[1])  # type: ignore[return-value]
 
 
 def _dicom_colour_to_grey(ds: object, pixels: np.ndarray, photometric: str) -> np.ndarray:
@@ -305,11 +387,18 @@ def _load_raster(path: Path, kind: str) -> Image:
     from PIL import UnidentifiedImageError
 
     try:
-        with PILImage.open(path) as im:
-            im.load()
-            mode = im.mode
-            frames = getattr(im, "n_frames", 1)
-            pixels = _pil_to_grey(im)
+        with warnings.catch_warnings():
+            # Pillow's own bomb warning: our pixel budget below is the rule that applies.
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            with PILImage.open(path) as im:
+                frames = getattr(im, "n_frames", 1)
+                _check_pixel_budget(path, kind.upper(), im.height, im.width, 1)
+                im.load()
+                mode = im.mode
+                pixels = _pil_to_grey(im)
+    except PILImage.DecompressionBombError as exc:
+        raise ImageReadError(path, f"{kind.upper()} is over Pillow's pixel limit, refused as a possible "
+                             f"decompression bomb ({exc})") from None
     except UnidentifiedImageError:
         raise ImageReadError(path, f"{kind.upper()} cannot be identified (corrupt file)") from None
     except (OSError, ValueError, SyntaxError) as exc:
@@ -397,7 +486,7 @@ def parse_window(spec: str | Window | tuple[float, float]) -> Window:
         except ValueError:
             pass
         else:
-            if w > 0:
+            if math.isfinite(c) and math.isfinite(w) and w > 0:
                 return Window("manual", c, w)
     names = ", ".join([*WINDOW_PRESETS, "dicom", "minmax", "percentile", "CENTER,WIDTH"])
     raise ValueError(f"unknown window {spec!r}; use one of {names}")

@@ -98,6 +98,7 @@ def load_plain_model(path: str | Path) -> Any:
                          "SavedModel cannot be loaded by Keras 3: re-save it with model.save('model.keras')")
     if path.suffix.lower() not in PLAIN_SUFFIXES:
         raise ModelError(f"{path}: not a Keras model file (expected .keras, .h5 or .hdf5, or a bundle folder)")
+    _check_plain_model_file(path)
     import keras
 
     import ctviewer.core.model.layers  # noqa: F401 - a ctviewer model saved as a plain file uses its layers
@@ -108,6 +109,23 @@ def load_plain_model(path: str | Path) -> Any:
         reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
         raise ModelError(f"{path}: cannot be loaded as a Keras model in safe mode ({type(exc).__name__}: "
                          f"{reason})") from None
+
+
+def _check_plain_model_file(path: Path) -> None:
+    """Say what a damaged or foreign file is before Keras does (it calls a random-bytes .keras "File not found")."""
+    import zipfile
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
+        raise ModelError(f"{path}: cannot be loaded: the file exists but is not a Keras v3 .keras archive "
+                         "(not a zip file: damaged, cut short or another format)")
+    if path.suffix.lower() in (".h5", ".hdf5") and head != b"\x89HDF\r\n\x1a\n":
+        raise ModelError(f"{path}: cannot be loaded: the file exists but is not an HDF5 Keras model "
+                         "(no HDF5 signature: damaged or another format)")
 
 
 def _input_geometry(model: Any, source: str) -> tuple[int, int]:

@@ -2,7 +2,9 @@
 
 Atomic means: the content goes to a temporary file in the target's folder, is flushed and
 fsynced, then ``os.replace`` puts it where the target was. A crash or an exception midway
-leaves the previous file (or no file) in place, never half a file.
+leaves the previous file (or no file) in place, never half a file. A set of files that
+belong together (cross-validation's predictions, metrics and folds) is written with
+`output_set`: staged in a folder and swapped in whole.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import hmac
 import json
 import math
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
@@ -22,6 +25,7 @@ from typing import IO, Any
 import numpy as np
 
 from ctviewer.core.errors import CTViewerError
+from ctviewer.core.folders import clean_leftovers, keep_foreign_entries, staging_dir, swap_in
 from ctviewer.core.jsonable import json_safe
 from ctviewer.core.metrics.evaluation import Metrics
 from ctviewer.core.metrics.predictions import Predictions
@@ -50,7 +54,7 @@ class ReportError(CTViewerError):
 
 @contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8",
-                newline: str | None = None) -> Iterator[IO[Any]]:
+                newline: str | None = None, errors: str | None = None) -> Iterator[IO[Any]]:
     """Open a temporary file next to ``path``; on a clean exit it replaces ``path`` atomically.
 
     If the ``with`` body raises, the temporary file is removed and ``path`` is untouched.
@@ -60,7 +64,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
     ----------
     mode
         ``"w"`` (text) or ``"wb"`` (binary).
-    encoding, newline
+    encoding, newline, errors
         As for :func:`open`, text mode only.
     """
     if mode not in ("w", "wb"):
@@ -77,7 +81,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
     try:
         binary = "b" in mode
         handle_cm: IO[Any] = os.fdopen(fd, mode, encoding=None if binary else encoding,
-                                       newline=None if binary else newline)
+                                       newline=None if binary else newline, errors=None if binary else errors)
         with handle_cm as handle:
             yield handle
             handle.flush()
@@ -106,6 +110,29 @@ def write_text_atomic(path: str | os.PathLike[str], text: str, encoding: str = "
     with atomic_open(path, "w", encoding=encoding, newline="") as handle:
         handle.write(text)
     return Path(path)
+
+
+@contextmanager
+def output_set(folder: str | os.PathLike[str], own: Iterable[str]) -> Iterator[Path]:
+    """Write a set of output files as one: into a staging folder that then replaces ``folder`` whole.
+
+    Yields the staging folder; write every file of the set into it. On a clean exit the set
+    is swapped in (`ctviewer.core.folders.swap_in`), so a reader sees the old set or the new
+    one, never a new ``predictions.csv`` beside an old ``metrics.json``. Entries of an existing
+    ``folder`` named in ``own`` (what the set consists of) go; anything else there is kept.
+    If the body raises, ``folder`` is untouched.
+    """
+    target = Path(folder)
+    clean_leftovers(target)
+    staged = staging_dir(target)
+    try:
+        yield staged
+        if target.is_dir():
+            keep_foreign_entries(target, staged, own)
+        swap_in(staged, target)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
 
 
 # --------------------------------------------------------------------------- pseudonyms
@@ -151,10 +178,16 @@ def write_predictions_csv(pred: Predictions, path: str | os.PathLike[str], pseud
     if pseudonymise_paths and not pseudonymise_salt:
         raise ValueError("pseudonymise_paths needs a pseudonymise_salt")
     salt = pseudonymise_salt
+    bad = [pred.paths[i] for i in np.flatnonzero(~np.isfinite(np.asarray(pred.probs, dtype=np.float64)))]
+    if bad:
+        # A NaN probability is no prediction: refuse the report rather than write "nan" rows.
+        raise ReportError(path, f"{len(bad)} probabilities are not finite (e.g. {bad[0]}): the model gives "
+                          "NaN/Inf outputs; nothing written")
     preds = pred.y_pred()
     correct = pred.correct()
     row_thresholds = pred.thresholds()
-    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
+    # A file name that is not valid UTF-8 is written with \x escapes, so the CSV stays readable UTF-8.
+    with atomic_open(path, "w", encoding="utf-8", newline="", errors="backslashreplace") as handle:
         writer = csv.writer(handle)
         writer.writerow(PREDICTION_COLUMNS)
         for i in range(len(pred)):
@@ -165,8 +198,8 @@ def write_predictions_csv(pred: Predictions, path: str | os.PathLike[str], pseud
 
 def _prediction_row(pred: Predictions, i: int, called: int, correct: bool | None, row_threshold: float,
                     salt: str | None, hide_paths: bool) -> list[str]:
-    patient, study, series = pred.patients[i] or "", pred.studies[i] or "", pred.series[i] or ""
-    path = pred.paths[i]
+    patient, study, series = utf8_text(pred.patients[i] or ""), pred.studies[i] or "", pred.series[i] or ""
+    path = utf8_text(pred.paths[i])  # a non-UTF-8 file name as \xNN, before hashing or writing
     if salt:
         patient, study, series = (pseudonym(patient, salt, "patient"), pseudonym(study, salt, "study"),
                                   pseudonym(series, salt, "series"))
@@ -183,6 +216,11 @@ def _prediction_row(pred: Predictions, i: int, called: int, correct: bool | None
         pred.classes[called], "" if correct is None else str(int(correct)), repr(float(row_threshold)),
         fold, pred.model_id, uncertainty, in_training,
     ]
+
+
+def utf8_text(text: str) -> str:
+    """A file name that is not valid UTF-8 (its bytes kept as surrogates) with those bytes as \\xNN."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def read_predictions_csv(path: str | os.PathLike[str], positive: str | None = None,

@@ -19,7 +19,7 @@ from typing import Any
 from ctviewer.core.metrics.aggregate import Units, aggregate
 from ctviewer.core.metrics.evaluation import Metrics, metrics_from_predictions
 from ctviewer.core.metrics.predictions import Predictions
-from ctviewer.core.metrics.report import atomic_open, pseudonym
+from ctviewer.core.metrics.report import atomic_open, pseudonym, utf8_text
 
 UNIT_COLUMNS: tuple[str, ...] = (
     "unit", "level", "patient", "study", "series", "n_images", "label", "prob", "pred", "correct", "threshold",
@@ -51,8 +51,10 @@ def write_units_csv(units: Units, path: str | os.PathLike[str], pseudonymise_sal
         writer = csv.writer(handle)
         writer.writerow(UNIT_COLUMNS)
         for u in range(len(pred)):
-            ids = [pred.paths[u], pred.patients[u] or "", pred.studies[u] or "", pred.series[u] or ""]
-            top = image_ref(units.images, int(units.driving[u]))
+            # Non-UTF-8 file names (and the patient ids made from them) as \xNN, before hashing or writing.
+            ids = [utf8_text(pred.paths[u]), utf8_text(pred.patients[u] or ""), pred.studies[u] or "",
+                   pred.series[u] or ""]
+            top = utf8_text(image_ref(units.images, int(units.driving[u])))
             if pseudonymise_salt:
                 ids = [pseudonym(v, pseudonymise_salt, kind) for v, kind in
                        zip(ids, (units.level, "patient", "study", "series"))]

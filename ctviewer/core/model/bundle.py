@@ -19,10 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import platform
 import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ctviewer.core.data.imaging import Preprocessing, parse_window
 from ctviewer.core.errors import ModelError
+from ctviewer.core.folders import clean_leftovers, keep_foreign_entries, staging_dir, swap_in
 from ctviewer.core.jsonable import json_safe
 from ctviewer.core.model.ensemble import Ensemble
 from ctviewer.core.model.predictor import PredictorBase
@@ -46,6 +45,8 @@ if TYPE_CHECKING:
 CARD_FILE = "model_card.json"
 MODEL_FILE = "model.keras"
 SPLIT_FILE = "split.json"
+# What ctviewer writes in a bundle: replacing a bundle replaces these and keeps anything else.
+BUNDLE_FILES = (MODEL_FILE, CARD_FILE, SPLIT_FILE, TRAINING_IMAGES_FILE, OOF_FILE)
 CARD_FORMAT = "ctviewer-model-bundle"
 CARD_VERSION = 1
 # A Keras v3 archive holds these; anything else (pickles, extra code) is refused.
@@ -121,41 +122,68 @@ def read_card(folder: str | Path) -> ModelCard:
         raw = json.loads(card_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _card_error(card_path, f"cannot be read as JSON ({exc})") from None
+    except RecursionError:
+        raise _card_error(card_path, "cannot be read as JSON (nested too deeply)") from None
     if not isinstance(raw, dict) or raw.get("format") != CARD_FORMAT:
         raise _card_error(card_path, "not a ctviewer model card (missing format marker)")
     version = raw.get("format_version")
     if not isinstance(version, int) or version > CARD_VERSION:
         raise _card_error(card_path, f"card format version {version!r} is newer than this ctviewer understands "
                           f"({CARD_VERSION}); update ctviewer")
-    try:
-        prep_raw = raw["preprocessing"]
-        window = str(prep_raw["window"])
-        size = int(prep_raw["size"])
-        resize = str(prep_raw["resize"])
-        classes = tuple(str(c) for c in raw["classes"])
-        threshold = float(raw["threshold"])
-        model_id = str(raw["model_id"])
-        sha = str(raw["model_file_sha256"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise _card_error(card_path, f"card is missing or has a bad field ({exc})") from None
-    try:
-        parse_window(window)
-    except ValueError:
-        raise _card_error(card_path, f"preprocessing window {window!r} is unknown to this ctviewer") from None
-    if resize not in ("pad", "crop"):
-        raise _card_error(card_path, f"preprocessing resize mode {resize!r} is unknown (expected pad or crop)")
-    if size < 16 or size > 4096:
-        raise _card_error(card_path, f"preprocessing size {size} is out of range")
-    if len(classes) != 2 or classes[0] == classes[1]:
-        raise _card_error(card_path, f"card must name two different classes, got {list(classes)}")
-    if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
-        raise _card_error(card_path, f"threshold {threshold} is not a probability")
+    window, size, resize, classes, threshold, model_id, sha = _checked_card_fields(raw, card_path)
     return ModelCard(
         model_id=model_id, kind=str(raw.get("kind", "single")), classes=classes,  # type: ignore[arg-type]
         preprocessing=Preprocessing(window=window, size=size, resize=resize),  # type: ignore[arg-type]
         threshold=threshold, threshold_rule=str(raw.get("threshold_rule", "")), model_file_sha256=sha,
         **_optional_fields(raw), raw=raw,
     )
+
+
+_CardFields = tuple[str, int, str, tuple[str, str], float, str, str]
+
+
+def _checked_card_fields(raw: dict[str, Any], card_path: Path) -> _CardFields:
+    """The card's fields that prediction relies on, each checked for type and meaning.
+
+    A card that is wrong must be refused, not read into something else: ``classes: "ab"`` is
+    not two classes, an input size of 64.7 is no size, a window of ``0,inf`` windows to NaN.
+    """
+    def bad(reason: str) -> ModelError:
+        return _card_error(card_path, reason)
+
+    try:
+        prep_raw, classes_raw, threshold = raw["preprocessing"], raw["classes"], raw["threshold"]
+        window, size, resize = prep_raw["window"], prep_raw["size"], prep_raw["resize"]
+        model_id, sha = raw["model_id"], raw["model_file_sha256"]
+    except (KeyError, TypeError) as exc:
+        raise bad(f"card is missing or has a bad field ({exc})") from None
+    if not isinstance(classes_raw, list) or len(classes_raw) != 2 or not all(
+            isinstance(c, str) and c for c in classes_raw) or classes_raw[0] == classes_raw[1]:
+        raise bad(f"card must name two different classes as a list of two names, got {classes_raw!r}")
+    classes = (classes_raw[0], classes_raw[1])
+    positive = raw.get("positive", classes[1])
+    if positive != classes[1]:
+        raise bad(f"card says the positive class is {positive!r} but its classes {list(classes)} put "
+                  f"{classes[1]!r} second (the positive class)")
+    if not isinstance(window, str):
+        raise bad(f"preprocessing window {window!r} is not a window name or CENTER,WIDTH")
+    try:
+        parse_window(window)
+    except ValueError:
+        raise bad(f"preprocessing window {window!r} is unknown to this ctviewer (or not finite)") from None
+    if resize not in ("pad", "crop"):
+        raise bad(f"preprocessing resize mode {resize!r} is unknown (expected pad or crop)")
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise bad(f"preprocessing size {size!r} is not a whole number of pixels")
+    if size < 16 or size > 4096:
+        raise bad(f"preprocessing size {size} is out of range")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise bad(f"threshold {threshold!r} is not a number")
+    if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+        raise bad(f"threshold {threshold} is not a probability")
+    if not isinstance(model_id, str) or not isinstance(sha, str):
+        raise bad("model_id and model_file_sha256 must be text")
+    return window, size, resize, classes, float(threshold), model_id, sha
 
 
 # --------------------------------------------------------------------------- bundle
@@ -298,12 +326,32 @@ def _card_dict(trained: TrainedModel | Ensemble, model_sha: str, metrics: Metric
     return json_safe(card)
 
 
+def check_bundle_target(folder: str | Path, overwrite: bool = True) -> Path:
+    """Raise ModelError unless a bundle can be saved at ``folder`` (call it before long work).
+
+    ``folder`` may be new, an empty folder, or (with ``overwrite``) an existing bundle.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ModelError(f"{folder}: exists and is not a folder; choose a new folder for the model bundle")
+    if folder.is_dir() and any(folder.iterdir()):
+        if not (folder / CARD_FILE).is_file():
+            raise ModelError(f"{folder}: exists and is not a ctviewer model bundle; choose a new folder")
+        if not overwrite:
+            raise ModelError(f"{folder}: a model bundle is already there; choose a new folder, or replace its "
+                             f"{', '.join(BUNDLE_FILES)} with --overwrite (other files in it are kept)")
+    return folder
+
+
 def save_bundle(trained: TrainedModel | Ensemble | Bundle, folder: str | Path,
-                metrics: Metrics | dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> Path:
+                metrics: Metrics | dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+                overwrite: bool = True) -> Path:
     """Write ``trained`` (a TrainedModel, an Ensemble or a loaded Bundle) as a bundle folder, atomically.
 
-    Everything is written to a temporary folder next to ``folder`` and renamed into place;
-    an existing bundle at ``folder`` is replaced, any other existing content is refused.
+    Everything is written to a staging folder next to ``folder`` and swapped into place in
+    one step (`ctviewer.core.folders.swap_in`). An existing bundle at ``folder`` is replaced
+    (unless ``overwrite`` is False): its `BUNDLE_FILES` are new, any other file a user put
+    there (a CSV, a gradcam/ folder) is kept. Any other existing content is refused.
 
     Parameters
     ----------
@@ -318,12 +366,11 @@ def save_bundle(trained: TrainedModel | Ensemble | Bundle, folder: str | Path,
         The bundle folder.
     """
     folder = Path(folder)
-    if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not (folder / CARD_FILE).is_file())):
-        raise ModelError(f"{folder}: exists and is not a ctviewer model bundle; choose a new folder")
-    if isinstance(trained, Bundle) and folder.resolve() == trained.folder.resolve():
+    if isinstance(trained, Bundle) and folder.exists() and folder.resolve() == trained.folder.resolve():
         return folder  # saving a loaded bundle onto itself: nothing to do
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
+    check_bundle_target(folder, overwrite)
+    clean_leftovers(folder)
+    tmp = staging_dir(folder)
     try:
         if isinstance(trained, Bundle):
             # A loaded bundle is saved as the files it came from (its card cannot be rebuilt).
@@ -343,13 +390,9 @@ def save_bundle(trained: TrainedModel | Ensemble | Bundle, folder: str | Path,
                 write_training_images_file(tmp, trained)
         if isinstance(trained, Ensemble) and trained.cross_validation is not None:
             write_oof_file(tmp, trained.cross_validation)
-        old = None
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old-"))
-            os.replace(folder, old / "bundle")
-        os.replace(tmp, folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if folder.is_dir():
+            keep_foreign_entries(folder, tmp, BUNDLE_FILES)
+        swap_in(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -51,7 +51,7 @@ def write_training_images_file(folder: Path, trained: Any) -> Path:
     roles = dict(zip(trained.split.paths, trained.split.roles))
     patients = dict(zip(trained.split.paths, trained.split.patients))
     path = folder / TRAINING_IMAGES_FILE
-    with open(path, "w", encoding="utf-8", newline="") as handle:
+    with open(path, "w", encoding="utf-8", newline="", errors="backslashreplace") as handle:  # non-UTF-8 names
         writer = csv.writer(handle)
         writer.writerow(TRAINING_COLUMNS)
         for image, content_hash in trained.dataset.images:

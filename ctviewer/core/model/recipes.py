@@ -314,6 +314,15 @@ def imagenet_weights(name: str) -> ImagenetWeights:
     return _BACKBONE_SPECS[key].weights
 
 
+# Set (to 1) by ``--allow-download``: without it ctviewer never opens a network connection.
+ALLOW_DOWNLOAD_ENV = "CTVIEWER_ALLOW_DOWNLOAD"
+
+
+def downloads_allowed() -> bool:
+    """Whether ImageNet weights may be fetched from the network (``$CTVIEWER_ALLOW_DOWNLOAD`` set to 1)."""
+    return os.environ.get(ALLOW_DOWNLOAD_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
 def keras_cache_dir() -> Path:
     """Where Keras keeps downloaded weights: ``$KERAS_HOME/models`` or ``~/.keras/models``."""
     home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
@@ -323,12 +332,14 @@ def keras_cache_dir() -> Path:
 def resolve_weights(name: str, weights: str | None) -> str | None:
     """Turn ``config.weights`` into a local file path for backbone ``name`` (None = random init).
 
-    ``"imagenet"`` looks in the Keras cache first, then downloads into it; a path must exist.
+    ``"imagenet"`` looks in the Keras cache first, then, only when `downloads_allowed`,
+    downloads into it; a path must exist.
 
     Raises
     ------
     ModelError
-        A given file does not exist, or "imagenet" is not cached and cannot be downloaded.
+        A given file does not exist, or "imagenet" is not cached and downloads are not
+        allowed (the message says which file to put where) or fail.
     """
     spec = _BACKBONE_SPECS[name].weights
     if weights is None or str(weights).strip() == "":
@@ -344,6 +355,12 @@ def resolve_weights(name: str, weights: str | None) -> str | None:
     cached = keras_cache_dir() / spec.file_name
     if cached.is_file():
         return str(cached)
+    if not downloads_allowed():
+        raise ModelError(
+            f"ImageNet weights for {name} are not on this machine: download {spec.url} and put it in "
+            f"{keras_cache_dir()} (as {spec.file_name}), or pass its path with --weights PATH; or let ctviewer "
+            "download it with --allow-download. No network connection was made."
+        )
     try:
         downloaded = keras.utils.get_file(
             spec.file_name,

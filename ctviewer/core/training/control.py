@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ctviewer.core.errors import TrainingError
 from ctviewer.core.events import BatchEnded, EpochEnded, EventCallback, Message, StopCheck, emit, stop_requested
 from ctviewer.core.model.config import TrainConfig
 
@@ -49,7 +50,9 @@ def _make_control_callback(epochs: int, batches: int, config: TrainConfig, monit
             self._check_cancel()
 
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-            emit(on_event, BatchEnded(batch, batches, self.epoch, _floats(logs)))
+            values = _floats(logs)
+            _refuse_non_finite_loss(values, f"epoch {self.epoch + 1}, batch {batch + 1}", fold)
+            emit(on_event, BatchEnded(batch, batches, self.epoch, values))
             self._check_cancel()
 
         def on_test_batch_end(self, batch: int, logs: Any = None) -> None:
@@ -62,6 +65,7 @@ def _make_control_callback(epochs: int, batches: int, config: TrainConfig, monit
                 emit(on_event, Message(f"stopped during epoch {epoch + 1}; keeping the best completed epoch"))
                 return
             logs = _floats(logs)
+            _refuse_non_finite_loss(logs, f"epoch {epoch + 1}", fold)
             self.epochs_run = epoch + 1
             for key, value in logs.items():
                 self.history.setdefault(key, []).append(value)
@@ -83,6 +87,16 @@ def _make_control_callback(epochs: int, batches: int, config: TrainConfig, monit
                 self.model.set_weights(self.best_weights)
 
     return TrainingControl()
+
+
+def _refuse_non_finite_loss(logs: dict[str, float], when: str, fold: int | None) -> None:
+    """Stop at once: a NaN/Inf loss never recovers, and weights trained on it give NaN probabilities."""
+    for key in ("loss", "val_loss"):
+        value = logs.get(key)
+        if value is not None and not math.isfinite(value):
+            where = f"fold {fold + 1}, " if fold is not None else ""
+            raise TrainingError(f"training stopped: {key} became {value} at {where}{when}; an input or a setting "
+                                "(e.g. the learning rate) gives non-finite numbers. Nothing was saved.")
 
 
 def _floats(logs: Any) -> dict[str, float]:
