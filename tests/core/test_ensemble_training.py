@@ -50,6 +50,8 @@ def test_bundle_holds_k_members_and_the_card_holds_out_of_fold_metrics_and_thres
     assert card.kind == "ensemble" and len(raw["members"]) == 3
     expected = raw["expected_performance"]
     assert expected["metrics"]["n"] == len(dataset) and len(expected["per_fold"]) == 3
+    # Series/patient thresholds come from the same pooled out-of-fold predictions.
+    assert {raw["levels"][level]["chosen_on"] for level in ("series", "patient")} == {"pooled out-of-fold predictions"}
     for key in ("auc", "sensitivity", "specificity", "ppv", "npv", "accuracy"):
         assert key in expected["metrics"] and len(expected["metrics"][f"{key}_ci"]) == 2
     # The threshold is Youden's J on the out-of-fold file's probabilities, nothing else.

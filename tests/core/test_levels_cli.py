@@ -55,7 +55,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
     data = make_demo_dataset(root / "data", n_patients=4, slices_per_patient=3, size=48)
     bundle = root / "bundle"
     assert main(["train", str(data), "--out", str(bundle), "--positive", "contrast", "--size", "32",
-                 "--epochs", "1", "--batch-size", "8", "-q"]) == 0
+                 "--epochs", "1", "--batch-size", "8", "--folds", "1", "-q"]) == 0
     rng = np.random.default_rng(1)
     frames = [phantom_slice(rng, 48, contrast=k % 2 == 0, z=0.2 + 0.1 * k) for k in range(5)]
     volume = write_multiframe(root / "volume.dcm", frames)

@@ -308,6 +308,13 @@ def _card_dict(trained: TrainedModel | Ensemble, model_sha: str, metrics: Metric
         if metrics is None:
             metrics = cv.metrics
         extra = {"cross_validation": cv.to_json_extra(), **(extra or {})}
+        if "levels" not in extra:
+            from ctviewer.core.metrics.aggregate import level_thresholds
+
+            # Series/patient thresholds on the same pooled out-of-fold predictions as the image threshold.
+            extra["levels"] = level_thresholds(cv.predictions, threshold_rule=config.threshold_rule,
+                                               target=config.threshold_target,
+                                               chosen_on="pooled out-of-fold predictions")
     metrics_out: dict[str, Any] = {}
     if trained.validation_metrics is not None:
         metrics_out["validation"] = trained.validation_metrics.to_json_dict()

@@ -74,21 +74,26 @@ def predict_slices(model_or_bundle: Any, dataset: Dataset, max_slices: int | Non
         classes = (dataset.negative or DEFAULT_CLASSES[0], dataset.positive or DEFAULT_CLASSES[1])
     rows = slice_rows(dataset, max_slices)
     probs = np.empty(len(rows), dtype=np.float64)
+    spread: np.ndarray | None = None
     load: Callable[[SliceRow], np.ndarray] = lambda r: np.asarray(  # noqa: E731 - one line
         cache.array(dataset.items[r[0]].path, prep, None if r[1] < 0 else r[1]), dtype=np.float32)
     for start in range(0, len(rows), batch_size):
         if stop_requested(should_stop):
             raise Cancelled("prediction cancelled")
         part = rows[start : start + batch_size]
-        probs[start : start + len(part)] = _predict_batch(model, np.stack([load(r) for r in part])[..., None],
-                                                          batch_size, tta)
+        batch_probs, batch_spread = _predict_batch(model, np.stack([load(r) for r in part])[..., None],
+                                                   batch_size, tta)
+        probs[start : start + len(part)] = batch_probs
+        if batch_spread is not None:  # an ensemble: the spread of its members, as for images
+            spread = np.full(len(rows), np.nan) if spread is None else spread
+            spread[start : start + len(part)] = batch_spread
         emit(on_event, Progress(start + len(part), len(rows), "predicting slices"))
     items = [dataset.items[i] for i, _ in rows]
     return Predictions(
         paths=[it.path for it in items], probs=probs, threshold=threshold, classes=classes,
         labels=[it.label for it in items], patients=[it.patient for it in items],
         studies=[it.study for it in items], series=[it.series for it in items], model_id=model_id,
-        frames=np.array([f for _, f in rows], dtype=np.int64),
+        frames=np.array([f for _, f in rows], dtype=np.int64), uncertainty=spread,
     )
 
 
