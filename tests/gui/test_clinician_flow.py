@@ -329,7 +329,7 @@ def test_settings_show_numbers_and_plain_words(window):
     assert panel.epochs_spin.text() == "60 epochs (recommended)"
     assert panel.size_spin.text() == "128 px (recommended)"
     assert panel.validation_spin.text() == "20 % of patients"
-    assert panel.folds_spin.text() == "off"
+    assert panel.folds_spin.text() == "5 patient groups"  # the 5-fold ensemble is the default
     assert panel.overrides()["epochs"] is None  # recommended = the model's own value
     panel.epochs_spin.setValue(12)
     assert panel.epochs_spin.text() == "12 epochs" and panel.overrides()["epochs"] == 12

@@ -228,7 +228,7 @@ def test_cancel_keeps_the_finished_folds_as_a_smaller_ensemble(window, open_fold
     handle = done[0].handle
     assert handle.kind == "ensemble" and handle.cancelled and "1 of 3 folds kept" in handle.source
     assert "cancelled" in window.training.epoch_label.text().lower()
-    assert "fold 1 of 3, epoch 1 of 3" in labels
+    assert "group 1/3 · epoch 1/3" in labels  # fold 1 of 3, epoch 1 of 3, in the panel's words
     # Only the images of the finished fold have out-of-fold predictions.
     assert set(done[0].predictions.folds.tolist()) == {0}
 
