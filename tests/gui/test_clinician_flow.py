@@ -14,8 +14,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QApplication, QMessageBox
+from _dialogs import answer_next_question  # tests/gui/_dialogs.py (pytest puts this folder on sys.path)
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
 
 from ctviewer.core.errors import Cancelled
 from ctviewer.core.events import BatchEnded
@@ -34,19 +35,6 @@ def _predictions_for(dataset, threshold: float = 0.5) -> Predictions:
     return Predictions(paths=[it.path for it in items], probs=np.clip(probs, 0, 1), threshold=threshold,
                        classes=(dataset.negative, dataset.positive), labels=[it.label for it in items],
                        patients=[it.patient for it in items])
-
-
-def _answer_next_question(button: QMessageBox.StandardButton, seen: list[str]) -> None:
-    def click() -> None:
-        box = QApplication.activeModalWidget()
-        if not isinstance(box, QMessageBox):
-            QTimer.singleShot(20, click)
-            return
-        seen.append(box.text())
-        seen.append(",".join(b.text() for b in box.buttons()))
-        box.button(button).click()
-
-    QTimer.singleShot(20, click)
 
 
 # --------------------------------------------------------------------------- 1. quit while training
@@ -297,7 +285,7 @@ def test_closing_offers_save_discard_cancel_and_save_writes_the_labels(window, o
     monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(labels), "")))
     window.ask_before_discarding = True
     seen: list[str] = []
-    _answer_next_question(QMessageBox.StandardButton.Save, seen)
+    answer_next_question(QMessageBox.StandardButton.Save, seen, with_buttons=True)
     window.close()
     assert {"Save", "Discard", "Cancel"} <= set(seen[1].replace("&", "").split(","))
     assert labels.is_file() and "no_contrast" in labels.read_text()

@@ -5,22 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication, QMessageBox
-
-
-def _answer_next_question(button: QMessageBox.StandardButton, seen: list[str]) -> None:
-    """Click ``button`` on the next modal question, recording its text."""
-
-    def click() -> None:
-        box = QApplication.activeModalWidget()
-        if not isinstance(box, QMessageBox):
-            QTimer.singleShot(20, click)
-            return
-        seen.append(box.text())
-        box.button(button).click()
-
-    QTimer.singleShot(20, click)
+from _dialogs import answer_next_question  # tests/gui/_dialogs.py (pytest puts this folder on sys.path)
+from PySide6.QtWidgets import QMessageBox
 
 
 @pytest.fixture
@@ -44,14 +30,14 @@ def test_closing_with_unsaved_labels_asks_and_cancel_keeps_everything(asking, op
     patient = _relabel_one_patient(window)
 
     seen: list[str] = []
-    _answer_next_question(QMessageBox.StandardButton.Cancel, seen)
+    answer_next_question(QMessageBox.StandardButton.Cancel, seen)
     window.close()
     assert window.isVisible()
     assert len(seen) == 1 and "class labels" in seen[0] and "model" not in seen[0]
     assert window.browser.labels_dirty
     assert {it.label for it in window.session.dataset.items if it.patient == patient} == {"no_contrast"}
 
-    _answer_next_question(QMessageBox.StandardButton.Discard, seen)
+    answer_next_question(QMessageBox.StandardButton.Discard, seen)
     window.close()
     assert not window.isVisible() and len(seen) == 2
 
@@ -64,12 +50,12 @@ def test_opening_another_dataset_with_unsaved_labels_asks_first(asking, open_fol
     relabelled = window.session.dataset
 
     seen: list[str] = []
-    _answer_next_question(QMessageBox.StandardButton.Cancel, seen)
+    answer_next_question(QMessageBox.StandardButton.Cancel, seen)
     window.open_source(str(tmp_path))
     assert len(seen) == 1 and "Open another dataset" in seen[0]
     assert not window.loader.is_running() and window.session.dataset is relabelled
 
-    _answer_next_question(QMessageBox.StandardButton.Discard, seen)
+    answer_next_question(QMessageBox.StandardButton.Discard, seen)
     with qtbot.waitSignal(window.dataset_loaded, timeout=60_000):
         window.open_source(str(demo_folder))
     assert len(seen) == 2 and not window.browser.labels_dirty
