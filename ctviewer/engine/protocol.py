@@ -102,6 +102,8 @@ class ModelHandle:
     trained_on: str = ""  # content hash of the training dataset (from the model / its card)
     n_trained: int = 0  # images in the training dataset (0: not known)
     expected: str = ""  # the card's expected performance on new images (pooled out-of-fold), one line
+    # {"series"|"patient": (threshold or None, where it was chosen)}, as `volumes.level_threshold` reads the card.
+    level_thresholds: dict[str, tuple[float | None, str]] = field(default_factory=dict)
 
 
 @dataclass

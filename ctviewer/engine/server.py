@@ -63,6 +63,8 @@ class Engine:
         extra.setdefault("trained_on", str(model.trained_on or ""))
         summary = getattr(model, "dataset", None)
         extra.setdefault("n_trained", int(getattr(summary, "n_images", 0) or 0))
+        if "level_thresholds" not in extra:
+            extra["level_thresholds"] = _level_thresholds(model)
         return ModelHandle(id=key, kind=kind, source=source, preprocessing=model.preprocessing,
                            classes=tuple(model.classes), threshold=float(model.threshold),
                            model_id=model.model_id, config=config, history=model.history, **extra)
@@ -95,14 +97,18 @@ class Engine:
                 source += f", cancelled: {kept} of {cv.folds.k} folds kept"
             handle = self._keep(cv.ensemble, "ensemble", source, cv.ensemble.config, split=cv.folds,
                                 cancelled=cv.cancelled,
-                                expected=expected_line({"expected_performance": cv.expected_performance()}))
+                                expected=expected_line({"expected_performance": cv.expected_performance()}),
+                                level_thresholds=_level_thresholds(cv.ensemble, cv.predictions, config,
+                                                                   "pooled out-of-fold predictions"))
         elif run.trained is not None:
             trained = run.trained
             source = f"{config.model} trained in this session" + (
                 " (cancelled, best epoch kept)" if trained.cancelled else "")
             handle = self._keep(trained, "trained", source, trained.config, split=trained.split,
                                 best_epoch=trained.best_epoch, epochs_run=trained.epochs_run,
-                                cancelled=trained.cancelled)
+                                cancelled=trained.cancelled,
+                                level_thresholds=_level_thresholds(trained, trained.validation_predictions,
+                                                                   trained.config, "validation hold-out"))
         return TrainingOutcome(handle, run.predictions, run.predictions_are, run.summary, histories=run.histories)
 
     def predict(self, model_id: str, dataset: Dataset, on_event: EventCallback, should_stop: StopCheck
@@ -153,6 +159,27 @@ class Engine:
         return {"train": self.train, "predict": self.predict, "grad_cam": self.grad_cam,
                 "save_bundle": self.save_bundle, "load_bundle": self.load_bundle, "doctor": self.doctor,
                 "export": self.export}
+
+
+def _level_thresholds(model: Predictor, honest: Predictions | None = None, config: TrainConfig | None = None,
+                      chosen_on: str = "") -> dict[str, tuple[float | None, str]]:
+    """The model's series and patient thresholds for the GUI, read the way ``predict --level`` reads them.
+
+    A loaded bundle: from its card. A model trained in this session has no card yet: the levels its
+    card will record when saved (`bundle.save_bundle`), chosen on ``honest`` (the pooled out-of-fold
+    or validation predictions) by the same core function.
+    """
+    from types import SimpleNamespace
+
+    from ctviewer.core.metrics.aggregate import DEFAULT_RULE, level_thresholds
+    from ctviewer.core.model.volumes import level_threshold
+
+    source: Any = model
+    if getattr(model, "card", None) is None and honest is not None and config is not None:
+        levels = level_thresholds(honest, threshold_rule=config.threshold_rule, target=config.threshold_target,
+                                  chosen_on=chosen_on)
+        source = SimpleNamespace(card=SimpleNamespace(raw={"levels": levels}))
+    return {level: level_threshold(source, level, DEFAULT_RULE) for level in ("series", "patient")}
 
 
 # --------------------------------------------------------------------------- the serving loop

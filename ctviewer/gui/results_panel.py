@@ -44,10 +44,21 @@ SLIDER_STEPS = 1000
 LEVEL_CHOICES = (("image", "Images"), ("series", "Series"), ("patient", "Patients"))
 
 
+def plain_chosen_on(chosen_on: str, level: str) -> str:
+    """Where a level threshold was chosen (`volumes.level_threshold`'s words), as a clinician would say it."""
+    units = "series" if level == "series" else f"{level}s"
+    if "out-of-fold" in chosen_on:
+        return f"chosen on held-out {units} (each scored by a model trained without it)"
+    if "validation" in chosen_on:
+        return f"chosen on the validation {units} (held out of training)"
+    return chosen_on
+
+
 class ResultsPanel(QWidget):
     """Shows one `Predictions` per image, series or patient; the threshold is the panel's own,
-    starting at the model's (for series/patients: chosen on the other folds' units for out-of-fold
-    predictions, else the image threshold)."""
+    starting at the model's. For series/patients: chosen on the other folds' units for out-of-fold
+    predictions, else the model's own threshold for that level (`ModelHandle.level_thresholds`, from
+    its card), else the image threshold (and the panel says so)."""
 
     image_requested = Signal(str)  # path of a clicked row
     threshold_changed = Signal(float)
@@ -62,6 +73,7 @@ class ResultsPanel(QWidget):
         self.level = "image"
         self._unit_index: dict[str, int] = {}
         self._description = ""
+        self._level_thresholds: dict[str, tuple[float | None, str]] = {}  # of the model that predicted
         self.threshold = 0.5
         self.per_row = False  # out-of-fold rows, each called at its own fold's threshold
         self._y = np.zeros(0, dtype=np.int64)
@@ -184,6 +196,7 @@ class ResultsPanel(QWidget):
         if predictions is None:
             self.doctor.clear()  # its findings were about the predictions (and dataset) now gone
         self.image_predictions = predictions
+        self._level_thresholds = self._model_level_thresholds(predictions)
         self.session.set_predictions(predictions)  # the doctor checks images, whatever level is shown
         self._description = description
         self._show()
@@ -202,9 +215,33 @@ class ResultsPanel(QWidget):
             self.level_combo.blockSignals(False)
         self._show()
 
+    def _model_level_thresholds(self, predictions: Predictions | None) -> dict[str, tuple[float | None, str]]:
+        """The series/patient thresholds of the model that made ``predictions`` (none if another model did)."""
+        model = self.session.model
+        if predictions is None or model is None or not predictions.model_id or predictions.model_id != model.model_id:
+            return {}
+        return dict(getattr(model, "level_thresholds", None) or {})
+
+    def _unit_threshold(self, images: Predictions) -> tuple[float | None, str]:
+        """The threshold to call this level's units at, and the words that say where it comes from.
+
+        ``None``: let the core decide (cross-fitted per fold for out-of-fold rows, else the image
+        threshold with its note).
+        """
+        if images.folds is not None:
+            return None, ""  # out-of-fold: each unit at a threshold chosen on the other folds' units
+        threshold, chosen_on = self._level_thresholds.get(self.level, (None, ""))
+        if threshold is None:
+            return None, ""
+        return threshold, f"threshold {threshold:.2f}, {plain_chosen_on(chosen_on, self.level)}"
+
     def _show(self) -> None:
         images = self.image_predictions
-        self.units = aggregate(images, self.level) if images is not None and self.level != "image" else None
+        self.units = None
+        level_note = ""
+        if images is not None and self.level != "image":
+            threshold, level_note = self._unit_threshold(images)
+            self.units = aggregate(images, self.level, threshold=threshold)
         predictions = self.units.predictions if self.units is not None else images
         self._unit_index = {u: i for i, u in enumerate(predictions.paths)} if self.units is not None else {}
         self.slices.setVisible(self.units is not None)
@@ -224,7 +261,8 @@ class ResultsPanel(QWidget):
         seen = predictions.n_in_training
         word = dict(LEVEL_CHOICES)[self.level].lower()
         counted = "" if self.units is None else f" from {len(images)} images (mean of each {self.level}'s)"
-        notes = "" if self.units is None else "".join(f"<br><small>{n}</small>" for n in self.units.notes)
+        notes = "" if self.units is None else "".join(f"<br><small>{n}</small>"
+                                                     for n in ([level_note] if level_note else []) + self.units.notes)
         self.source_label.setText(f"<b>{len(predictions)} {word}</b>{counted}"
                                   + (f" — {description}" if description else "")
                                   + (f"; {len(predictions) - labelled} unlabelled" if labelled < len(predictions) else "")
@@ -232,6 +270,8 @@ class ResultsPanel(QWidget):
                                   + (f"<br><b>{seen} of {len(predictions)} are this model's own training images</b>: "
                                      "their probabilities (and metrics on them) are optimistic" if seen else ""))
         self.confusion.set_classes(predictions.classes)
+        self.slider.setToolTip(f"Decision threshold: {'an image' if self.units is None else 'a ' + self.level} is "
+                               "called positive when the model's probability of the positive class is at least this")
         self.table.setColumnHidden(COLUMNS.index("Fold"), predictions.folds is None)
         self.table.setColumnHidden(COLUMNS.index("Uncertainty"), predictions.uncertainty is None)
         self.table.setColumnHidden(COLUMNS.index("Training image"), predictions.in_training is None)
