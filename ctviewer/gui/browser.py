@@ -29,6 +29,7 @@ from ctviewer.core.data.labels import relabel
 from ctviewer.core.data.series import UNLABELLED, group_items
 from ctviewer.gui.form_widgets import wrap_rows
 from ctviewer.gui.thumbnails import make_thumbnail
+from ctviewer.gui.wording import for_screen
 from ctviewer.gui.workers import ThumbnailPool
 
 KIND_ROLE = Qt.ItemDataRole.UserRole + 1  # "class", "patient", "series", "image"
@@ -200,7 +201,7 @@ class BrowserPanel(QWidget):
         report = self.dataset.report
         groups = (
             (f"Skipped files ({len(report.skipped)})", [(s.path, s.reason) for s in report.skipped]),
-            (f"Notes ({len(report.notes)})", [(note, "") for note in report.notes]),
+            (f"Notes ({len(report.notes)})", [(for_screen(note), "") for note in report.notes]),
             (f"Identical images ({len(report.duplicates)} groups)",
              [(", ".join(Path(p).name for p in group), "same pixels") for group in report.duplicates]),
         )

@@ -81,8 +81,9 @@ class ConfusionMatrixWidget(QWidget):
                         f"<td>&nbsp;(95 % range {ci})</td></tr>")
         unit = point.unit
         units = unit if unit == "series" else f"{unit}s"
-        where = (f"each {unit} at its fold's threshold (median {point.threshold:.3f})" if point.per_row
-                 else f"threshold {point.threshold:.3f}")
+        # Out-of-fold rows: each was called at the threshold chosen without its patients.
+        where = (f"each {unit} at the threshold chosen on held-out patients (median {point.threshold:.3f})"
+                 if point.per_row else f"threshold {point.threshold:.3f}")
         self.rates.setText(f"<table>{''.join(rows)}</table><small>n = {point.n} {units}, {where}; "
                            f"ranges count {units}</small>")
 

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QTreeWidget, QTr
 
 from ctviewer.gui.form_widgets import wrap_rows
 from ctviewer.gui.session import Session
+from ctviewer.gui.wording import for_screen
 from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner
 
 _ICONS = {"error": "⛔", "warning": "⚠", "info": "ℹ"}
@@ -21,6 +22,9 @@ _ICONS = {"error": "⛔", "warning": "⚠", "info": "ℹ"}
 # Keras' validation_split): information, unless the model really was trained that way (an error).
 _ABOUT_EXPORT = {"tail-split-one-class": "If you export these images as arrays in this order: "}
 _NOT_THIS_RUN = (" ctviewer's own training is not affected: it sets whole patients of both classes aside.")
+# Fixes the core words for the command line, as they are done in the app.
+_APP_FIX = {"slices-per-patient": "Read the patient-level numbers: switch Results to Patients (or Series); "
+                                  "their 95 % ranges count patients, not slices."}
 
 
 def shown_severity(finding: Any) -> str:
@@ -31,9 +35,10 @@ def shown_severity(finding: Any) -> str:
 
 
 def shown_message(finding: Any) -> str:
+    """The finding's message as the panel says it (in plain words; the CLI keeps the core's)."""
     if finding.code in _ABOUT_EXPORT and finding.severity == "warning":
-        return _ABOUT_EXPORT[finding.code] + finding.message + _NOT_THIS_RUN
-    return finding.message
+        return for_screen(_ABOUT_EXPORT[finding.code] + finding.message + _NOT_THIS_RUN)
+    return for_screen(finding.message)
 
 
 def describe_subject(dataset: Any, model: Any, model_source: str) -> str:
@@ -163,7 +168,7 @@ class DoctorPanel(QWidget):
         self.title.setText("<b>Doctor</b> — full checks stopped (earlier findings shown)")
 
     def _on_failed(self, error: WorkerError) -> None:
-        self._placeholder(f"The checks failed: {error.message}")
+        self._placeholder(f"The checks failed: {for_screen(error.message)}")
         self._done()
         self.error.emit(error)
 
@@ -192,7 +197,7 @@ class DoctorPanel(QWidget):
             item = QTreeWidgetItem([f"{_ICONS.get(severity, '•')} {shown_message(finding)}"])
             item.setToolTip(0, f"{finding.code} ({severity})")
             if finding.fix:
-                item.addChild(QTreeWidgetItem([f"Fix: {finding.fix}"]))
+                item.addChild(QTreeWidgetItem([f"Fix: {_APP_FIX.get(finding.code) or for_screen(finding.fix)}"]))
             if finding.evidence:
                 shown = ", ".join(f"{k}={v}" for k, v in list(finding.evidence.items())[:6])
                 item.addChild(QTreeWidgetItem([f"Evidence: {shown}"]))

@@ -7,6 +7,7 @@ import sys
 
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from ctviewer.gui.wording import for_screen
 from ctviewer.gui.workers import WorkerError
 
 log = logging.getLogger("ctviewer.gui")
@@ -24,7 +25,7 @@ def error_box(parent: QWidget | None, error: WorkerError) -> QMessageBox:
     box = QMessageBox(parent)
     box.setIcon(QMessageBox.Icon.Warning if error.user_error else QMessageBox.Icon.Critical)
     box.setWindowTitle(f"ctviewer — {error.title}")
-    box.setText(error.message)
+    box.setText(for_screen(error.message))  # the details keep the core's own words
     box.setInformativeText("" if error.user_error else "This looks like a bug; the details help to report it.")
     box.setDetailedText(error.details)
     box.setStandardButtons(QMessageBox.StandardButton.Ok)

@@ -37,6 +37,7 @@ from ctviewer.gui.predictions_table import COLUMNS, PATH_ROLE, PredictionsFilter
 from ctviewer.gui.roc_plot import RocPlot
 from ctviewer.gui.session import Session
 from ctviewer.gui.unit_slices import UnitSlices
+from ctviewer.gui.wording import for_screen
 from ctviewer.gui.workers import WorkerError
 
 SLIDER_STEPS = 1000
@@ -98,8 +99,8 @@ class ResultsPanel(QWidget):
         self.slider.valueChanged.connect(lambda v: self.set_threshold(v / SLIDER_STEPS))
         self.spin.valueChanged.connect(self.set_threshold)
         self.reset_button = QPushButton("Model's own")
-        self.reset_button.setToolTip("Back to the threshold chosen on the validation data "
-                                     "(each fold's own, for cross-validation)")
+        self.reset_button.setToolTip("Back to the threshold chosen when the model was trained, on patients it did "
+                                     "not train on (for cross-validation: each patient group's own)")
         self.reset_button.clicked.connect(self._reset_threshold)
         self.level_combo = QComboBox()
         for level, text in LEVEL_CHOICES:
@@ -198,7 +199,7 @@ class ResultsPanel(QWidget):
         self.image_predictions = predictions
         self._level_thresholds = self._model_level_thresholds(predictions)
         self.session.set_predictions(predictions)  # the doctor checks images, whatever level is shown
-        self._description = description
+        self._description = for_screen(description)
         self._show()
         if predictions is not None:
             self.refresh_findings()  # once per set of predictions, not per level switch
@@ -261,7 +262,7 @@ class ResultsPanel(QWidget):
         seen = predictions.n_in_training
         word = dict(LEVEL_CHOICES)[self.level].lower()
         counted = "" if self.units is None else f" from {len(images)} images (mean of each {self.level}'s)"
-        notes = "" if self.units is None else "".join(f"<br><small>{n}</small>"
+        notes = "" if self.units is None else "".join(f"<br><small>{for_screen(n)}</small>"
                                                      for n in ([level_note] if level_note else []) + self.units.notes)
         self.source_label.setText(f"<b>{len(predictions)} {word}</b>{counted}"
                                   + (f" — {description}" if description else "")

@@ -29,6 +29,7 @@ from ctviewer.core.training.provenance import training_overlap
 from ctviewer.gui.curves import CurvesWidget
 from ctviewer.gui.form_widgets import RecommendedSpin, WrappingLabel
 from ctviewer.gui.session import Session
+from ctviewer.gui.wording import for_screen
 from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner
 
 # Keras' log keys in words, in the order the log shows them.
@@ -148,8 +149,9 @@ class TrainingPanel(QWidget):
 
         self.start_button = QPushButton("Start training")
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop training after the current batch: an ensemble keeps the folds that "
-                                      "finished, a single model its best epoch so far; or stop a prediction")
+        self.cancel_button.setToolTip("Stop training after the current batch: an ensemble keeps the models of the "
+                                      "patient groups that finished, a single model its best epoch so far; or stop "
+                                      "a prediction")
         self.load_button = QPushButton("Open model…")
         self.load_button.setToolTip("Open a model saved before (a .ctvmodel folder)")
         self.save_button = QPushButton("Save model…")
@@ -337,7 +339,7 @@ class TrainingPanel(QWidget):
         self._log(("⚠ " if event.level == "warning" else "") + event.text)
 
     def _log(self, text: str) -> None:
-        self.log.appendPlainText(text)
+        self.log.appendPlainText(for_screen(text))
 
     def _on_training_finished(self, outcome: Any) -> None:
         """``outcome`` is an engine `TrainingOutcome` (also after a cancel: the best epoch is kept)."""
@@ -346,7 +348,7 @@ class TrainingPanel(QWidget):
         self.progress_bar.setValue(1)
         self.progress_bar.setFormat("done")
         seconds = time.perf_counter() - self._started
-        self.epoch_label.setText(f"{outcome.summary} ({seconds:.0f} s)")
+        self.epoch_label.setText(f"{for_screen(outcome.summary)} ({seconds:.0f} s)")
         handle = outcome.handle
         if handle is not None:
             if handle.kind == "trained" and handle.cancelled and handle.best_epoch is None:
@@ -364,14 +366,14 @@ class TrainingPanel(QWidget):
         self._cancelling = False
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setFormat("cancelled")
-        self.epoch_label.setText("Cancelled before the first fold finished: no model kept")
+        self.epoch_label.setText("Cancelled before the first patient group finished: no model kept")
         self.training_cancelled.emit()
 
     def _on_failed(self, error: WorkerError) -> None:
         self._cancelling = False
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setFormat("failed")
-        self.epoch_label.setText(f"{error.title} failed: {error.message}")
+        self.epoch_label.setText(f"{error.title} failed: {for_screen(error.message)}")
         self.error.emit(error)
 
     @property
@@ -381,8 +383,9 @@ class TrainingPanel(QWidget):
 
     def _set_model(self, model: Any, source: str) -> None:
         self._model_unsaved = getattr(model, "kind", "bundle") != "bundle"
+        source = for_screen(source)
         self.session.set_model(model, source)
-        expected = getattr(model, "expected", "")
+        expected = for_screen(getattr(model, "expected", ""))
         self.model_label.setText(f"Model: {source}; threshold {model.threshold:.3f}"
                                  + (f"\nexpected on new images from the same source: {expected}" if expected else ""))
         if expected:

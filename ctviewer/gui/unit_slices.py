@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 from ctviewer.core.metrics.aggregate import Units
 from ctviewer.core.metrics.unit_report import image_ref
 
-SLICE_COLUMNS = ("Slice", "P(positive)", "Label")
+SLICE_COLUMNS = ("Slice", "Probability", "Label")  # "Probability of <the positive class>" once known
 
 
 class UnitSlices(QWidget):
@@ -58,8 +58,9 @@ class UnitSlices(QWidget):
             return
         images = units.images
         rows = units.slices_of(unit)
+        self.table.setHorizontalHeaderItem(1, QTableWidgetItem(f"Probability of {images.positive}"))
         self.title.setText(f"<b>{units.level} {units.predictions.paths[unit]}</b>: {rows.size} slice(s), "
-                           f"{units.rule} {units.predictions.probs[unit]:.3f}; the first drove the call")
+                           f"{units.rule} probability {units.predictions.probs[unit]:.3f}; the first drove the call")
         self.table.setRowCount(rows.size)
         for r, i in enumerate(rows):
             ref = image_ref(images, int(i))

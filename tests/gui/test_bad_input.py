@@ -9,6 +9,8 @@ from pathlib import Path
 import keras
 import pytest
 
+from ctviewer.gui.wording import for_screen
+
 
 def _wait_error(window, qtbot, start):
     """Run ``start()`` and wait for the panel's error; returns (error, the window's dialog)."""
@@ -35,7 +37,8 @@ def test_a_model_file_from_elsewhere_is_refused_by_name_and_the_dataset_stays(op
 
     assert error.user_error, error.details
     assert "someone_elses_model" in error.message
-    assert box.isVisible() and box.text() == error.message
+    assert box.isVisible() and box.text() == for_screen(error.message)
+    assert "not a saved ctviewer model" in box.text() and "bundle" not in box.text()
     assert window.session.model is None
     assert window.session.dataset is dataset_before and window.browser.visible_paths()
     qtbot.waitUntil(lambda: window.training.load_button.isEnabled(), timeout=10_000)

@@ -11,6 +11,7 @@ from PySide6.QtGui import QImage
 
 from ctviewer.core.metrics.predictions import Predictions
 from ctviewer.core.metrics.report import read_predictions_csv
+from ctviewer.gui.doctor_panel import shown_message
 from ctviewer.gui.predictions_table import PATH_ROLE
 from ctviewer.gui.results_panel import ResultsPanel
 from ctviewer.gui.session import Session
@@ -116,7 +117,7 @@ def test_doctor_findings_are_listed(panel: ResultsPanel, qtbot):
     rows = panel.doctor.tree.topLevelItemCount()
     assert rows == max(1, len(panel.doctor.findings))
     texts = [panel.doctor.tree.topLevelItem(i).text(0) for i in range(rows)]
-    assert all(f.message in t for f, t in zip(panel.doctor.findings, texts))
+    assert all(shown_message(f) in t for f, t in zip(panel.doctor.findings, texts))
 
 
 def test_out_of_fold_rows_are_called_at_their_own_fold_threshold(qtbot, predictions: Predictions,
@@ -137,7 +138,7 @@ def test_out_of_fold_rows_are_called_at_their_own_fold_threshold(qtbot, predicti
     assert called == oof.pred_names()  # each row at its fold's threshold
     y, hit = oof.y_true, oof.probs >= oof.row_thresholds
     assert widget.confusion.counts()["tp"] == int(((y == 1) & hit).sum())
-    assert "fold's threshold" in widget.confusion.rates.text()
+    assert "each image at the threshold chosen on held-out patients" in widget.confusion.rates.text()
     assert not widget.table.isColumnHidden(6)
     back = read_predictions_csv(widget.export_csv(tmp_path / "oof.csv"))
     np.testing.assert_allclose(back.row_thresholds, oof.row_thresholds)
