@@ -137,6 +137,7 @@ class LatencyResult:
     error: str = ""
     worst_stall: str = ""  # where the longest gap of the training ended
     key_ms: tuple[float, ...] = ()  # preset key press -> new levels drawn, while training
+    gui_cpu_s: float = 0.0  # CPU time of the GUI process (all its threads) while training
 
 
 def latency_child(data: str, epochs: int, idle_s: float) -> LatencyResult:
@@ -207,6 +208,7 @@ def latency_child(data: str, epochs: int, idle_s: float) -> LatencyResult:
     first_batch: list[float] = []
     panel.training_finished.connect(finished.append)
     train_start = time.perf_counter()
+    cpu_start = time.process_time()
     worker = panel.start_training()
     if worker is None:
         return LatencyResult([], [], [], 0.0, epochs, 0, "training did not start")
@@ -221,6 +223,7 @@ def latency_child(data: str, epochs: int, idle_s: float) -> LatencyResult:
     schedule_press()
     ok = wait_until(lambda: bool(finished) or window.last_error is not None, 900)
     train_end = time.perf_counter()
+    gui_cpu = time.process_time() - cpu_start
     keys_on[0] = False
     timer.stop()
     error = "" if ok and window.last_error is None else (
@@ -244,7 +247,7 @@ def latency_child(data: str, epochs: int, idle_s: float) -> LatencyResult:
         starting_ms=[g for t, g in gaps if train_start < t <= split],
         batches_ms=[g for t, g in gaps if split < t <= train_end],
         train_seconds=train_end - train_start, epochs=epochs, n_images=n, error=error, worst_stall=worst_stall,
-        key_ms=tuple(key_ms),
+        key_ms=tuple(key_ms), gui_cpu_s=gui_cpu,
     )
 
 
@@ -297,5 +300,8 @@ def run(quick: bool = False, data: Path | None = None) -> None:
         ],
         notes=[("latency = measured gap between ticks - 10 ms; Qt coalesces missed ticks, so a long stall "
                "shows as one large gap"),
-               f"worst stall while training: {result.worst_stall}"],
+               f"worst stall while training: {result.worst_stall}",
+               (f"GUI process CPU while training: {result.gui_cpu_s:.1f} s in {result.train_seconds:.0f} s "
+                "(all its threads; the engine process trains)"),
+               f"load average at the end: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}"],
     )

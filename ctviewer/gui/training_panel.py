@@ -46,6 +46,11 @@ def describe_logs(logs: dict[str, float]) -> str:
     return ", ".join(f"{_LOG_WORDS[k]} {logs[k]:.3f}" for k in _LOG_WORDS if logs.get(k) is not None)
 
 
+# The progress bar and its text follow batches and loading at most this often: an engine sends
+# hundreds of events a second on small images, and each repaint is GUI-thread time a key press waits for.
+PROGRESS_INTERVAL_S = 0.1
+
+
 def format_eta(seconds: float) -> str:
     seconds = max(0, round(seconds))
     hours, rest = divmod(seconds, 3600)
@@ -83,6 +88,7 @@ class TrainingPanel(QWidget):
         self._epochs_total = 0
         self._folds = 1
         self._fold = 0
+        self._progress_shown = 0.0  # perf_counter of the last progress bar update
         self._build()
         self._update_buttons()
 
@@ -272,6 +278,7 @@ class TrainingPanel(QWidget):
         self.curves.clear()
         self.log.clear()
         self._started = time.perf_counter()
+        self._progress_shown = 0.0
         self._batches_done, self._epochs_total, self._folds, self._fold = 0, 0, max(folds, 1), 0
         self._cancelling = False
         self.epoch_label.setText("Starting (loading TensorFlow and images)…")
@@ -301,7 +308,7 @@ class TrainingPanel(QWidget):
 
     def _on_epoch_ended(self, event: Any) -> None:
         self._epochs_total = event.epochs
-        self.curves.add_epoch(event.epoch, event.logs, event.fold)
+        self.curves.add_epoch(event.epoch, event.logs, event.fold, epochs=event.epochs)
         self._log(f"epoch {event.epoch + 1}/{event.epochs}: {describe_logs(event.logs)}")
 
     def _on_batch_ended(self, event: Any) -> None:
@@ -314,6 +321,8 @@ class TrainingPanel(QWidget):
         total = max(epochs * event.batches * self._folds, 1)
         done = (self._fold * epochs + event.epoch) * event.batches + event.batch + 1
         eta = per_batch * max(total - done, 0)
+        if not self._cancelling and not self._progress_due(now, event.batch + 1 >= event.batches):
+            return
         self.progress_bar.setRange(0, total)
         self.progress_bar.setValue(min(done, total))
         fold = f"group {self._fold + 1}/{self._folds} · " if self._folds > 1 else ""
@@ -330,7 +339,16 @@ class TrainingPanel(QWidget):
         # The recipe's epoch count is known from the first EpochEnded; until then, the form's.
         return self._epochs_total or self.epochs_spin.value() or 1
 
+    def _progress_due(self, now: float, last: bool = False) -> bool:
+        """Whether the progress bar may be redrawn now (the last step of a run always is)."""
+        if not last and now - self._progress_shown < PROGRESS_INTERVAL_S:
+            return False
+        self._progress_shown = now
+        return True
+
     def _on_progress(self, done: int, total: int, what: str) -> None:
+        if not self._progress_due(time.perf_counter(), done in (0, 1) or done >= total):
+            return
         self.progress_bar.setRange(0, max(total, 1))
         self.progress_bar.setValue(done)
         self.progress_bar.setFormat(f"{what} {done}/{total}")
@@ -348,6 +366,7 @@ class TrainingPanel(QWidget):
         self.progress_bar.setValue(1)
         self.progress_bar.setFormat("done")
         seconds = time.perf_counter() - self._started
+        self.curves.fit_to_data()
         self.epoch_label.setText(f"{for_screen(outcome.summary)} ({seconds:.0f} s)")
         handle = outcome.handle
         if handle is not None:
@@ -364,6 +383,7 @@ class TrainingPanel(QWidget):
 
     def _on_training_cancelled(self) -> None:
         self._cancelling = False
+        self.curves.fit_to_data()
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setFormat("cancelled")
         self.epoch_label.setText("Cancelled before the first patient group finished: no model kept")
@@ -371,6 +391,7 @@ class TrainingPanel(QWidget):
 
     def _on_failed(self, error: WorkerError) -> None:
         self._cancelling = False
+        self.curves.fit_to_data()
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setFormat("failed")
         self.epoch_label.setText(f"{error.title} failed: {for_screen(error.message)}")
@@ -519,6 +540,7 @@ class TrainingPanel(QWidget):
 
     def export_plot(self, path: str | Path) -> Path:
         path = Path(path)
+        self.curves.flush()
         self.curves.grab().save(str(path))
         return path
 
