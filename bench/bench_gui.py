@@ -13,6 +13,10 @@ the default recipe in its worker thread (`ctviewer.gui.workers`), curves updatin
 Latency = gap - 10 ms. The training phase is split into "starting" (TensorFlow import,
 image loading, graph tracing: up to the first batch) and "batches".
 
+Event handling alone: the same window and key presses while a stand-in engine (no TensorFlow)
+sends the events of a fast 5-fold training (an epoch every 50 ms, 10 batches each): what the
+GUI thread itself spends per training event, without the engine's CPU use or its start-up.
+
 Run alone: ``python bench/run_all.py --only gui [--quick]``.
 """
 
@@ -251,6 +255,81 @@ def latency_child(data: str, epochs: int, idle_s: float) -> LatencyResult:
     )
 
 
+class _EventsOnlyEngine:
+    """Stands in for the engine: sends a fast 5-fold training's events, trains nothing."""
+
+    def __init__(self, epoch_s: float, epochs: int, folds: int = 5, batches: int = 10) -> None:
+        self.epoch_s, self.epochs, self.folds, self.batches = epoch_s, epochs, folds, batches
+
+    def train(self, dataset: Any, model_name: str, overrides: Any, folds: Any, on_event: Any = None,
+              should_stop: Any = None) -> Any:
+        from ctviewer.core.errors import Cancelled
+        from ctviewer.core.events import BatchEnded, EpochEnded, FoldStarted
+
+        for fold in range(self.folds):
+            on_event(FoldStarted(fold=fold, folds=self.folds))
+            for epoch in range(self.epochs):
+                for batch in range(self.batches):
+                    time.sleep(self.epoch_s / self.batches)
+                    on_event(BatchEnded(batch=batch, batches=self.batches, epoch=epoch))
+                logs = {"loss": 0.7 - 0.01 * epoch, "val_loss": 0.72 - 0.008 * epoch, "accuracy": 0.5 + 0.01 * epoch,
+                        "val_accuracy": 0.55, "auc": 0.6, "val_auc": 0.62}
+                on_event(EpochEnded(epoch=epoch, epochs=self.epochs, logs=logs, fold=fold))
+                if should_stop():
+                    break
+        raise Cancelled("stand-in training over")  # nothing to keep: the panel says cancelled
+
+    def shutdown(self, timeout_s: float = 30.0) -> None:
+        pass
+
+
+def events_only_child(data: str, epoch_s: float, epochs: int) -> tuple[list[float], float, float]:
+    """(key press -> drawn ms, GUI CPU s, wall s) while `_EventsOnlyEngine` sends its events."""
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from PySide6.QtCore import QSettings, Qt, QTimer
+    from PySide6.QtTest import QTest
+
+    from ctviewer.gui.app import _make_app, wait_until
+    from ctviewer.gui.main_window import MainWindow
+
+    _app = _make_app(offscreen=True)
+    import pyqtgraph as pg
+
+    pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
+    tmp = tempfile.mkdtemp(prefix="ctviewer-bench-events-")
+    window = MainWindow(QSettings(str(Path(tmp) / "settings.ini"), QSettings.Format.IniFormat))
+    window.show()
+    window.open_source(data, remember=False)
+    wait_until(lambda: window.viewer.image is not None, 120)
+    window.browser.thumbnails.wait(60_000)
+    wait_until(lambda: False, 0.5)
+    window.session.engine = _EventsOnlyEngine(epoch_s, epochs)
+    key_ms: list[float] = []
+    keys_on = [True]
+
+    def press_due(due: float) -> None:
+        if keys_on[0]:
+            QTest.keyClick(window, Qt.Key.Key_1 if len(key_ms) % 2 else Qt.Key.Key_2)
+            QTimer.singleShot(0, lambda: key_ms.append(1000.0 * (time.perf_counter() - due)))
+            schedule_press()
+
+    def schedule_press() -> None:
+        due = time.perf_counter() + 0.1
+        QTimer.singleShot(100, lambda: press_due(due))
+
+    over: list[bool] = []
+    window.training.training_cancelled.connect(lambda: over.append(True))
+    window.viewer.setFocus()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    window.training.start_training()
+    schedule_press()
+    wait_until(lambda: bool(over), 600)
+    keys_on[0] = False
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    window.close()
+    return key_ms, cpu, wall
+
+
 def _stats(name: str, ms: list[float]) -> list[str]:
     if not ms:
         return [name, "0", "-", "-", "-", "-"]
@@ -303,5 +382,18 @@ def run(quick: bool = False, data: Path | None = None) -> None:
                f"worst stall while training: {result.worst_stall}",
                (f"GUI process CPU while training: {result.gui_cpu_s:.1f} s in {result.train_seconds:.0f} s "
                 "(all its threads; the engine process trains)"),
+               f"load average at the end: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}"],
+    )
+
+    epoch_s, epochs = 0.05, 20 if quick else 40
+    key_ms, cpu, wall = bc.run_isolated(events_only_child, str(folder), epoch_s, epochs)
+    planned = 5 * epochs * epoch_s
+    bc.print_table(
+        f"GUI alone: preset key press while a stand-in engine sends a 5-fold training's events ({5 * epochs} "
+        f"epochs, one every {epoch_s * 1000:.0f} ms, 10 batches each; no TensorFlow)",
+        ["phase", "presses", "p50", "p99", "max", "presses > 100 ms"],
+        [_stats("preset key press -> drawn (ms)", key_ms)],
+        notes=[f"GUI process CPU: {cpu:.1f} s in {wall:.1f} s (the events take {planned:.0f} s to send; longer "
+               "means the GUI fell behind)",
                f"load average at the end: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}"],
     )
