@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 
 from ctviewer.core.data.dataset import Dataset
 from ctviewer.core.model.config import DEFAULT_FOLDS, MODEL_NAMES, TrainConfig, default_config
-from ctviewer.core.training.provenance import training_overlap
+from ctviewer.core.model.provenance import training_overlap
 from ctviewer.gui.curves import CurvesWidget
 from ctviewer.gui.form_widgets import RecommendedSpin, WrappingLabel
 from ctviewer.gui.session import Session

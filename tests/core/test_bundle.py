@@ -80,7 +80,7 @@ def test_card_says_everything_needed(trained_set):
 
 
 def test_dataset_hash_ignores_order_but_not_content(trained_set):
-    from ctviewer.core.training.results import dataset_content_hash
+    from ctviewer.core.model.provenance import dataset_content_hash
 
     _, dataset, _, _ = trained_set
     reversed_ds = dataclasses.replace(dataset, items=list(reversed(dataset.items)))

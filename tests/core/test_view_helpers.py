@@ -11,8 +11,7 @@ from ctviewer.core.data.imaging import fit_square, model_square
 from ctviewer.core.data.series import UNLABELLED, group_items, series_of, slice_key
 from ctviewer.core.data.splits import Split
 from ctviewer.core.explain.gradcam import normalise_heatmap
-from ctviewer.core.training.provenance import training_overlap
-from ctviewer.core.training.results import dataset_content_hash
+from ctviewer.core.model.provenance import dataset_content_hash, training_overlap
 
 
 def _item(path: str, label: str | None, patient: str, series: str = "S1", instance: int | None = None,

@@ -242,7 +242,7 @@ def _model_findings(mut: Any, dataset: Any, input_scale: str, baseline: bool, ma
 
 def _trained_on_this_data(mut: Any, dataset: Any) -> str:
     """How we know the model saw (some of) these images in training; "" when we do not."""
-    from ctviewer.core.training.provenance import training_overlap
+    from ctviewer.core.model.provenance import training_overlap
 
     return training_overlap(dataset, mut.trained_on or "", mut.split).how
 

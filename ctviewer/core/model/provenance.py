@@ -1,11 +1,16 @@
-"""Which images a model was trained on, so its predictions on them can be marked as optimistic.
+"""What a model was trained on, so its numbers on those images can be called optimistic.
 
 A model's probability for one of its own training images says little about new images.
-Every bundle lists its training images by content hash (and path): an ensemble in its
-out-of-fold predictions file (``oof_predictions.csv``: each image's probability from the
-fold model that never saw it), a single model in ``training_images.csv``. `predict` then
-marks the rows whose content hash (or, without one, path) is in that list, in the session
-and after the bundle was saved and loaded again.
+Two views of the same record, here in one place:
+
+* per image: every bundle lists its training images by content hash (and path): an ensemble
+  in its out-of-fold predictions file (``oof_predictions.csv``: each image's probability from
+  the fold model that never saw it), a single model in ``training_images.csv``. `predict`
+  marks the rows whose content hash (or, without one, path) is in that list
+  (`training_image_marks`), in the session and after the bundle was saved and loaded again;
+* per dataset: a model's card records the content hash of its training dataset
+  (`dataset_content_hash`) and its split the paths it trained on; `training_overlap` says
+  how many images of a dataset the model saw, for captions and the doctor.
 
 No TensorFlow here.
 """
@@ -13,6 +18,9 @@ No TensorFlow here.
 from __future__ import annotations
 
 import csv
+import hashlib
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +32,9 @@ OOF_FILE = "oof_predictions.csv"
 TRAINING_IMAGES_FILE = "training_images.csv"
 OOF_COLUMNS = ("path", "content_hash", "patient", "label", "fold", "prob", "threshold", "pred")
 TRAINING_COLUMNS = ("path", "content_hash", "patient", "label", "role")
+
+
+# --------------------------------------------------------------------------- per image
 
 
 def _key(path: str, content_hash: str) -> str:
@@ -93,3 +104,83 @@ def training_image_marks(model: Any, dataset: Dataset) -> np.ndarray | None:
         return None
     return np.array([_key(str(it.path), str(it.content_hash)) in keys or f"path:{it.path}" in keys
                      for it in dataset.items], dtype=bool)
+
+
+# --------------------------------------------------------------------------- per dataset
+
+
+def dataset_content_hash(dataset: Dataset) -> str:
+    """Order-independent hash of the dataset's files (sorted per-file content hashes)."""
+    h = hashlib.blake2b(digest_size=16)
+    for chash in sorted(item.content_hash for item in dataset.items):
+        h.update(chash.encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class TrainingOverlap:
+    """How many images of a dataset the model saw in training, and how that is known."""
+
+    n_seen: int
+    n_images: int
+    how: str  # "" when no overlap is known
+
+    @property
+    def any(self) -> bool:
+        return self.n_seen > 0
+
+    def describe(self) -> str:
+        """Plain words for a results caption; "" when no overlap is known."""
+        if not self.any:
+            return ""
+        if self.n_seen >= self.n_images:
+            return "includes the training images: these numbers are optimistic"
+        return f"{self.n_seen} of {self.n_images} images were used in training: these numbers are optimistic"
+
+
+def _normalised(path: str) -> str:
+    return os.path.normcase(os.path.realpath(path))
+
+
+def trained_paths(split: Any) -> set[str]:
+    """The (normalised) paths a model was fitted on: the ``train`` role of a `Split`;
+    every path of `Folds` (each image trained all but one of an ensemble's members)."""
+    if split is None:
+        return set()
+    paths = getattr(split, "paths", ())
+    roles = getattr(split, "roles", None)
+    if roles is None:
+        return {_normalised(p) for p in paths}
+    return {_normalised(p) for p, role in zip(paths, roles) if role == "train"}
+
+
+def training_overlap(dataset: Dataset, trained_on: str = "", split: Any = None) -> TrainingOverlap:
+    """Compare ``dataset`` with what a model was trained on.
+
+    Parameters
+    ----------
+    dataset
+        The images about to be predicted (or checked).
+    trained_on
+        The content hash of the model's training dataset (its card's ``dataset.content_hash``);
+        "" when unknown.
+    split
+        The model's recorded `Split` or `Folds`, or None.
+
+    Returns
+    -------
+    TrainingOverlap
+        ``n_seen`` = images of ``dataset`` in the model's training data: all of them when the
+        content hash matches (the same files, wherever they lie now), else those whose path
+        is a training path of the split.
+    """
+    n = len(dataset)
+    if trained_on and n and trained_on == dataset_content_hash(dataset):
+        return TrainingOverlap(n, n, "same dataset content hash as in the model card")
+    trained = trained_paths(split)
+    if trained:
+        seen = sum(1 for item in dataset.items if _normalised(item.path) in trained)
+        if seen:
+            return TrainingOverlap(seen, n, f"{seen} of {n} images were in its training split")
+    return TrainingOverlap(0, n, "")

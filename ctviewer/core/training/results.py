@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -17,6 +16,7 @@ from ctviewer.core.model.config import TrainConfig, preprocessing_of
 from ctviewer.core.model.ensemble import Ensemble
 from ctviewer.core.model.identity import weights_id
 from ctviewer.core.model.predictor import PredictorBase
+from ctviewer.core.model.provenance import dataset_content_hash
 
 if TYPE_CHECKING:
     import keras
@@ -43,15 +43,6 @@ class DatasetSummary:
             "class_counts": dict(self.class_counts), "positive": self.positive, "negative": self.negative,
             "content_hash": self.content_hash,
         }
-
-
-def dataset_content_hash(dataset: Dataset) -> str:
-    """Order-independent hash of the dataset's files (sorted per-file content hashes)."""
-    h = hashlib.blake2b(digest_size=16)
-    for chash in sorted(item.content_hash for item in dataset.items):
-        h.update(chash.encode())
-        h.update(b"\n")
-    return h.hexdigest()
 
 
 def summarize_dataset(dataset: Dataset) -> DatasetSummary:
