@@ -182,3 +182,26 @@ def test_predict_uses_bundle_preprocessing_from_trained_model(tmp_path: Path):
     np.testing.assert_array_equal(predict(with_tta, dataset, cache=cache).probs,
                                   predict(trained, dataset, tta=True, cache=cache).probs)
     np.testing.assert_array_equal(predict(with_tta, dataset, tta=False, cache=cache).probs, pred.probs)
+
+
+def test_a_bare_keras_model_becomes_a_predictor_at_the_boundary(model, images, tmp_path: Path):
+    """Prediction sees Predictors only: a bare keras.Model is wrapped once, with a card's defaults."""
+    from ctviewer.core.model.inference import predictor_for
+    from ctviewer.core.model.predictor import KerasPredictor, as_predictor
+
+    wrapped = as_predictor(model)
+    assert isinstance(wrapped, KerasPredictor) and wrapped.model is model
+    assert wrapped.preprocessing == Preprocessing("wide", TINY_SIZE, "pad")
+    assert (wrapped.classes, wrapped.threshold, wrapped.tta, wrapped.model_id) == (("negative", "positive"), 0.5,
+                                                                                   False, "")
+    assert wrapped.history is None and wrapped.split is None and wrapped.trained_on is None
+    np.testing.assert_array_equal(wrapped.probabilities(images, batch_size=8), predict_arrays(model, images, 8))
+    assert as_predictor(wrapped) is wrapped  # a Predictor stays itself
+    with pytest.raises(ModelError, match="cannot predict with a dict"):
+        as_predictor({})
+
+    dataset, cache = tiny_demo(tmp_path, n_patients=2, slices=1)
+    for_dataset = predictor_for(model, dataset)
+    assert for_dataset.classes == ("no_contrast", "contrast")  # a bare model's outputs, named by the dataset
+    np.testing.assert_array_equal(predict(for_dataset, dataset, cache=cache).probs,
+                                  predict(model, dataset, cache=cache).probs)

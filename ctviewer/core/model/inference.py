@@ -26,33 +26,22 @@ from ctviewer.core.errors import Cancelled, ModelError
 from ctviewer.core.events import EventCallback, Message, Progress, StopCheck, emit, stop_requested
 from ctviewer.core.metrics.predictions import Predictions
 from ctviewer.core.model.members import spread_model
-from ctviewer.core.model.predictor import Predictor, PredictorBase
+from ctviewer.core.model.predictor import DEFAULT_CLASSES, Predictor, as_predictor, input_size
 
 if TYPE_CHECKING:
     import keras
 
-DEFAULT_CLASSES = ("negative", "positive")
 
+def predictor_for(model: Predictor | keras.Model, data: Any, preprocessing: Preprocessing | None = None) -> Predictor:
+    """The boundary: ``model`` as a `Predictor` (`as_predictor`); past it, prediction sees Predictors only.
 
-def _unwrap(model: Predictor | keras.Model, preprocessing: Preprocessing | None
-            ) -> tuple[keras.Model, Preprocessing, tuple[str, str] | None, float, str, bool]:
-    """(keras model, preprocessing, classes or None, threshold, model id, recipe TTA) of a model."""
-    if isinstance(model, PredictorBase):
-        p: Predictor = model  # type: ignore[assignment]
-        return p.model, preprocessing or p.preprocessing, tuple(p.classes), float(p.threshold), p.model_id, p.tta
-    if not hasattr(model, "predict_on_batch"):
-        raise ModelError(f"cannot predict with a {type(model).__name__}; give a keras.Model, a bundle or a trained model")
-    if preprocessing is None:
-        preprocessing = Preprocessing(window="wide", size=input_size(model), resize="pad")
-    return model, preprocessing, None, 0.5, "", False
-
-
-def input_size(model: Any) -> int:
-    """Side of the square (size, size, 1) input the model expects."""
-    shape = tuple(model.input_shape)
-    if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 1 or shape[1] is None:
-        raise ModelError(f"model input shape {shape} is not (None, size, size, 1): not a ctviewer model")
-    return int(shape[1])
+    A bare ``keras.Model`` has no card: it calls its two outputs by the dataset's class names
+    (generic ones for arrays), and reads images with ``preprocessing`` or the default one.
+    """
+    classes = DEFAULT_CLASSES
+    if isinstance(data, Dataset):
+        classes = (data.negative or DEFAULT_CLASSES[0], data.positive or DEFAULT_CLASSES[1])
+    return as_predictor(model, preprocessing, classes)
 
 
 # --------------------------------------------------------------------------- arrays
@@ -158,8 +147,8 @@ def predict(
     ----------
     model_or_bundle
         A loaded bundle (`ctviewer.core.model.bundle.Bundle`), a `TrainedModel`, an ensemble,
-        or a bare ``keras.Model`` (then ``preprocessing`` defaults to the "wide" window,
-        the model's input size and padding).
+        or a bare ``keras.Model`` (wrapped by `predictor_for`: ``preprocessing`` defaults to
+        the "wide" window, the model's input size and padding).
     data
         A `ctviewer.core.data.dataset.Dataset`, or preprocessed images (N, S, S[, 1]).
     tta
@@ -180,9 +169,10 @@ def predict(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1 (got {batch_size})")
-    model, prep, classes, threshold, model_id, recipe_tta = _unwrap(model_or_bundle, preprocessing)
-    tta = recipe_tta if tta is None else bool(tta)
-    size = input_size(model)
+    predictor = predictor_for(model_or_bundle, data, preprocessing)
+    prep = preprocessing or predictor.preprocessing
+    tta = predictor.tta if tta is None else bool(tta)
+    size = input_size(predictor.model)
     if size != prep.size:
         raise ModelError(f"model input is {size} px but the preprocessing makes {prep.size} px images")
 
@@ -193,25 +183,22 @@ def predict(
         x = _as_batchable(data)
         if x.shape[1:3] != (size, size):
             raise ModelError(f"images are {x.shape[1]}x{x.shape[2]} px but the model expects {size}x{size}")
-        probs, spread = predict_arrays_with_spread(model, x, batch_size, tta, should_stop, report)
-        return Predictions(paths=[f"array[{i}]" for i in range(len(x))], probs=probs, threshold=threshold,
-                           classes=classes or DEFAULT_CLASSES, model_id=model_id, uncertainty=spread)
-    pred = _predict_dataset(model, data, prep, classes, threshold, model_id, tta, batch_size, cache,
-                            on_event, should_stop, report)
+        probs, spread = predict_arrays_with_spread(predictor.model, x, batch_size, tta, should_stop, report)
+        return Predictions(paths=[f"array[{i}]" for i in range(len(x))], probs=probs,
+                           threshold=float(predictor.threshold), classes=tuple(predictor.classes),
+                           model_id=predictor.model_id, uncertainty=spread)
+    pred = _predict_dataset(predictor, data, prep, tta, batch_size, cache, on_event, should_stop, report)
     from ctviewer.core.model.provenance import training_image_marks
 
-    pred.in_training = training_image_marks(model_or_bundle, data)
+    pred.in_training = training_image_marks(predictor, data)
     return pred
 
 
-def _predict_dataset(model: Any, dataset: Dataset, prep: Preprocessing, classes: tuple[str, str] | None,
-                     threshold: float, model_id: str, tta: bool, batch_size: int, cache: Cache | None,
-                     on_event: EventCallback | None, should_stop: StopCheck | None,
+def _predict_dataset(predictor: Predictor, dataset: Dataset, prep: Preprocessing, tta: bool, batch_size: int,
+                     cache: Cache | None, on_event: EventCallback | None, should_stop: StopCheck | None,
                      report: Callable[[int, int], None]) -> Predictions:
     cache = cache if cache is not None else Cache()
-    if classes is None:
-        negative = dataset.negative or DEFAULT_CLASSES[0]
-        classes = (negative, dataset.positive or DEFAULT_CLASSES[1])
+    model, classes = predictor.model, tuple(predictor.classes)
     foreign = sorted({it.label for it in dataset.items if it.label is not None} - set(classes))
     if foreign:
         emit(on_event, Message(
@@ -234,13 +221,13 @@ def _predict_dataset(model: Any, dataset: Dataset, prep: Preprocessing, classes:
     return Predictions(
         paths=[it.path for it in dataset.items],
         probs=probs,
-        threshold=threshold,
+        threshold=float(predictor.threshold),
         classes=classes,
         labels=[it.label for it in dataset.items],
         patients=[it.patient for it in dataset.items],
         studies=[it.study for it in dataset.items],
         series=[it.series for it in dataset.items],
-        model_id=model_id,
+        model_id=predictor.model_id,
         uncertainty=spread,
     )
 

@@ -22,7 +22,8 @@ from ctviewer.core.data.dataset import Dataset, Item
 from ctviewer.core.errors import Cancelled, ModelError
 from ctviewer.core.events import EventCallback, Progress, StopCheck, emit, stop_requested
 from ctviewer.core.metrics.predictions import Predictions
-from ctviewer.core.model.inference import DEFAULT_CLASSES, _predict_batch, _unwrap, input_size
+from ctviewer.core.model.inference import _predict_batch, predictor_for
+from ctviewer.core.model.predictor import Predictor, input_size
 
 SliceRow = tuple[int, int]  # (item index in the dataset, 0-based frame; -1 for a single-frame file)
 
@@ -55,7 +56,7 @@ def _slice_order(item: Item, frame: int) -> tuple[float, int, int]:
     return (float(position), item.instance or 0, frame)
 
 
-def predict_slices(model_or_bundle: Any, dataset: Dataset, max_slices: int | None = None, tta: bool | None = None,
+def predict_slices(model_or_bundle: Predictor | Any, dataset: Dataset, max_slices: int | None = None, tta: bool | None = None,
                    batch_size: int = 32, cache: Cache | None = None, on_event: EventCallback | None = None,
                    should_stop: StopCheck | None = None) -> Predictions:
     """One prediction row per slice (every frame of a multi-frame file), for series/patient answers.
@@ -65,13 +66,12 @@ def predict_slices(model_or_bundle: Any, dataset: Dataset, max_slices: int | Non
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1 (got {batch_size})")
-    model, prep, classes, threshold, model_id, recipe_tta = _unwrap(model_or_bundle, None)
-    tta = recipe_tta if tta is None else bool(tta)
+    predictor = predictor_for(model_or_bundle, dataset, None)
+    model, prep, classes = predictor.model, predictor.preprocessing, tuple(predictor.classes)
+    tta = predictor.tta if tta is None else bool(tta)
     if input_size(model) != prep.size:
         raise ModelError(f"model input is {input_size(model)} px but the preprocessing makes {prep.size} px images")
     cache = cache if cache is not None else Cache()
-    if classes is None:
-        classes = (dataset.negative or DEFAULT_CLASSES[0], dataset.positive or DEFAULT_CLASSES[1])
     rows = slice_rows(dataset, max_slices)
     probs = np.empty(len(rows), dtype=np.float64)
     spread: np.ndarray | None = None
@@ -90,9 +90,9 @@ def predict_slices(model_or_bundle: Any, dataset: Dataset, max_slices: int | Non
         emit(on_event, Progress(start + len(part), len(rows), "predicting slices"))
     items = [dataset.items[i] for i, _ in rows]
     return Predictions(
-        paths=[it.path for it in items], probs=probs, threshold=threshold, classes=classes,
+        paths=[it.path for it in items], probs=probs, threshold=float(predictor.threshold), classes=classes,
         labels=[it.label for it in items], patients=[it.patient for it in items],
-        studies=[it.study for it in items], series=[it.series for it in items], model_id=model_id,
+        studies=[it.study for it in items], series=[it.series for it in items], model_id=predictor.model_id,
         frames=np.array([f for _, f in rows], dtype=np.int64), uncertainty=spread,
     )
 
