@@ -55,7 +55,8 @@ CV_OUTPUTS = ("predictions.csv", "metrics.json", "folds.json", "models", "ensemb
 def run(args: argparse.Namespace) -> int:
     from ctviewer.cli._outputs import check_output_folder
     from ctviewer.cli.predict import check_level_arguments
-    from ctviewer.core.metrics.report import output_set, write_metrics_json, write_predictions_csv, write_text_atomic
+    from ctviewer.core.folders import output_set
+    from ctviewer.core.metrics.report import write_metrics_json, write_predictions_csv, write_text_atomic
     from ctviewer.core.metrics.unit_report import LEVEL_FILES, levels_json, write_units_csv
     from ctviewer.core.training.cv import cross_validate
 

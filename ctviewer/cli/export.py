@@ -23,7 +23,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("bundle", metavar="BUNDLE", help="model bundle folder (from ctviewer train or cv)")
     parser.add_argument("--format", required=True, choices=FORMATS, help="savedmodel, onnx or tflite")
-    parser.add_argument("--out", required=True, metavar="DIR", help="export folder (new, empty or an earlier export)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="export folder (new or empty)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier ctviewer export in DIR (any other content is always refused)")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                         help="put test-time augmentation in the graph (default: as the model's recipe)")
     add_progress_flag(parser)
@@ -31,13 +33,17 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ctviewer.cli._outputs import check_output_folder
     from ctviewer.core.model.bundle import load_bundle
-    from ctviewer.core.model.export import export_bundle
+    from ctviewer.core.model.export import check_export_target, export_bundle
 
+    # Before loading and converting (a minute for ONNX): an export that cannot be written is lost work.
+    out = check_output_folder(args.out, "--out")
+    check_export_target(out, overwrite=args.overwrite)
     quiet_tensorflow_logs()
     bundle = load_bundle(args.bundle)
     with ProgressBars(disable=args.quiet) as bars:
-        result = export_bundle(bundle, args.format, args.out, tta=args.tta, on_event=bars)
+        result = export_bundle(bundle, args.format, out, tta=args.tta, on_event=bars)
     print(f"exported {bundle.folder} (id {bundle.model_id}) as {result.format} to {result.folder}: "
           f"{result.artifact.name} {result.size_bytes / 1e6:.2f} MB, test-time augmentation "
           f"{'in the graph' if result.tta else 'off'}; matches ctviewer within {result.max_abs_difference:.1e} "

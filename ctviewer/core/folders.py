@@ -1,6 +1,8 @@
 """Output folders written as one set: staged next to their place, swapped in whole.
 
-A reader of ``target`` sees the old set or the new one, never a mix and never nothing:
+`output_set` is the one way ctviewer writes a folder of outputs (a model bundle, an export,
+cross-validation's predictions, metrics and folds). A reader of ``target`` sees the old set
+or the new one, never a mix and never nothing:
 on Linux the staged folder and the old one are exchanged in one ``renameat2`` call; where
 that is not available, two renames leave a gap of microseconds, and a run killed inside it
 is repaired the next time (`clean_leftovers` puts the old folder back).
@@ -16,7 +18,8 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 _log = logging.getLogger("ctviewer.folders")
@@ -125,3 +128,26 @@ def clean_leftovers(target: Path, max_age_s: float = LEFTOVER_AGE_S) -> list[str
     for line in said:
         _log.warning(line)
     return said
+
+
+@contextmanager
+def output_set(folder: str | os.PathLike[str], own: Iterable[str] | None) -> Iterator[Path]:
+    """Write a set of output files as one: into a staging folder that then replaces ``folder`` whole.
+
+    Yields the staging folder; write every file of the set into it. On a clean exit the set
+    is swapped in (`swap_in`), so a reader sees the old set or the new one, never a new
+    ``predictions.csv`` beside an old ``metrics.json``. Entries of an existing ``folder``
+    named in ``own`` (what the set consists of) go; anything else there is kept. ``own``
+    None: the new set replaces the whole folder. If the body raises, ``folder`` is untouched.
+    """
+    target = Path(folder)
+    clean_leftovers(target)
+    staged = staging_dir(target)
+    try:
+        yield staged
+        if own is not None and target.is_dir():
+            keep_foreign_entries(target, staged, own)
+        swap_in(staged, target)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise

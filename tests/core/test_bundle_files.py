@@ -150,7 +150,7 @@ def _old_cv_set(folder: Path) -> None:
 
 
 def test_an_output_set_that_fails_midway_leaves_the_old_set_whole(tmp_path: Path) -> None:
-    from ctviewer.core.metrics.report import output_set
+    from ctviewer.core.folders import output_set
 
     out = tmp_path / "cv"
     _old_cv_set(out)
@@ -164,7 +164,7 @@ def test_an_output_set_that_fails_midway_leaves_the_old_set_whole(tmp_path: Path
 
 
 def test_an_output_set_replaces_the_whole_old_set_and_keeps_other_files(tmp_path: Path) -> None:
-    from ctviewer.core.metrics.report import output_set
+    from ctviewer.core.folders import output_set
 
     out = tmp_path / "cv"
     _old_cv_set(out)

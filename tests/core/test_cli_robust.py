@@ -183,6 +183,37 @@ def test_outputs_are_checked_before_any_work(tmp_path: Path, capsys: pytest.Capt
     assert (documents / "thesis.txt").read_text() == "precious" and (bundle / "model.keras").read_bytes() == b"old"
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc")
+def test_export_checks_its_folder_before_loading_the_model(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                           no_work: None) -> None:
+    from ctviewer.core.model.contract import CONTRACT_FILE, CONTRACT_FORMAT
+    from ctviewer.core.model.export import check_export_target
+
+    bundle = _hand_made_bundle(tmp_path / "bundle")
+    documents = tmp_path / "documents"
+    documents.mkdir()
+    (documents / "thesis.txt").write_text("precious")
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    earlier = tmp_path / "earlier_export"
+    earlier.mkdir()
+    (earlier / CONTRACT_FILE).write_text(json.dumps({"format": CONTRACT_FORMAT}))
+    (earlier / "model.onnx").write_bytes(b"old")
+    cases = [
+        ("/proc/e", "cannot write in /proc"),
+        (str(a_file), "exists and is not a folder"),
+        (str(documents), "is not a ctviewer export"),
+        (str(earlier), "--overwrite"),
+    ]
+    for out, reason in cases:
+        assert main(["export", str(bundle), "--format", "onnx", "--out", out, "-q"]) == 1, out
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and reason in err and "Traceback" not in err, (out, err)
+    assert (documents / "thesis.txt").read_text() == "precious" and (earlier / "model.onnx").read_bytes() == b"old"
+    assert check_export_target(earlier, overwrite=True) == earlier  # --overwrite: an earlier export may go
+    assert check_export_target(tmp_path / "new" / "export", overwrite=False) == tmp_path / "new" / "export"
+
+
 def test_a_report_in_a_new_folder_gets_its_folder_before_the_work(tmp_path: Path) -> None:
     from ctviewer.cli._outputs import OutputError, check_output_file
 

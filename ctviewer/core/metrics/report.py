@@ -4,7 +4,7 @@ Atomic means: the content goes to a temporary file in the target's folder, is fl
 fsynced, then ``os.replace`` puts it where the target was. A crash or an exception midway
 leaves the previous file (or no file) in place, never half a file. A set of files that
 belong together (cross-validation's predictions, metrics and folds) is written with
-`output_set`: staged in a folder and swapped in whole.
+`ctviewer.core.folders.output_set`: staged in a folder and swapped in whole.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import hmac
 import json
 import math
 import os
-import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
@@ -25,7 +24,6 @@ from typing import IO, Any
 import numpy as np
 
 from ctviewer.core.errors import CTViewerError
-from ctviewer.core.folders import clean_leftovers, keep_foreign_entries, staging_dir, swap_in
 from ctviewer.core.jsonable import json_safe
 from ctviewer.core.metrics.evaluation import Metrics
 from ctviewer.core.metrics.predictions import Predictions
@@ -110,29 +108,6 @@ def write_text_atomic(path: str | os.PathLike[str], text: str, encoding: str = "
     with atomic_open(path, "w", encoding=encoding, newline="") as handle:
         handle.write(text)
     return Path(path)
-
-
-@contextmanager
-def output_set(folder: str | os.PathLike[str], own: Iterable[str]) -> Iterator[Path]:
-    """Write a set of output files as one: into a staging folder that then replaces ``folder`` whole.
-
-    Yields the staging folder; write every file of the set into it. On a clean exit the set
-    is swapped in (`ctviewer.core.folders.swap_in`), so a reader sees the old set or the new
-    one, never a new ``predictions.csv`` beside an old ``metrics.json``. Entries of an existing
-    ``folder`` named in ``own`` (what the set consists of) go; anything else there is kept.
-    If the body raises, ``folder`` is untouched.
-    """
-    target = Path(folder)
-    clean_leftovers(target)
-    staged = staging_dir(target)
-    try:
-        yield staged
-        if target.is_dir():
-            keep_foreign_entries(target, staged, own)
-        swap_in(staged, target)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
 
 
 # --------------------------------------------------------------------------- pseudonyms

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ctviewer.core.data.imaging import Preprocessing, parse_window
 from ctviewer.core.errors import ModelError
-from ctviewer.core.folders import clean_leftovers, keep_foreign_entries, staging_dir, swap_in
+from ctviewer.core.folders import output_set
 from ctviewer.core.jsonable import json_safe
 from ctviewer.core.model.ensemble import Ensemble
 from ctviewer.core.model.predictor import PredictorBase
@@ -356,7 +356,7 @@ def save_bundle(trained: TrainedModel | Ensemble | Bundle, folder: str | Path,
     """Write ``trained`` (a TrainedModel, an Ensemble or a loaded Bundle) as a bundle folder, atomically.
 
     Everything is written to a staging folder next to ``folder`` and swapped into place in
-    one step (`ctviewer.core.folders.swap_in`). An existing bundle at ``folder`` is replaced
+    one step (`ctviewer.core.folders.output_set`). An existing bundle at ``folder`` is replaced
     (unless ``overwrite`` is False): its `BUNDLE_FILES` are new, any other file a user put
     there (a CSV, a gradcam/ folder) is kept. Any other existing content is refused.
 
@@ -376,9 +376,7 @@ def save_bundle(trained: TrainedModel | Ensemble | Bundle, folder: str | Path,
     if isinstance(trained, Bundle) and folder.exists() and folder.resolve() == trained.folder.resolve():
         return folder  # saving a loaded bundle onto itself: nothing to do
     check_bundle_target(folder, overwrite)
-    clean_leftovers(folder)
-    tmp = staging_dir(folder)
-    try:
+    with output_set(folder, own=BUNDLE_FILES) as tmp:
         if isinstance(trained, Bundle):
             # A loaded bundle is saved as the files it came from (its card cannot be rebuilt).
             for name in (MODEL_FILE, CARD_FILE, SPLIT_FILE, OOF_FILE, TRAINING_IMAGES_FILE):
@@ -397,12 +395,6 @@ def save_bundle(trained: TrainedModel | Ensemble | Bundle, folder: str | Path,
                 write_training_images_file(tmp, trained)
         if isinstance(trained, Ensemble) and trained.cross_validation is not None:
             write_oof_file(tmp, trained.cross_validation)
-        if folder.is_dir():
-            keep_foreign_entries(folder, tmp, BUNDLE_FILES)
-        swap_in(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 

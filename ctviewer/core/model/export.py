@@ -21,7 +21,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -37,6 +36,7 @@ import numpy as np
 
 from ctviewer.core.errors import Cancelled, ModelError
 from ctviewer.core.events import EventCallback, Progress, StopCheck, emit, stop_requested
+from ctviewer.core.folders import output_set
 from ctviewer.core.model.contract import CONTRACT_FILE, CONTRACT_FORMAT, INPUT_NAME, OUTPUT_NAME, preprocessing_contract
 
 FORMATS: tuple[str, ...] = ("savedmodel", "onnx", "tflite")
@@ -142,7 +142,7 @@ def inference_graph(model: Any, tta: bool) -> Any:
     """
     import keras
 
-    from ctviewer.core.model.inference import input_size
+    from ctviewer.core.model.predictor import input_size
 
     size = input_size(model)
 
@@ -306,28 +306,26 @@ def _size_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _check_target(out: Path) -> None:
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise ExportError(f"{out}: exists and is a file; choose a new folder for the export")
-    if any(out.iterdir()):
+def check_export_target(out: str | Path, overwrite: bool = True) -> Path:
+    """Raise `ExportError` unless an export can be written at ``out`` (call it before the work).
+
+    ``out`` may be new, an empty folder, or (with ``overwrite``) an earlier ctviewer export,
+    which is replaced whole. Anything else there is refused, so no user file is ever deleted.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out}: exists and is not a folder; choose a new folder for the export")
+    if out.is_dir() and any(out.iterdir()):
         try:
             marker = json.loads((out / CONTRACT_FILE).read_text(encoding="utf-8")).get("format")
         except (OSError, ValueError, AttributeError):
             marker = None
         if marker != CONTRACT_FORMAT:
             raise ExportError(f"{out}: exists and is not a ctviewer export; choose a new or empty folder")
-
-
-def _replace_folder(tmp: Path, out: Path) -> None:
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-        os.replace(out, old / "export")
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        if not overwrite:
+            raise ExportError(f"{out}: an export is already there; choose a new folder, or replace it with "
+                              "--overwrite")
+    return out
 
 
 def _as_bundle(model: Any, workdir: Path) -> Any:
@@ -379,43 +377,41 @@ def export_bundle(model: Any, fmt: str, out: str | Path, tta: bool | None = None
     missing = missing_packages(fmt)
     if missing:
         raise ExportError(f"{fmt} export needs {', '.join(missing)}, not installed: {INSTALL_HINT}")
-    out = Path(out)
-    _check_target(out)
+    out = check_export_target(out)
     start = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    # The work folder (an unsaved model's temporary bundle) is not part of the export.
+    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
-        bundle = _as_bundle(model, tmp)
-        tta = bundle.tta if tta is None else bool(tta)
+        with output_set(out, own=None) as folder:
+            bundle = _as_bundle(model, work)
+            tta = bundle.tta if tta is None else bool(tta)
 
-        def step(done: int) -> None:
-            emit(on_event, Progress(done, _STEPS, "exporting"))
-            if stop_requested(should_stop):
-                raise Cancelled("export cancelled")
+            def step(done: int) -> None:
+                emit(on_event, Progress(done, _STEPS, "exporting"))
+                if stop_requested(should_stop):
+                    raise Cancelled("export cancelled")
 
-        graph = inference_graph(bundle.model, tta)
-        step(1)
-        artifact = tmp / "export" / ARTIFACT_NAMES[fmt]
-        artifact.parent.mkdir()
-        _convert(graph, fmt, artifact, _layer_names(bundle.model))
-        step(2)
-        x = check_images(bundle.preprocessing.size)
-        expected = predict_arrays(bundle.model, x, batch_size=len(x), tta=tta)
-        diff = _verify(fmt, artifact, x, expected)
-        step(3)
-        contract = preprocessing_contract(bundle.card, {"format": fmt, "file": ARTIFACT_NAMES[fmt],
-                                                        "runtime": runtime_name(fmt)}, tta)
-        contract["verification"] = {"check_images": len(x), "max_abs_difference": diff,
-                                    "tolerance": TOLERANCE[fmt], "against": "ctviewer predict (Keras)"}
-        folder = artifact.parent
-        (folder / CONTRACT_FILE).write_text(json.dumps(contract, indent=2, ensure_ascii=False) + "\n",
-                                            encoding="utf-8")
-        shutil.copy2(bundle.folder / CARD_FILE, folder / CARD_COPY)
-        shutil.copy2(Path(__file__).with_name("predict_example.py"), folder / EXAMPLE_FILE)
-        _replace_folder(folder, out)
+            graph = inference_graph(bundle.model, tta)
+            step(1)
+            artifact = folder / ARTIFACT_NAMES[fmt]
+            _convert(graph, fmt, artifact, _layer_names(bundle.model))
+            step(2)
+            x = check_images(bundle.preprocessing.size)
+            expected = predict_arrays(bundle.model, x, batch_size=len(x), tta=tta)
+            diff = _verify(fmt, artifact, x, expected)
+            step(3)
+            contract = preprocessing_contract(bundle.card, {"format": fmt, "file": ARTIFACT_NAMES[fmt],
+                                                            "runtime": runtime_name(fmt)}, tta)
+            contract["verification"] = {"check_images": len(x), "max_abs_difference": diff,
+                                        "tolerance": TOLERANCE[fmt], "against": "ctviewer predict (Keras)"}
+            (folder / CONTRACT_FILE).write_text(json.dumps(contract, indent=2, ensure_ascii=False) + "\n",
+                                                encoding="utf-8")
+            shutil.copy2(bundle.folder / CARD_FILE, folder / CARD_COPY)
+            shutil.copy2(Path(__file__).with_name("predict_example.py"), folder / EXAMPLE_FILE)
         step(4)
         return ExportResult(folder=out, format=fmt, artifact=out / ARTIFACT_NAMES[fmt],
                             size_bytes=_size_bytes(out / ARTIFACT_NAMES[fmt]), max_abs_difference=diff,
                             check_images=len(x), tta=tta, seconds=time.perf_counter() - start)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
