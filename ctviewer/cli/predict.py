@@ -8,6 +8,7 @@ series evenly) and aggregated into one row per series or patient (core.metrics.a
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,22 +112,13 @@ def _write_units(pred: Any, bundle: Any, args: argparse.Namespace) -> str:
              f"(rule {args.rule}): {called} {up.positive}, {len(units) - called} {up.negative}"]
     lines += [f"  note: {note}" for note in units.notes]
     if up.is_labelled.any():
-        from ctviewer.cli.train import metrics_line
-
-        try:
-            metrics = level_metrics(units)
-        except ValueError as exc:
-            lines.append(f"  metrics: not available ({exc})")
-        else:
-            lines.append(f"  {metrics.n} labelled {plural(args.level)}: {metrics_line(metrics)}")
-            lines += [f"  warning: {w}" for w in metrics.warnings if w not in units.notes]
+        lines += _metrics_lines(lambda: level_metrics(units), lambda m: f"{m.n} labelled {plural(args.level)}",
+                                said=units.notes)
     lines.append(f"  wrote {args.csv}")
     return "\n".join(lines)
 
 
 def format_prediction_summary(pred: Any, bundle: Any, csv_path: Path) -> str:
-    from ctviewer.cli.train import metrics_line
-
     called = int(pred.y_pred().sum())
     lines = [
         (f"predicted {len(pred)} images with {bundle.folder} ({bundle.card.model_name or 'model'}, "
@@ -137,16 +129,23 @@ def format_prediction_summary(pred: Any, bundle: Any, csv_path: Path) -> str:
     if labelled:
         from ctviewer.core.metrics.evaluation import metrics_from_predictions
 
-        try:
-            metrics = metrics_from_predictions(pred)
-        except ValueError as exc:
-            lines.append(f"  metrics: not available ({exc})")
-        else:
-            lines.append(f"  {labelled} labelled images: {metrics_line(metrics)}")
-            lines += [f"  warning: {w}" for w in metrics.warnings]
+        lines += _metrics_lines(lambda: metrics_from_predictions(pred), lambda _m: f"{labelled} labelled images")
     lines += _provenance_lines(pred, bundle)
     lines.append(f"  wrote {csv_path}")
     return "\n".join(lines)
+
+
+def _metrics_lines(compute: Callable[[], Any], counted: Callable[[Any], str], said: Sequence[str] = ()) -> list[str]:
+    """The metrics line (``counted(metrics)``: what they are on) and their warnings not ``said`` already;
+    one line saying why when ``compute()`` cannot make them (one class only...)."""
+    from ctviewer.cli.train import metrics_line
+
+    try:
+        metrics = compute()
+    except ValueError as exc:
+        return [f"  metrics: not available ({exc})"]
+    return [f"  {counted(metrics)}: {metrics_line(metrics)}", *(f"  warning: {w}" for w in metrics.warnings
+                                                              if w not in said)]
 
 
 def _provenance_lines(pred: Any, bundle: Any) -> list[str]:

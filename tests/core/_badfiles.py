@@ -59,39 +59,34 @@ def nan_float_tiff(folder: Path) -> Path:
     return path
 
 
-def huge_slope_dicom(folder: Path) -> Path:
-    """RescaleSlope 1e39: every pixel overflows float32 to infinity."""
-    ds = ct_dataset(seed=3)
-    ds.RescaleSlope = "1e39"
-    path = folder / "slope_1e39.dcm"
+def _ct_file(folder: Path, name: str, seed: int, **tags: object) -> Path:
+    """A good CT slice with ``tags`` set (in the order given), saved as ``folder / name``."""
+    ds = ct_dataset(seed=seed)
+    for keyword, value in tags.items():
+        setattr(ds, keyword, value)
+    path = folder / name
     ds.save_as(path)
     return path
+
+
+def huge_slope_dicom(folder: Path) -> Path:
+    """RescaleSlope 1e39: every pixel overflows float32 to infinity."""
+    return _ct_file(folder, "slope_1e39.dcm", 3, RescaleSlope="1e39")
 
 
 def zero_slope_dicom(folder: Path) -> Path:
-    ds = ct_dataset(seed=4)
-    ds.RescaleSlope = "0"
-    path = folder / "slope_0.dcm"
-    ds.save_as(path)
-    return path
+    return _ct_file(folder, "slope_0.dcm", 4, RescaleSlope="0")
 
 
 def palette_without_lut_dicom(folder: Path) -> Path:
-    ds = ct_dataset(seed=5)
-    ds.PhotometricInterpretation = "PALETTE COLOR"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = np.zeros((32, 32), np.uint8).tobytes()
-    path = folder / "palette_no_lut.dcm"
-    ds.save_as(path)
-    return path
+    return _ct_file(folder, "palette_no_lut.dcm", 5, PhotometricInterpretation="PALETTE COLOR", BitsAllocated=8,
+                    BitsStored=8, HighBit=7, PixelRepresentation=0, PixelData=np.zeros((32, 32), np.uint8).tobytes())
 
 
 def instance_abc_dicom(folder: Path) -> Path:
     """InstanceNumber "abcd" (an IS that is no number): the image itself is fine."""
-    ds = ct_dataset(seed=6)
-    ds.InstanceNumber = 7391  # a unique 4-character value, swapped for letters in the file's bytes
-    path = folder / "instance_abc.dcm"
-    ds.save_as(path)
+    # A unique 4-character value, swapped for letters in the file's bytes.
+    path = _ct_file(folder, "instance_abc.dcm", 6, InstanceNumber=7391)
     data = path.read_bytes()
     assert data.count(b"7391") == 1
     path.write_bytes(data.replace(b"7391", b"abcd"))
@@ -100,11 +95,7 @@ def instance_abc_dicom(folder: Path) -> Path:
 
 def over_budget_dicom(folder: Path) -> Path:
     """A small file that declares 20000 x 20000 pixels (its pixel data is not that big)."""
-    ds = ct_dataset(seed=7)
-    ds.Rows, ds.Columns = 20000, 20000
-    path = folder / "declares_20000x20000.dcm"
-    ds.save_as(path)
-    return path
+    return _ct_file(folder, "declares_20000x20000.dcm", 7, Rows=20000, Columns=20000)
 
 
 def bomb_png(folder: Path) -> Path:

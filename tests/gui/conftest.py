@@ -57,3 +57,15 @@ def open_folder(qtbot) -> Callable:
         qtbot.waitUntil(lambda: win.viewer.image is not None, timeout=10_000)
 
     return _open
+
+
+@pytest.fixture
+def use_engine(window, open_folder, demo_folder: Path) -> Callable:
+    """use_engine(engine): the demo folder open in the window, ``engine`` in place of the model engine."""
+
+    def _use(engine):
+        open_folder(window, demo_folder)
+        window.session.engine = engine
+        return engine
+
+    return _use

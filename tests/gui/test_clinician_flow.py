@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from _dialogs import answer_next_question  # tests/gui/_dialogs.py (pytest puts this folder on sys.path)
+from _engines import FakeEngine
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
@@ -228,7 +229,7 @@ def test_the_image_on_screen_carries_its_caption_and_the_browser_follows_the_whe
 # --------------------------------------------------------------------------- 9. feedback
 
 
-class _FakeTrainingEngine:
+class _FakeTrainingEngine(FakeEngine):
     """Stands in for the engine: a training that sends batches until it is told to stop."""
 
     def __init__(self) -> None:
@@ -244,14 +245,9 @@ class _FakeTrainingEngine:
             time.sleep(0.01)
         raise Cancelled("train cancelled")
 
-    def shutdown(self, timeout_s: float = 30.0) -> None:
-        pass
 
-
-def test_cancel_says_cancelling_until_the_training_stops(window, open_folder, demo_folder, qtbot):
-    open_folder(window, demo_folder)
-    engine = _FakeTrainingEngine()
-    window.session.engine = engine
+def test_cancel_says_cancelling_until_the_training_stops(window, use_engine, qtbot):
+    engine = use_engine(_FakeTrainingEngine())
     panel = window.training
     panel.start_training()
     qtbot.waitUntil(lambda: engine.batches > 3, timeout=10_000)
@@ -263,9 +259,8 @@ def test_cancel_says_cancelling_until_the_training_stops(window, open_folder, de
     assert panel.epoch_label.text().startswith("Cancelled")
 
 
-def test_start_training_asks_before_replacing_an_unsaved_model(window, open_folder, demo_folder):
-    open_folder(window, demo_folder)
-    window.session.engine = _FakeTrainingEngine()
+def test_start_training_asks_before_replacing_an_unsaved_model(window, use_engine):
+    use_engine(_FakeTrainingEngine())
     panel = window.training
     panel._set_model(SimpleNamespace(id="m1", kind="trained", threshold=0.4), "default trained in this session")
     asked: list = []

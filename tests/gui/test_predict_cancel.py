@@ -6,11 +6,13 @@ import threading
 import time
 from types import SimpleNamespace
 
+from _engines import FakeEngine  # tests/gui/_engines.py (pytest puts this folder on sys.path)
+
 from ctviewer.core.errors import Cancelled
 from ctviewer.core.events import Progress
 
 
-class _SlowPredictingEngine:
+class _SlowPredictingEngine(FakeEngine):
     """Stands in for the model engine: a prediction over many images that honours should_stop."""
 
     def __init__(self) -> None:
@@ -28,14 +30,9 @@ class _SlowPredictingEngine:
             time.sleep(0.002)
         return "every image predicted"
 
-    def shutdown(self, timeout_s: float = 30.0) -> None:
-        pass
 
-
-def test_cancel_button_stops_a_running_prediction(window, open_folder, demo_folder, qtbot):
-    open_folder(window, demo_folder)
-    engine = _SlowPredictingEngine()
-    window.session.engine = engine
+def test_cancel_button_stops_a_running_prediction(window, use_engine, qtbot):
+    engine = use_engine(_SlowPredictingEngine())
     window.session.model = SimpleNamespace(id="m1", kind="bundle", source="a saved model")
     panel = window.training
     predicted: list[object] = []

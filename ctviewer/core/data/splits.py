@@ -61,23 +61,14 @@ class Split:
         return {p for p, roles in roles_by_patient.items() if len(roles) > 1}
 
     def to_json_dict(self) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "seed": self.seed,
-            "counts": self.counts(),
-            "items": [{"path": p, "patient": g, "role": r} for p, g, r in zip(self.paths, self.patients, self.roles)],
-        }
+        return {"method": self.method, "seed": self.seed, "counts": self.counts(),
+                "items": _items_json(self.paths, self.patients, "role", self.roles)}
 
     @classmethod
     def from_json_dict(cls, data: dict[str, Any]) -> Split:
-        items = data["items"]
-        return cls(
-            paths=tuple(it["path"] for it in items),
-            patients=tuple(it["patient"] for it in items),
-            roles=tuple(it["role"] for it in items),
-            seed=int(data["seed"]),
-            method=str(data.get("method", "grouped-stratified")),
-        )
+        paths, patients, roles = _items_from_json(data["items"], "role", str)
+        return cls(paths=paths, patients=patients, roles=roles, seed=int(data["seed"]),
+                   method=str(data.get("method", "grouped-stratified")))
 
 
 @dataclass(frozen=True)
@@ -97,23 +88,27 @@ class Folds:
         return np.flatnonzero(np.asarray(self.fold_of) != fold)
 
     def to_json_dict(self) -> dict[str, Any]:
-        return {
-            "method": "grouped-stratified-kfold",
-            "k": self.k,
-            "seed": self.seed,
-            "items": [{"path": p, "patient": g, "fold": f} for p, g, f in zip(self.paths, self.patients, self.fold_of)],
-        }
+        return {"method": "grouped-stratified-kfold", "k": self.k, "seed": self.seed,
+                "items": _items_json(self.paths, self.patients, "fold", self.fold_of)}
 
     @classmethod
     def from_json_dict(cls, data: dict[str, Any]) -> Folds:
-        items = data["items"]
-        return cls(
-            paths=tuple(it["path"] for it in items),
-            patients=tuple(it["patient"] for it in items),
-            fold_of=tuple(int(it["fold"]) for it in items),
-            k=int(data["k"]),
-            seed=int(data["seed"]),
-        )
+        paths, patients, fold_of = _items_from_json(data["items"], "fold", int)
+        return cls(paths=paths, patients=patients, fold_of=fold_of, k=int(data["k"]), seed=int(data["seed"]))
+
+
+# split.json / folds.json hold one item per image: its path, its patient and where it went.
+
+
+def _items_json(paths: Sequence[str], patients: Sequence[str], key: str, values: Sequence[Any]) -> list[dict[str, Any]]:
+    return [{"path": p, "patient": g, key: v} for p, g, v in zip(paths, patients, values)]
+
+
+def _items_from_json(items: Sequence[dict[str, Any]], key: str, kind: type
+                     ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[Any, ...]]:
+    """(paths, patients, values of ``key`` as ``kind``) of the items."""
+    return (tuple(it["path"] for it in items), tuple(it["patient"] for it in items),
+            tuple(kind(it[key]) for it in items))
 
 
 # --------------------------------------------------------------------------- array-level
