@@ -61,6 +61,25 @@ def test_damaged_cache_entry_is_rebuilt(demo: Path, tmp_path: Path) -> None:
     np.testing.assert_array_equal(cache.array(path, prep), good)
 
 
+def test_a_cached_array_changed_on_disk_is_rejected_by_its_hash(demo: Path, tmp_path: Path) -> None:
+    """Valid shape, type and [0, 1] values, other content: the index's hash catches it; made again."""
+    cache = Cache(tmp_path / "c")
+    path = next(demo.rglob("*.dcm"))
+    prep = imaging.Preprocessing(size=32)
+    good = np.array(cache.array(path, prep))
+    target = cache.array_path(cache.inspect(path).content_hash, prep)
+    altered = np.ascontiguousarray(good[::-1], dtype=np.float32)  # still a perfectly plausible model input
+    assert not np.array_equal(altered, good) and 0.0 <= altered.min() and altered.max() <= 1.0
+    np.save(target, altered)
+    again = cache.array(path, prep)
+    np.testing.assert_array_equal(again, good)
+    assert any("does not match its index entry" in note and str(path) in note for note in cache.notes), cache.notes
+    np.testing.assert_array_equal(np.load(target), good)  # the file itself was made again
+    assert len(cache.notes) == 1
+    np.testing.assert_array_equal(cache.array(path, prep), good)  # and is trusted from then on
+    assert len(cache.notes) == 1
+
+
 def test_second_load_is_much_faster(tmp_path: Path) -> None:
     folder = make_demo_dataset(tmp_path / "d", n_patients=4, slices_per_patient=3, size=256)
     cache = Cache(tmp_path / "c")
