@@ -23,11 +23,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ctviewer.core.data.cache import Cache
 from ctviewer.core.data.dataset import Dataset
 from ctviewer.core.data.labels import relabel
 from ctviewer.core.data.series import UNLABELLED, group_items
 from ctviewer.gui.form_widgets import wrap_rows
+from ctviewer.gui.session import Change, Session
 from ctviewer.gui.thumbnails import make_thumbnail
 from ctviewer.gui.wording import for_screen
 from ctviewer.gui.workers import ThumbnailPool
@@ -42,20 +42,21 @@ def _plural(n: int, word: str, many: str | None = None) -> str:
 
 
 class BrowserPanel(QWidget):
-    """Shows a `Dataset`; emits the image the user picked and any change of labels."""
+    """Shows the session's `Dataset` (a new one as it is set); relabelling sets the session's
+    labels (`Session.set_labels`); emits the image the user picked."""
 
     image_activated = Signal(str)  # path
-    dataset_changed = Signal(object)  # Dataset, after relabelling
     save_labels_requested = Signal()
 
-    def __init__(self, cache: Cache | None = None, parent: QWidget | None = None) -> None:
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.session = session
         self.dataset: Dataset | None = None
         self.labels_dirty = False
         # Label edits since the folder was read: each entry is the dataset before one edit.
         self._before_edits: list[Dataset] = []
         self._saved_at = 0  # len(_before_edits) when the labels on disk matched; -1: no such state left
-        self._cache = cache
+        self._cache = session.cache
         self._image_items: dict[str, QStandardItem] = {}
         self._icons: dict[str, QIcon] = {}  # thumbnails by path: kept when relabelling rebuilds the tree
         self._quiet = False  # selecting to follow the viewer: do not ask it to show the image again
@@ -63,6 +64,11 @@ class BrowserPanel(QWidget):
         self.thumbnails = ThumbnailPool(self._make_thumbnail, parent=self)
         self.thumbnails.signals.thumbnail_ready.connect(self._on_thumbnail_ready)
         self._build()
+        session.subscribe(self._on_session_changed)
+
+    def _on_session_changed(self, change: Change) -> None:
+        if change == "dataset":  # a folder was read (the same one again too): no label edits pending
+            self.set_dataset(self.session.dataset, fresh=True)
 
     def _build(self) -> None:
         self.filter_edit = QLineEdit()
@@ -340,7 +346,7 @@ class BrowserPanel(QWidget):
         self.labels_dirty = len(self._before_edits) != self._saved_at
         self.set_dataset(dataset, keep_path=keep)
         self.save_button.setEnabled(self.labels_dirty)
-        self.dataset_changed.emit(self.dataset)
+        self.session.set_labels(dataset)
 
     def mark_saved(self) -> None:
         self.labels_dirty = False
@@ -375,8 +381,7 @@ class BrowserPanel(QWidget):
 
     def _make_thumbnail(self, path: str, size: int) -> QImage:
         # Runs in the thumbnail pool thread: reads files, never touches widgets.
-        cache = self._cache if self._cache is not None else Cache()
-        return make_thumbnail(cache, path, size)
+        return make_thumbnail(self._cache, path, size)
 
     def _on_thumbnail_ready(self, path: str, image: QImage) -> None:
         icon = QIcon(QPixmap.fromImage(image))
@@ -406,8 +411,9 @@ if __name__ == "__main__":  # a quick look: python -m ctviewer.gui.browser [FOLD
         from ctviewer.core.data.demo import demo_dataset_dir
 
         folder = str(demo_dataset_dir())
-    panel = BrowserPanel()
-    panel.set_dataset(discover(folder))
+    session = Session()
+    panel = BrowserPanel(session)
+    session.set_dataset(discover(folder, cache=session.cache))
     panel.resize(420, 700)
     panel.show()
     code = app.exec()

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from ctviewer.gui.session import Session
+from ctviewer.gui.session import Change, Session
 from ctviewer.gui.viewer import ImageViewer
 from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner
 
@@ -32,6 +32,12 @@ class CamController(QObject):
         self._failed_once = False
         self.engine_busy: Callable[[], bool] | None = None  # set by the window: is a training running?
         viewer.overlay_check.toggled.connect(self._on_toggled)
+        session.subscribe(self._on_session_changed)
+
+    def _on_session_changed(self, change: Change) -> None:
+        if change == "model":  # the heat maps of the old model go; the image shown gets the new one's
+            self.reset()
+            self.request(self.viewer.current_path())
 
     def reset(self) -> None:
         """A new model: forget heat maps of the old one."""

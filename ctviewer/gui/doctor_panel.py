@@ -13,7 +13,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
 from ctviewer.gui.form_widgets import wrap_rows
-from ctviewer.gui.session import Session
+from ctviewer.gui.session import Change, Session
 from ctviewer.gui.wording import for_screen
 from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner
 
@@ -102,6 +102,11 @@ class DoctorPanel(QWidget):
         layout.addWidget(self.subject_label)
         layout.addWidget(self.tree)
         self._placeholder("Findings appear here once there are predictions.")
+        session.subscribe(self._on_session_changed)
+
+    def _on_session_changed(self, change: Change) -> None:
+        if change == "dataset":
+            self.clear()
 
     def _placeholder(self, text: str) -> None:
         self.tree.clear()

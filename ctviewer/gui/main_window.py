@@ -1,6 +1,7 @@
 """The main window: browser left, viewer centre, training/results/tags docks right; menus,
 shortcuts, drag-and-drop, settings, status bar. Long work runs in `workers`; this module
-only wires panels together."""
+only wires panels together: it sets the `Session`, and each panel follows the session's
+changes it needs (`Session.subscribe`)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from ctviewer.gui.caption import image_caption
 from ctviewer.gui.errors import error_box
 from ctviewer.gui.model_files import ask_model_save_path, ask_model_to_open
 from ctviewer.gui.results_panel import ResultsPanel
-from ctviewer.gui.session import Session
+from ctviewer.gui.session import Change, Session
 from ctviewer.gui.tags_panel import TagsPanel
 from ctviewer.gui.training_panel import TrainingPanel
 from ctviewer.gui.viewer import PRESET_NAMES, ImageViewer
@@ -84,8 +85,10 @@ class MainWindow(QMainWindow):
     def _build_panels(self) -> None:
         self.viewer = ImageViewer()
         self.setCentralWidget(self.viewer)
-        self.browser = BrowserPanel(cache=self.session.cache)
-        self.tags = TagsPanel()
+        # Built in this order, they follow a new dataset in this order: the tags empty before
+        # the browser's tree (and so the first image) is there.
+        self.tags = TagsPanel(self.session)
+        self.browser = BrowserPanel(self.session)
         self.training = TrainingPanel(self.session)
         self.results = ResultsPanel(self.session)
         self.browser_dock = self._dock("Browser", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea)
@@ -98,10 +101,8 @@ class MainWindow(QMainWindow):
         self.cam = CamController(self.session, self.viewer, self)
 
         self.browser.image_activated.connect(self._on_image_activated)
-        self.browser.dataset_changed.connect(self._on_labels_changed)
         self.browser.save_labels_requested.connect(self.save_labels_dialog)
         self.viewer.image_shown.connect(self._on_image_shown)
-        self.training.model_ready.connect(self._on_model_ready)
         self.training.predictions_ready.connect(self._on_predictions_ready)
         self.training.error.connect(self.show_error)
         self.training.status.connect(self._show_status)
@@ -110,7 +111,7 @@ class MainWindow(QMainWindow):
         self.cam.error.connect(self.show_error)
         self.cam.engine_busy = self.training.is_running
         self.cam.notice.connect(self._show_status)
-        self.session.subscribe(lambda _change: self._update_status())
+        self.session.subscribe(self._on_session_changed)  # after the panels': they have followed first
         self.training.confirm_replace = self.confirm_discard
         self.results.threshold_changed.connect(lambda _t: self._update_caption())
 
@@ -290,14 +291,11 @@ class MainWindow(QMainWindow):
         self.load_failed.emit(error)
 
     def set_dataset(self, dataset: Dataset, source: str | Sequence[str] | None = None) -> None:
+        """Open ``dataset``: the panels follow the session (browser, training, results, doctor, tags)."""
         self.load_progress.hide()
         shown = self.viewer.series[self.viewer.index] if self.viewer.image is not None else None
-        self.session.set_dataset(dataset)
         self.viewer.clear()
-        self.browser.set_dataset(dataset, fresh=True)
-        self.undo_action.setEnabled(False)
-        self.training.set_dataset(dataset)
-        self.results.set_predictions(None)  # also clears the doctor's findings about the old folder
+        self.session.set_dataset(dataset)
         if isinstance(source, str):
             self._remember_recent(source)
         paths = self.browser.visible_paths()
@@ -310,12 +308,13 @@ class MainWindow(QMainWindow):
         if self.browser.undo_label_change():
             self._show_status("label change undone")
 
-    def _on_labels_changed(self, dataset: Dataset) -> None:
-        self.undo_action.setEnabled(self.browser.can_undo())
-        self.session.set_dataset(dataset, keep_predictions=True)
-        self.training.set_dataset(dataset)
-        self.results.relabel(dataset)  # the Results table shows the classes as they are now
-        self._update_caption()
+    def _on_session_changed(self, change: Change) -> None:
+        """What the window itself shows of the session: status bar, Undo, the image's caption."""
+        self._update_status()
+        if change in ("dataset", "labels"):
+            self.undo_action.setEnabled(self.browser.can_undo())
+        if change in ("labels", "predictions"):
+            self._update_caption()  # the true class or the model's call changed
 
     def save_labels_dialog(self) -> None:
         if self.session.dataset is None:
@@ -399,18 +398,11 @@ class MainWindow(QMainWindow):
             model_id = self.session.model.model_id or self.session.model.id
             self.training.export_model(fmt, Path(parent) / f"ctviewer-{fmt}-{model_id}")
 
-    def _on_model_ready(self, _model: object) -> None:
-        self.cam.reset()
-        if self.viewer.current_path():
-            self.cam.request(self.viewer.current_path())
-
     def _on_predictions_ready(self, predictions: object, description: str = "") -> None:
         if self._closing:
             return  # a late answer while the window closes: nothing more starts
-        self.session.set_predictions(predictions)
-        self.results.set_predictions(predictions, description)
+        self.session.set_predictions(predictions, description)  # the Results panel shows them
         self.results_dock.raise_()
-        self._update_caption()
 
     def export_plots_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export plots into folder", str(Path.home()))

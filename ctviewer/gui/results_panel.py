@@ -35,7 +35,7 @@ from ctviewer.gui.confusion_widget import ConfusionMatrixWidget
 from ctviewer.gui.doctor_panel import DoctorPanel
 from ctviewer.gui.predictions_table import COLUMNS, PATH_ROLE, PredictionsFilter, PredictionsModel
 from ctviewer.gui.roc_plot import RocPlot
-from ctviewer.gui.session import Session
+from ctviewer.gui.session import Change, Session
 from ctviewer.gui.unit_slices import UnitSlices
 from ctviewer.gui.wording import for_screen
 from ctviewer.gui.workers import WorkerError
@@ -80,6 +80,7 @@ class ResultsPanel(QWidget):
         self._y = np.zeros(0, dtype=np.int64)
         self._roc: Any = None
         self._build()
+        session.subscribe(self._on_session_changed)
 
     def _build(self) -> None:
         self.source_label = QLabel("No predictions yet: train a model, or open one and predict.")
@@ -193,12 +194,22 @@ class ResultsPanel(QWidget):
     # ------------------------------------------------------------------ data
 
     def set_predictions(self, predictions: Predictions | None, description: str = "") -> None:
-        """Show per-image ``predictions`` at the level the switch is on."""
+        """Make per-image ``predictions`` the session's (shown at the level the switch is on)."""
+        if predictions is None:
+            self.doctor.clear()  # its findings were about the predictions (and dataset) now gone
+        self.session.set_predictions(predictions, description)
+
+    def _on_session_changed(self, change: Change) -> None:
+        if change == "predictions" and self.session.predictions is not self.image_predictions:
+            self._show_predictions(self.session.predictions, self.session.predictions_description)
+        elif change == "labels":
+            self._relabel(self.session.dataset)  # the table shows the classes as they are now
+
+    def _show_predictions(self, predictions: Predictions | None, description: str) -> None:
         if predictions is None:
             self.doctor.clear()  # its findings were about the predictions (and dataset) now gone
         self.image_predictions = predictions
         self._level_thresholds = self._model_level_thresholds(predictions)
-        self.session.set_predictions(predictions)  # the doctor checks images, whatever level is shown
         self._description = for_screen(description)
         self._show()
         if predictions is not None:
@@ -280,7 +291,7 @@ class ResultsPanel(QWidget):
         self._apply(None)  # the model's own call: its threshold, or each fold's for out-of-fold rows
 
 
-    def relabel(self, dataset: Any) -> None:
+    def _relabel(self, dataset: Any) -> None:
         """The dataset's classes changed (relabelled in the browser): the table and counts follow."""
         images = self.image_predictions
         if images is None or dataset is None:
@@ -294,7 +305,7 @@ class ResultsPanel(QWidget):
         keep_threshold = None if self.per_row else self.threshold
         # Relabel the images, then rebuild the level shown (series/patient truth follows its images).
         self.image_predictions = replace(images, labels=labels)
-        self.session.set_predictions(self.image_predictions)
+        self.session.set_predictions(self.image_predictions, self._description)  # the doctor checks these
         self._show()
         if keep_threshold is not None:
             self._apply(keep_threshold)

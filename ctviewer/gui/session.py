@@ -1,8 +1,13 @@
 """What the window currently holds: dataset, model, predictions. A plain view-model, no Qt.
 
 Panels read it and change it only through its ``set_*`` methods; whoever needs to follow a
-change subscribes (`Session.subscribe`) instead of being told by hand. Keeping it out of the
+change subscribes (`Session.subscribe`) instead of being told by hand: the browser, the
+training, results, doctor and tags panels, the Grad-CAM controller and the status bar each
+follow the changes they show. The window only sets the session. Keeping it out of the
 widgets means the state can be inspected (and tested) without looking inside Qt objects.
+
+The changes: ``"dataset"`` (another dataset: its predictions went first), ``"labels"`` (the
+same images relabelled in the browser: predictions stay), ``"model"``, ``"predictions"``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from ctviewer.core.metrics.predictions import Predictions
 from ctviewer.engine.client import EngineClient
 from ctviewer.engine.protocol import ModelHandle
 
-Change = Literal["dataset", "model", "predictions"]
+Change = Literal["dataset", "labels", "model", "predictions"]
 Listener = Callable[[Change], None]
 
 
@@ -31,6 +36,7 @@ class Session:
     model: ModelHandle | None = None
     model_source: str = ""  # "trained in this session" or the bundle folder
     predictions: Predictions | None = None
+    predictions_description: str = ""  # what the predictions are, in words ("all 48 images of ...")
     engine: EngineClient | None = None
     _listeners: list[Listener] = field(default_factory=list, init=False, repr=False)
 
@@ -49,22 +55,28 @@ class Session:
         for listener in list(self._listeners):
             listener(change)
 
-    def set_dataset(self, dataset: Dataset | None, keep_predictions: bool = False) -> None:
-        """A new dataset (its predictions go, unless only its labels changed: ``keep_predictions``)."""
+    def set_dataset(self, dataset: Dataset | None) -> None:
+        """Another dataset (or the same folder read again): the old one's predictions go first."""
         self.dataset = dataset
-        if not keep_predictions and self.predictions is not None:
-            self.predictions = None
+        if self.predictions is not None:
+            self.predictions, self.predictions_description = None, ""
             self._changed("predictions")
         self._changed("dataset")
+
+    def set_labels(self, dataset: Dataset) -> None:
+        """The same images with their labels edited (the browser): the predictions stay."""
+        self.dataset = dataset
+        self._changed("labels")
 
     def set_model(self, model: ModelHandle | None, source: str) -> None:
         self.model, self.model_source = model, source
         self._changed("model")
 
-    def set_predictions(self, predictions: Predictions | None) -> None:
+    def set_predictions(self, predictions: Predictions | None, description: str = "") -> None:
+        """Predictions of the session's dataset, and what they are in words (the Results caption)."""
         if predictions is self.predictions:
-            return  # told twice (panel and window): one notification
-        self.predictions = predictions
+            return  # told twice: one notification
+        self.predictions, self.predictions_description = predictions, description
         self._changed("predictions")
 
     def model_preprocessing(self) -> Preprocessing | None:

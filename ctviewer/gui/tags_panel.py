@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtWidgets import QHeaderView, QLineEdit, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
 from ctviewer.core.data.imaging import Image
+from ctviewer.gui.session import Change, Session
 
 
 def describe_image(image: Image) -> list[tuple[str, str]]:
@@ -26,9 +27,9 @@ def describe_image(image: Image) -> list[tuple[str, str]]:
 
 
 class TagsPanel(QWidget):
-    """A two-column table of tag name and value with a filter box."""
+    """A two-column table of tag name and value with a filter box; emptied when another dataset opens."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("Filter tags…")
@@ -46,6 +47,11 @@ class TagsPanel(QWidget):
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.filter_edit)
         layout.addWidget(self.table)
+        session.subscribe(self._on_session_changed)
+
+    def _on_session_changed(self, change: Change) -> None:
+        if change == "dataset":
+            self.show_image(None)  # the tags were of an image of the old dataset
 
     def show_image(self, image: Image | None) -> None:
         rows = describe_image(image) if image is not None else []
@@ -75,7 +81,7 @@ if __name__ == "__main__":  # a quick look: python -m ctviewer.gui.tags_panel FI
     from ctviewer.core.data.imaging import load
 
     app = QApplication(sys.argv)
-    panel = TagsPanel()
+    panel = TagsPanel(Session())
     if len(sys.argv) > 1:
         panel.show_image(load(sys.argv[1]))
     panel.resize(500, 600)

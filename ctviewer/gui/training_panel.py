@@ -28,7 +28,7 @@ from ctviewer.core.model.config import DEFAULT_FOLDS, MODEL_NAMES, TrainConfig, 
 from ctviewer.core.model.provenance import training_overlap
 from ctviewer.gui.curves import CurvesWidget
 from ctviewer.gui.form_widgets import RecommendedSpin, WrappingLabel
-from ctviewer.gui.session import Session
+from ctviewer.gui.session import Change, Session
 from ctviewer.gui.wording import for_screen
 from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner
 
@@ -59,7 +59,7 @@ def format_eta(seconds: float) -> str:
 
 
 class TrainingPanel(QWidget):
-    """Starts and follows training; hands the model and predictions to the window."""
+    """Starts and follows training; sets the session's model, hands predictions to the window."""
 
     model_ready = Signal(object)  # TrainedModel / Bundle / Ensemble
     predictions_ready = Signal(object, str)  # Predictions, what they are
@@ -91,6 +91,7 @@ class TrainingPanel(QWidget):
         self._progress_shown = 0.0  # perf_counter of the last progress bar update
         self._build()
         self._update_buttons()
+        session.subscribe(self._on_session_changed)
 
     # ------------------------------------------------------------------ layout
 
@@ -207,10 +208,12 @@ class TrainingPanel(QWidget):
 
     # ------------------------------------------------------------------ state
 
-    def set_dataset(self, dataset: Dataset | None) -> None:
-        if self.runner.is_running() and self._another_dataset_open():
+    def _on_session_changed(self, change: Change) -> None:
+        """Which buttons can be used follows the dataset and the model."""
+        if change == "dataset" and self.runner.is_running() and self._another_dataset_open():
             self._log(f"another dataset is open now; this training goes on with {self._training_dataset.source}")
-        self._update_buttons()
+        if change != "predictions":
+            self._update_buttons()
 
     def _another_dataset_open(self) -> bool:
         """The window shows another dataset than the one the running (or last) training uses."""

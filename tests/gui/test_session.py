@@ -22,13 +22,14 @@ def test_each_change_is_told_to_subscribers_once_and_a_new_dataset_drops_old_pre
                               classes=("no_contrast", "contrast"))
 
     session.set_dataset(dataset)
-    session.set_predictions(predictions)
+    session.set_predictions(predictions, "all of them")
     session.set_predictions(predictions)  # the same predictions again: no second notification
-    session.set_dataset(dataset, keep_predictions=True)  # labels edited: predictions stay
-    assert session.predictions is predictions
+    session.set_labels(dataset)  # labels edited: predictions stay
+    assert session.predictions is predictions and session.predictions_description == "all of them"
     session.set_dataset(dataset)  # a new dataset: its old predictions go first
-    assert changes == ["dataset", "predictions", "dataset", "predictions", "dataset"]
-    assert session.predictions is None and "no model" in session.describe()
+    assert changes == ["dataset", "predictions", "labels", "predictions", "dataset"]
+    assert session.predictions is None and session.predictions_description == ""
+    assert "no model" in session.describe()
 
     unsubscribe()
     session.set_predictions(predictions)
