@@ -14,6 +14,7 @@ Import this module lazily (it imports keras).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,6 +77,68 @@ class IntensityJitter(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "offset_hu": self.offset_hu, "gain": self.gain, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class RandomAffine(keras.layers.Layer):
+    """Training-only random flip, rotation, shift and zoom as ONE affine resampling per image.
+
+    Keras' RandomFlip/RandomRotation/RandomTranslation/RandomZoom each draw their own
+    transform and resample the image again (three bilinear passes, each blurring a little);
+    the default recipe runs that stack once per member, and it cost about half of a training
+    step (bench/profile_step.py). Here the four draws are composed into one matrix and the
+    image is resampled once. Draws per image: horizontal flip with probability 1/2 (if
+    ``flip``), rotation ``U(-rotation, rotation)`` of a full turn, shift ``U(-shift, shift)``
+    of the height and width (independently), zoom factor ``U(1 - zoom, 1 + zoom)`` (same on
+    both axes). Points outside the image read ``fill_value``. At inference (``training``
+    false or None) the input passes through unchanged.
+    """
+
+    def __init__(self, flip: bool = True, rotation: float = 0.0, shift: float = 0.0, zoom: float = 0.0,
+                 fill_value: float = 0.0, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.flip = bool(flip)
+        self.rotation = float(rotation)
+        self.shift = float(shift)
+        self.zoom = float(zoom)
+        self.fill_value = float(fill_value)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        if not training:
+            return inputs
+        batch = ops.shape(inputs)[0]
+        height, width = inputs.shape[1], inputs.shape[2]
+
+        def draw(low: float, high: float) -> Any:
+            return keras.random.uniform((batch,), low, high, seed=self.seed_generator)
+
+        mirror = ops.where(draw(0.0, 1.0) < 0.5, -1.0, 1.0) if self.flip else ops.ones((batch,))
+        angle = draw(-self.rotation, self.rotation) * (2.0 * math.pi)
+        scale = draw(1.0 - self.zoom, 1.0 + self.zoom)
+        shift_x = draw(-self.shift, self.shift) * width
+        shift_y = draw(-self.shift, self.shift) * height
+        cos, sin = ops.cos(angle) * scale, ops.sin(angle) * scale
+        # Output pixel (x, y) reads input c + A (p - c) + t, A = scale * R(angle) * diag(mirror, 1).
+        a0, a1 = cos * mirror, -sin
+        b0, b1 = sin * mirror, cos
+        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+        a2 = cx - a0 * cx - a1 * cy + shift_x
+        b2 = cy - b0 * cx - b1 * cy + shift_y
+        zeros = ops.zeros((batch,))
+        transform = ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+        return ops.image.affine_transform(
+            inputs, ops.cast(transform, "float32"), interpolation="bilinear", fill_mode="constant",
+            fill_value=self.fill_value,
+        )
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "flip": self.flip, "rotation": self.rotation, "shift": self.shift,
+                "zoom": self.zoom, "fill_value": self.fill_value, "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -244,6 +307,29 @@ class GreyToBackboneInput(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class AdjustableCosineDecay(keras.optimizers.schedules.CosineDecay):
+    """Keras' cosine decay with its number of steps in a variable, changeable after tracing.
+
+    The folds of a cross-validation reuse one traced training function
+    (`ctviewer.core.training.reuse`); their training parts differ by a batch or so, and with
+    a Python number the schedule's length would be frozen into the first fold's graph.
+    """
+
+    def __init__(self, initial_learning_rate, decay_steps, **kwargs: Any) -> None:
+        super().__init__(initial_learning_rate, decay_steps, **kwargs)
+        self.decay_steps = keras.Variable(float(decay_steps), dtype="float32", trainable=False,
+                                          name="decay_steps")
+
+    def set_decay_steps(self, steps: int) -> None:
+        if steps <= 0:
+            raise ValueError(f"decay steps must be > 0, got {steps}")
+        self.decay_steps.assign(float(steps))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "decay_steps": float(keras.ops.convert_to_numpy(self.decay_steps))}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

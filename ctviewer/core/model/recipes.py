@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,15 @@ from ctviewer.core.model.config import BACKBONES, MODEL_NAMES, TrainConfig, defa
 from ctviewer.core.model.config import check_model_name as _check_name
 
 # --------------------------------------------------------------------------- recipes (defaults)
+
+# ``CTVIEWER_TRAINING_PATH=before-issue-15``: train as before the speed work (Keras' four
+# augmentation layers, one traced model per fold), for side-by-side benchmarks only.
+TRAINING_PATH_ENV = "CTVIEWER_TRAINING_PATH"
+
+
+def before_issue_15() -> bool:
+    """Whether the benchmark switch asks for the training path of before the speed work."""
+    return os.environ.get(TRAINING_PATH_ENV, "").strip().lower() == "before-issue-15"
 
 
 # --------------------------------------------------------------------------- building
@@ -54,6 +63,8 @@ def build_model(config: TrainConfig) -> keras.Model:
         raise ModelError(f"input_size {size} is too small; use at least 16 pixels")
     if name == "default":
         arch = DefaultArchitecture() if config.augment else _WITHOUT_AUGMENTATION
+        if before_issue_15():
+            arch = replace(arch, spatial_augmentation="keras_layers")
         return build_default(size, window=config.window, seed=config.seed, arch=arch)
     if name == "seed":
         if _seed_feature_size(size) < 1:
@@ -89,6 +100,9 @@ class DefaultArchitecture:
     zoom: float = 0.1
     jitter_hu: float = 10.0
     jitter_gain: float = 0.02
+    # "one_pass": flip, rotation, shift and zoom composed into one resampling (ct_layers.RandomAffine);
+    # "keras_layers": Keras' four layers, one resampling each (the recipe until issue 15; 2x slower).
+    spatial_augmentation: str = "one_pass"
 
 
 # TrainConfig.augment = False: the default recipe with every augmentation layer left out.
@@ -127,18 +141,12 @@ def _default_member(
     """One network of the default recipe, from the model input to its softmax."""
     x = inputs
     # Spatial augmentation on the windowed image; padding 0 = the window's floor (air in "wide").
-    if arch.flip:
-        x = layers.RandomFlip("horizontal", seed=seed, name=f"{prefix}aug_flip")(x)
-    if arch.rotation:
-        x = layers.RandomRotation(
-            arch.rotation, fill_mode="constant", fill_value=0.0, seed=seed, name=f"{prefix}aug_rotate"
-        )(x)
-    if arch.shift:
-        x = layers.RandomTranslation(
-            arch.shift, arch.shift, fill_mode="constant", fill_value=0.0, seed=seed, name=f"{prefix}aug_shift"
-        )(x)
-    if arch.zoom:
-        x = layers.RandomZoom(arch.zoom, fill_mode="constant", fill_value=0.0, seed=seed, name=f"{prefix}aug_zoom")(x)
+    if arch.spatial_augmentation == "one_pass":
+        if arch.flip or arch.rotation or arch.shift or arch.zoom:
+            x = ct_layers.RandomAffine(arch.flip, arch.rotation, arch.shift, arch.zoom, fill_value=0.0, seed=seed,
+                                       name=f"{prefix}aug_affine")(x)
+    else:  # "keras_layers": the first recipe's four Keras layers, one resampling each
+        x = _keras_spatial_augmentation(x, seed, arch, prefix)
     hu = ct_layers.WindowToHU(center, width, name=f"{prefix}to_hu")(x)
     if arch.jitter_hu or arch.jitter_gain:
         hu = ct_layers.IntensityJitter(arch.jitter_hu, arch.jitter_gain, seed=seed, name=f"{prefix}aug_hu_jitter")(hu)
@@ -200,6 +208,22 @@ def _default_member(
     if arch.dropout:
         z = layers.Dropout(arch.dropout, seed=seed, name=f"{prefix}dropout")(z)
     return layers.Dense(2, activation="softmax", kernel_regularizer=regulariser, name=name)(z)
+
+
+def _keras_spatial_augmentation(x: Any, seed: int | None, arch: DefaultArchitecture, prefix: str) -> Any:
+    if arch.flip:
+        x = layers.RandomFlip("horizontal", seed=seed, name=f"{prefix}aug_flip")(x)
+    if arch.rotation:
+        x = layers.RandomRotation(
+            arch.rotation, fill_mode="constant", fill_value=0.0, seed=seed, name=f"{prefix}aug_rotate"
+        )(x)
+    if arch.shift:
+        x = layers.RandomTranslation(
+            arch.shift, arch.shift, fill_mode="constant", fill_value=0.0, seed=seed, name=f"{prefix}aug_shift"
+        )(x)
+    if arch.zoom:
+        x = layers.RandomZoom(arch.zoom, fill_mode="constant", fill_value=0.0, seed=seed, name=f"{prefix}aug_zoom")(x)
+    return x
 
 
 def _window_in_hu(window: str) -> tuple[float, float]:
@@ -432,7 +456,7 @@ def compile_model(
     steps = max(1, int(steps_per_epoch)) * max(1, int(config.epochs))
     lr: Any = float(config.learning_rate)
     if config.schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps)
+        lr = ct_layers.AdjustableCosineDecay(lr, decay_steps=steps)
     elif config.schedule != "constant":
         raise ModelError(f"unknown schedule {config.schedule!r}; use 'cosine' or 'constant'")
     decay = float(config.weight_decay) or None
@@ -456,6 +480,16 @@ def compile_model(
     return model
 
 
+def set_schedule_steps(model: keras.Model, steps_per_epoch: int, epochs: int) -> None:
+    """Point a compiled model's cosine schedule at ``epochs * steps_per_epoch`` steps (no retrace).
+
+    A no-op for constant learning rates.
+    """
+    schedule = getattr(model.optimizer, "_learning_rate", None)
+    if isinstance(schedule, ct_layers.AdjustableCosineDecay):
+        schedule.set_decay_steps(max(1, int(steps_per_epoch)) * max(1, int(epochs)))
+
+
 def config_for(name: str, **overrides: Any) -> TrainConfig:
     """``default_config(name)`` with some fields replaced (None values are ignored)."""
     return default_config(name).with_overrides(**overrides)
@@ -476,4 +510,5 @@ __all__ = [
     "imagenet_weights",
     "keras_cache_dir",
     "resolve_weights",
+    "set_schedule_steps",
 ]

@@ -18,6 +18,7 @@ from ctviewer.core.model.config import DEFAULT_FOLDS, TrainConfig
 from ctviewer.core.training.fit import _check_config, fit
 from ctviewer.core.training.oof import choose_oof_threshold, compare_threshold_rules
 from ctviewer.core.training.results import CVResult, TrainedModel, summarize_dataset
+from ctviewer.core.training.reuse import CompiledModelPool
 
 
 def resolve_folds(dataset: Dataset, folds: int | None, notes: list[str]) -> int:
@@ -102,6 +103,9 @@ def cross_validate(
     kept: list[TrainedModel] = []
     cancelled = False
     y = dataset.y
+    from ctviewer.core.model.recipes import before_issue_15
+
+    models = None if before_issue_15() else CompiledModelPool()  # one trace for all folds
     for k in range(n_folds):
         if stop_requested(should_stop):
             cancelled = _stop_or_raise(f"before fold {k + 1}", keep_partial, k, n_folds, notes)
@@ -110,7 +114,7 @@ def cross_validate(
         train_idx, test_idx = assignment.train_indices(k), assignment.test_indices(k)
         try:
             trained = fit(dataset.subset(train_idx.tolist()), _fold_config(config, k), on_event,
-                          should_stop, cache=cache, strategy=strategy, stream=stream, fold=k)
+                          should_stop, cache=cache, strategy=strategy, stream=stream, fold=k, models=models)
         except Cancelled:  # while the fold's images were loading
             cancelled = _stop_or_raise(f"during fold {k + 1}", keep_partial, k, n_folds, notes)
             break
@@ -124,6 +128,8 @@ def cross_validate(
         thresholds.append(trained.threshold)
         histories.append(trained.history)
         if keep_models or config.ensemble:
+            if models is not None:  # the pool re-initialises its model next fold
+                trained.model = models.detach(trained.model)
             kept.append(trained)
         else:
             del trained

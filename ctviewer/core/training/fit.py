@@ -38,6 +38,7 @@ from ctviewer.core.training.pipeline import (
     make_tf_dataset,
 )
 from ctviewer.core.training.results import TrainedModel, summarize_dataset
+from ctviewer.core.training.reuse import CompiledModelPool
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -92,6 +93,7 @@ def fit(
     stream: bool | None = None,
     deterministic: bool = True,
     fold: int | None = None,
+    models: CompiledModelPool | None = None,
 ) -> TrainedModel:
     """Train ``config.model`` on a labelled two-class dataset.
 
@@ -119,6 +121,10 @@ def fit(
         Ask TensorFlow for deterministic kernels (same seed, same machine, same result).
     fold
         Cross-validation fold number, passed through to `EpochEnded` events.
+    models
+        Reuse this pool's compiled model (re-initialised for ``config.seed``) instead of
+        building and tracing a new one; the returned model then belongs to the pool until
+        `CompiledModelPool.detach` copies it out (`cross_validate` does).
 
     Raises
     ------
@@ -163,9 +169,12 @@ def fit(
     val_ds = make_tf_dataset(images, val_idx, y, config.batch_size) if len(val_idx) else None
     monitor = config.monitor if val_ds is not None else config.monitor.removeprefix("val_")
     batches = math.ceil(len(train_idx) / config.batch_size)
-    with strategy.scope():
-        model = build_model(config)
-        compile_model(model, config, steps_per_epoch=batches)
+    if models is not None:
+        model = models.model_for(config, batches, strategy)
+    else:
+        with strategy.scope():
+            model = build_model(config)
+            compile_model(model, config, steps_per_epoch=batches)
     control = _make_control_callback(config.epochs, batches, config, monitor, on_event, should_stop, fold)
     # shuffle=False: the tf.data pipeline already shuffles (seeded), Keras must not try.
     model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=[control], verbose=0, shuffle=False)
