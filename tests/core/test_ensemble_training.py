@@ -120,3 +120,21 @@ def test_cv_and_train_share_one_path_same_out_of_fold_numbers(ensemble_run):
     assert again.ensemble is None and not again.models
     np.testing.assert_array_equal(again.predictions.probs, result.predictions.probs)
     assert again.threshold == result.threshold
+
+
+def test_an_ensemble_predicts_without_mirror_tta_and_its_out_of_fold_rows_were_made_so(ensemble_run):
+    from ctviewer.core.model.inference import predict_arrays
+
+    dataset, cache, result, _, bundle, _ = ensemble_run
+    assert result.config.tta, "the recipe itself keeps TTA (a single model uses it)"
+    loaded = load_bundle(bundle)
+    assert result.ensemble.tta is False and loaded.tta is False and read_card(bundle).raw["training"]["tta"] is False
+    # Each out-of-fold probability is its fold member's plain forward pass, as the ensemble predicts.
+    prep = loaded.preprocessing
+    for k, member in enumerate(result.ensemble.members):
+        rows = np.flatnonzero(result.predictions.folds == k)
+        x = np.stack([np.asarray(cache.array(result.predictions.paths[i], prep), np.float32) for i in rows])
+        batch = result.config.batch_size  # as cross_validate predicted them: same padding, same arithmetic
+        plain = predict_arrays(member.model, x, batch_size=batch, tta=False)
+        np.testing.assert_array_equal(plain, result.predictions.probs[rows])
+        assert not np.array_equal(predict_arrays(member.model, x, batch_size=batch, tta=True), plain)
