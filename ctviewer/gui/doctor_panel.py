@@ -18,6 +18,7 @@ from ctviewer.gui.wording import for_screen
 from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner
 
 _ICONS = {"error": "⛔", "warning": "⚠", "info": "ℹ"}
+_TITLE = "<b>Doctor</b> — pitfall checks"
 # Findings about how the images would behave *outside* this app (e.g. exported as arrays for
 # Keras' validation_split): information, unless the model really was trained that way (an error).
 _ABOUT_EXPORT = {"tail-split-one-class": "If you export these images as arrays in this order: "}
@@ -77,10 +78,10 @@ class DoctorPanel(QWidget):
         self.runner = WorkerRunner(self)
         self.runner.idle.connect(self._run_queued)
         self.findings: list[Any] = []
-        self._queued: bool | None = None
+        self._queued: bool | None = None  # a run asked for while one runs (True: full)
         self._generation = 0  # bumped by clear(): answers of older runs are dropped
         self.subject = ""  # which dataset / model the findings shown are about
-        self.title = QLabel("<b>Doctor</b> — pitfall checks")
+        self.title = QLabel(_TITLE)
         self.title.setWordWrap(True)
         self.subject_label = QLabel("")
         self.subject_label.setWordWrap(True)
@@ -121,6 +122,7 @@ class DoctorPanel(QWidget):
         self.subject = ""
         self.subject_label.setText("")
         self._placeholder("Findings appear here once there are predictions.")
+        self.title.setText(_TITLE)
         self._done()
 
     def run(self, full: bool = False) -> None:
@@ -174,26 +176,31 @@ class DoctorPanel(QWidget):
 
     def _on_failed(self, error: WorkerError) -> None:
         self._placeholder(f"The checks failed: {for_screen(error.message)}")
+        self.title.setText(_TITLE)
         self._done()
         self.error.emit(error)
 
     def _done(self) -> None:
+        """The button back to "Run full checks" once no checks run (their thread's end says so too)."""
         if self.runner.is_running():
-            return  # the late answer of an earlier run: the running one resets these when it ends
-        self.title.setText("<b>Doctor</b> — pitfall checks")
+            return  # an answer arrives before its thread has ended; `_run_queued` comes then
         self.full_button.setText("Run full checks")
         self.full_button.setEnabled(self.session.model is not None)
 
     def _run_queued(self) -> None:
+        """The checks' thread has ended: run what was asked for meanwhile, else show the panel idle."""
         queued, self._queued = self._queued, None
         if queued is not None:
             self.run(queued)
+        else:
+            self._done()
 
     def is_running(self) -> bool:
         return self.runner.is_running()
 
     def set_findings(self, findings: list[Any]) -> None:
         self.findings = list(findings)
+        self.title.setText(_TITLE)
         self.tree.clear()
         if not self.findings:
             self.tree.addTopLevelItem(QTreeWidgetItem(["✓ no problems found"]))

@@ -270,11 +270,13 @@ class MainWindow(QMainWindow):
             self.viewer.show_path(path)
 
     def _start_load(self, worker: Worker) -> None:
-        if self.loader.is_running():
-            self.loader.shutdown(5000)
+        # The scan being replaced stops first (the loader stays open for the new one).
+        if self.loader.is_running() and not self.loader.stop(5000):
+            self._show_status("still stopping the previous scan: open it again in a moment")
+            return
         worker.progress.connect(self._on_load_progress)
         worker.failed.connect(self._on_load_failed)
-        worker.cancelled.connect(lambda: self.load_progress.hide())
+        worker.cancelled.connect(lambda: self.loader.worker in (worker, None) and self.load_progress.hide())
         self.load_progress.setRange(0, 0)
         self.load_progress.show()
         self.loader.start(worker)

@@ -139,7 +139,10 @@ class WorkerRunner(QObject):
         return self._worker
 
     def is_running(self) -> bool:
-        return self._thread is not None and self._thread.isRunning()
+        """Busy from `start` until ``idle`` is emitted. A thread that has just ended still counts
+        until its end reaches the GUI thread: buttons follow ``idle``, and a caller that saw "not
+        running" while they were still greyed out would click a disabled button."""
+        return self._thread is not None
 
     def start(self, worker: Worker) -> Worker:
         """Start ``worker`` in a fresh thread (connect its signals before calling this)."""
@@ -172,13 +175,18 @@ class WorkerRunner(QObject):
             return True
         return bool(self._thread.wait(timeout_ms))
 
-    def shutdown(self, timeout_ms: int = 60_000) -> bool:
-        """Cancel, refuse new tasks, and wait: used when the window closes."""
-        self.close()
+    def stop(self, timeout_ms: int = 60_000) -> bool:
+        """Cancel the running task and wait until its thread has ended; new tasks may start then."""
+        self.cancel()
         ok = self.wait(timeout_ms)
         if ok:
             self._on_thread_finished()
         return ok
+
+    def shutdown(self, timeout_ms: int = 60_000) -> bool:
+        """Cancel, refuse new tasks, and wait: used when the window closes."""
+        self.close()
+        return self.stop(timeout_ms)
 
     @Slot()
     def _on_thread_finished(self) -> None:
