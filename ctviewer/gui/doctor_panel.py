@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
 from ctviewer.gui.form_widgets import wrap_rows
@@ -19,6 +19,9 @@ from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner
 
 _ICONS = {"error": "⛔", "warning": "⚠", "info": "ℹ"}
 _TITLE = "<b>Doctor</b> — pitfall checks"
+# New predictions are checked this long after they arrive: the Results panel is filled and drawn
+# first (the quick checks run in a thread of this process and share its interpreter with the window).
+QUICK_CHECKS_DELAY_MS = 250
 # Findings about how the images would behave *outside* this app (e.g. exported as arrays for
 # Keras' validation_split): information, unless the model really was trained that way (an error).
 _ABOUT_EXPORT = {"tail-split-one-class": "If you export these images as arrays in this order: "}
@@ -79,6 +82,10 @@ class DoctorPanel(QWidget):
         self.runner.idle.connect(self._run_queued)
         self.findings: list[Any] = []
         self._queued: bool | None = None  # a run asked for while one runs (True: full)
+        self._due: bool | None = None  # a run asked for later (`run` with ``after_ms``)
+        self._start_timer = QTimer(self)
+        self._start_timer.setSingleShot(True)
+        self._start_timer.timeout.connect(self._run_due)
         self._generation = 0  # bumped by clear(): answers of older runs are dropped
         self.subject = ""  # which dataset / model the findings shown are about
         self.title = QLabel(_TITLE)
@@ -117,6 +124,8 @@ class DoctorPanel(QWidget):
         """Another dataset is open: the findings shown (and any still being made) are about the old one."""
         self._generation += 1
         self._queued = None
+        self._due = None
+        self._start_timer.stop()
         self.runner.cancel()
         self.findings = []
         self.subject = ""
@@ -125,9 +134,15 @@ class DoctorPanel(QWidget):
         self.title.setText(_TITLE)
         self._done()
 
-    def run(self, full: bool = False) -> None:
-        """Check what the session holds now (in the background)."""
+    def run(self, full: bool = False, after_ms: int = 0) -> None:
+        """Check what the session holds (in the background): now, or in ``after_ms`` ms (what it
+        holds then; the panel counts as running meanwhile)."""
         if self.session.dataset is None and self.session.predictions is None:
+            return
+        if after_ms > 0:
+            self._due = full if self._due is None else (self._due or full)
+            self._placeholder("Checking…")
+            self._start_timer.start(after_ms)
             return
         if self.runner.is_running():
             self._queued = full if self._queued is None else (self._queued or full)
@@ -195,8 +210,14 @@ class DoctorPanel(QWidget):
         else:
             self._done()
 
+    def _run_due(self) -> None:
+        due, self._due = self._due, None
+        if due is not None and not self.runner.closed:
+            self.run(due)
+
     def is_running(self) -> bool:
-        return self.runner.is_running()
+        """Checks are running, or due to start."""
+        return self.runner.is_running() or self._start_timer.isActive()
 
     def set_findings(self, findings: list[Any]) -> None:
         self.findings = list(findings)

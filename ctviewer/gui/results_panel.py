@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSlider,
     QSplitter,
+    QStyle,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -32,7 +33,7 @@ from ctviewer.core.metrics.aggregate import Units, aggregate
 from ctviewer.core.metrics.operating import operating_point, roc_points
 from ctviewer.core.metrics.predictions import Predictions
 from ctviewer.gui.confusion_widget import ConfusionMatrixWidget
-from ctviewer.gui.doctor_panel import DoctorPanel
+from ctviewer.gui.doctor_panel import QUICK_CHECKS_DELAY_MS, DoctorPanel
 from ctviewer.gui.predictions_table import COLUMNS, PATH_ROLE, PredictionsFilter, PredictionsModel
 from ctviewer.gui.roc_plot import RocPlot
 from ctviewer.gui.session import Change, Session
@@ -136,10 +137,12 @@ class ResultsPanel(QWidget):
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # Columns are sized to their widest text by `_fit_columns`, once per set of predictions: the
+        # header's ResizeToContents asks the model for every cell's every role again on each change
+        # (thousands of calls into Python for an ensemble's out-of-fold rows, at each threshold step).
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         # File names can be long: the first column is narrow and elides in the middle (the full path is
         # in its tooltip, the name in the image's caption), so the call and its threshold fit beside it.
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         header.resizeSection(0, 62)
         # Right or wrong shows as the row's colour and a ✗ after a wrong call: the panel is too narrow
         # for a column of its own beside the call and its threshold.
@@ -289,6 +292,19 @@ class ResultsPanel(QWidget):
         self.table.setColumnHidden(COLUMNS.index("Training image"), predictions.in_training is None)
         self._fill_roc()
         self._apply(None)  # the model's own call: its threshold, or each fold's for out-of-fold rows
+        self._fit_columns()
+
+    def _fit_columns(self, columns: range | tuple[int, ...] = range(1, len(COLUMNS))) -> None:
+        """Each column (but the eliding file names) as wide as its header and its widest text."""
+        header, metrics = self.table.horizontalHeader(), self.table.fontMetrics()
+        padding = 2 * self.table.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, self.table) + 8
+        for column in columns:
+            if self.table.isColumnHidden(column):
+                continue
+            # The longest few strings by length: in this font, the widest is among them.
+            longest = sorted(set(self.model.column_texts(column)), key=len, reverse=True)[:8]
+            widest = max((metrics.horizontalAdvance(text) for text in longest), default=0)
+            header.resizeSection(column, max(widest + padding, header.sectionSizeHint(column)))
 
 
     def _relabel(self, dataset: Any) -> None:
@@ -350,6 +366,7 @@ class ResultsPanel(QWidget):
             widget.setValue(value)
             widget.blockSignals(False)
         self.model.set_threshold(threshold)
+        self._fit_columns((COLUMNS.index("Predicted"),))  # "✗" comes and goes with the threshold
         point = operating_point(self._y, pred.probs, pred.row_thresholds if self.per_row else self.threshold,
                                 unit=self.level)
         self.confusion.set_point(point)
@@ -363,8 +380,8 @@ class ResultsPanel(QWidget):
             self._apply(None)
 
     def refresh_findings(self) -> None:
-        """Run the quick doctor checks on what the session holds now."""
-        self.doctor.run(full=False)
+        """Run the quick doctor checks on what the session holds, once the panel is drawn."""
+        self.doctor.run(full=False, after_ms=QUICK_CHECKS_DELAY_MS)
 
     def shutdown(self) -> None:
         self.doctor.shutdown()

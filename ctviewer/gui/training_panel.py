@@ -29,6 +29,7 @@ from ctviewer.core.model.provenance import training_overlap
 from ctviewer.gui.curves import CurvesWidget
 from ctviewer.gui.form_widgets import RecommendedSpin, WrappingLabel
 from ctviewer.gui.session import Change, Session
+from ctviewer.gui.warm_up import warm_up_in_background
 from ctviewer.gui.wording import for_screen
 from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner
 
@@ -287,6 +288,7 @@ class TrainingPanel(QWidget):
         self.epoch_label.setText("Starting (loading TensorFlow and images)…")
         self.progress_bar.setRange(0, 0)
         self.runner.start(worker)
+        warm_up_in_background()  # what the results need, imported while the engine trains
         self._update_buttons()
         self.status.emit("training started")
         return worker
@@ -444,6 +446,7 @@ class TrainingPanel(QWidget):
         worker.message.connect(self._on_message)
         self._model_job_cancellable = cancellable
         self.model_runner.start(worker)
+        warm_up_in_background()
         self._update_buttons()
         return worker
 

@@ -260,3 +260,78 @@ def test_operating_point_and_roc_come_from_the_core():
     curve = roc_points(y, p)
     assert curve.auc == pytest.approx(metrics.auc) and curve.fpr[0] == 0.0 and curve.tpr[-1] == 1.0
     assert roc_points(np.ones(3, int), np.array([0.1, 0.2, 0.3])) is None
+
+
+def _out_of_fold(n: int) -> Predictions:
+    """An ensemble's out-of-fold rows: a fold, a threshold, a spread per row; the wider class name late."""
+    rng = np.random.default_rng(5)
+    labels = ["contrast" if i < n - 3 else "no_contrast" for i in range(n)]
+    return Predictions(paths=[f"/data/{lab}/P{i // 4:03d}/IM-{i:04d}.dcm" for i, lab in enumerate(labels)],
+                       probs=rng.random(n), threshold=0.5, classes=("no_contrast", "contrast"), labels=labels,
+                       patients=[f"P{i // 4:03d}" for i in range(n)], folds=np.arange(n) % 5,
+                       row_thresholds=np.full(n, 0.45), uncertainty=rng.random(n) * 0.1,
+                       in_training=np.zeros(n, dtype=bool))
+
+
+def test_a_large_table_is_filled_and_redrawn_without_asking_for_every_cell_again(qtbot, monkeypatch,
+                                                                               _private_cache: Path):
+    from ctviewer.core.data.cache import Cache
+    from ctviewer.gui.predictions_table import PredictionsModel
+
+    panel = ResultsPanel(Session(cache=Cache(_private_cache)))
+    qtbot.addWidget(panel)
+    panel.resize(520, 800)
+    panel.show()
+    asked = [0]
+    data = PredictionsModel.data
+    monkeypatch.setattr(PredictionsModel, "data", lambda self, index, role=0: asked.__setitem__(0, asked[0] + 1)
+                        or data(self, index, role))
+    n = 400
+    panel.set_predictions(_out_of_fold(n), "out-of-fold")
+    qtbot.wait(10)  # laid out and painted
+    filled = asked[0]
+    asked[0] = 0
+    panel.set_threshold(0.3)
+    qtbot.wait(10)
+    # Sorting asks twice per comparison and a paint ten times per visible cell; sizing each column to
+    # its contents through the view asked for every role of every cell of every row (~90 per row).
+    assert filled < 30 * n, filled
+    assert asked[0] < 10 * n, asked[0]
+    # Each column still fits its widest text, the class name that only the last rows have included.
+    header, metrics = panel.table.horizontalHeader(), panel.table.fontMetrics()
+    for column in range(1, panel.model.columnCount() - 1):  # the file names elide; the last column stretches
+        if not panel.table.isColumnHidden(column):
+            widest = max(metrics.horizontalAdvance(t) for t in panel.model.column_texts(column))
+            assert header.sectionSize(column) >= widest, (column, header.sectionSize(column), widest)
+    assert "no_contrast" in panel.model.column_texts(2)
+    panel.shutdown()
+
+
+def test_new_predictions_are_checked_once_the_panel_is_drawn(panel: ResultsPanel, predictions: Predictions, qtbot):
+    from ctviewer.gui.doctor_panel import QUICK_CHECKS_DELAY_MS
+
+    qtbot.waitUntil(lambda: not panel.doctor.is_running(), timeout=30_000)
+    started: list[float] = []
+    panel.doctor.runner.start = lambda worker, start=panel.doctor.runner.start: started.append(1) or start(worker)
+    panel.set_predictions(_out_of_fold(40), "again")
+    assert not started and panel.doctor.is_running()  # due, not started: counts as running
+    assert panel.doctor.tree.topLevelItem(0).text(0) == "Checking…"
+    qtbot.wait(QUICK_CHECKS_DELAY_MS // 2)
+    assert not started
+    qtbot.waitUntil(lambda: bool(started) and not panel.doctor.is_running(), timeout=30_000)
+    assert panel.doctor.findings is not None and panel.doctor.full_button.text() == "Run full checks"
+
+
+def test_what_the_results_need_is_imported_ahead_in_the_background_once():
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; import ctviewer.gui.warm_up as w\n"
+            "assert 'numpy.ma' not in sys.modules and 'ctviewer.core.doctor' not in sys.modules\n"
+            "t = w.warm_up_in_background(); t.join(60)\n"
+            "print(all(m in sys.modules for m in w.MODULES), 'tensorflow' in sys.modules, w.warm_up_in_background())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "False", "None"]  # all there, no TensorFlow, started once
