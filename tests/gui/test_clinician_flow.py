@@ -60,6 +60,7 @@ def test_quitting_during_training_exits_0_with_every_thread_stopped(demo_folder:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # a training and two predictions in the engine: minutes on a loaded machine
 def test_save_under_a_new_name_then_reopen_keeps_the_training_images_mark(window, open_folder, demo_folder,
                                                                           qtbot, tmp_path: Path, monkeypatch):
     from PySide6.QtWidgets import QFileDialog
@@ -72,8 +73,9 @@ def test_save_under_a_new_name_then_reopen_keeps_the_training_images_mark(window
     panel.batch_spin.setValue(4)
     done: list = []
     panel.training_finished.connect(done.append)
-    panel.start_training()
-    qtbot.waitUntil(lambda: bool(done) or window.last_error is not None, timeout=300_000)
+    assert panel.start_training() is not None
+    # TensorFlow's start-up and a 3-fold training: over 200 s when other trainings share the CPU.
+    qtbot.waitUntil(lambda: bool(done) or window.last_error is not None, timeout=600_000)
     assert window.last_error is None, window.last_error
 
     # The whole dataset after training: the mark is there.
@@ -101,7 +103,7 @@ def test_save_under_a_new_name_then_reopen_keeps_the_training_images_mark(window
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(target)))
     opened: list = []
     panel.model_ready.connect(opened.append)
-    panel.load_button.click()
+    panel.load_button.click()  # usable at once: "not running" above means its button is enabled again
     assert panel.progress_bar.maximum() == 0 and panel.epoch_label.text().startswith("Opening the model")
     qtbot.waitUntil(lambda: bool(opened) or window.last_error is not None, timeout=120_000)
     assert window.last_error is None, window.last_error

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
+
+from _engines import FakeEngine  # tests/gui/_engines.py (pytest puts this folder on sys.path)
 
 from ctviewer.core.errors import Cancelled
 from ctviewer.gui.workers import Worker, WorkerRunner
@@ -40,3 +43,37 @@ def test_opening_a_folder_while_another_still_loads_opens_the_new_one(window, op
     assert window.session.dataset is not None and len(window.session.dataset) == 12
     qtbot.waitUntil(lambda: not window.loader.is_running(), timeout=5_000)
     assert not window.loader.closed
+
+
+class _SavingEngine(FakeEngine):
+    def save_bundle(self, model_id, folder):
+        return folder
+
+    def load_bundle(self, folder):
+        time.sleep(0.2)
+        return SimpleNamespace(id="m2", kind="bundle", source=folder, threshold=0.5, n_trained=12)
+
+
+def test_after_a_save_the_open_button_works_once_the_panel_says_nothing_runs(window, use_engine, qtbot, tmp_path,
+                                                                             monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    use_engine(_SavingEngine())
+    panel = window.training
+    panel._set_model(SimpleNamespace(id="m1", kind="trained", threshold=0.4), "trained in this session")
+    seen: list[tuple[bool, bool]] = []
+
+    def on_saved(text: str) -> None:  # in the save's answer, before its thread's end has reached the GUI
+        if text.startswith("Saved to"):
+            panel.model_runner.wait(5_000)  # the thread has ended now (on a loaded machine: later still)
+            seen.append((panel.model_runner.is_running(), panel.load_button.isEnabled()))
+
+    panel.status.connect(on_saved)
+    panel.save_bundle(tmp_path / "m.ctvmodel")
+    qtbot.waitUntil(lambda: not panel.model_runner.is_running(), timeout=10_000)
+    assert seen == [(True, False)]  # "running" and the greyed-out button agree
+    assert panel.load_button.isEnabled()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(tmp_path / "m")))
+    panel.load_button.click()
+    assert panel.progress_bar.maximum() == 0 and panel.epoch_label.text().startswith("Opening the model")
+    qtbot.waitUntil(lambda: panel.epoch_label.text().startswith("Model opened"), timeout=10_000)
