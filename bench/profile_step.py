@@ -35,12 +35,15 @@ class Variant:
     attention: bool = True
     predict_only: bool = False
     spatial: str = "one_pass"
+    batch_norm: str = "fused"
 
 
 VARIANTS = {
     v.name: v
     for v in (
         Variant("baseline"),
+        Variant("keras_batchnorm", batch_norm="keras"),
+        Variant("before_issue_15", spatial="keras_layers", batch_norm="keras"),
         Variant("keras_layers_aug", spatial="keras_layers"),
         Variant("xla", jit=True),
         Variant("bf16", bf16=True),
@@ -52,6 +55,7 @@ VARIANTS = {
         Variant("hist_only", cnn=False),
         Variant("predict", predict_only=True),
         Variant("predict_xla", jit=True, predict_only=True),
+        Variant("predict_keras_batchnorm", batch_norm="keras", predict_only=True),
     )
 }
 
@@ -69,7 +73,7 @@ def _measure(variant: Variant, steps: int) -> dict[str, Any]:
     seed_everything(0, variant.deterministic)
     arch = DefaultArchitecture() if variant.augment else _WITHOUT_AUGMENTATION
     arch = replace(arch, members=variant.members, cnn=variant.cnn, histogram=variant.histogram,
-                   spatial_augmentation=variant.spatial,
+                   spatial_augmentation=variant.spatial, batch_norm=variant.batch_norm,
                    attention_masks=arch.attention_masks if variant.attention else 0)
     if not variant.attention and variant.cnn:
         arch = replace(arch, cnn_pooling="avg")

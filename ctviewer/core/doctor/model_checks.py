@@ -30,7 +30,7 @@ BASELINE_MARGIN = 0.01
 
 _MODE_LAYERS = ("BatchNormalization", "Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout",
                 "AlphaDropout", "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom",
-                "RandomContrast", "RandomBrightness", "IntensityJitter")
+                "RandomContrast", "RandomBrightness", "IntensityJitter", "RandomAffine")
 
 
 # --------------------------------------------------------------------------- calling the model
@@ -77,8 +77,9 @@ def mode_layers(model: Any) -> dict[str, list[str]]:
     """Names of the layers that behave differently with ``training=True``, by layer type."""
     found: dict[str, list[str]] = {}
     for layer in flat_layers(model):
-        kind = type(layer).__name__
-        if kind in _MODE_LAYERS:
+        # By class name along the MRO, so a subclass (ctviewer's FusedBatchNormalization) counts as its kind.
+        kind = next((c.__name__ for c in type(layer).__mro__ if c.__name__ in _MODE_LAYERS), None)
+        if kind is not None:
             found.setdefault(kind, []).append(layer.name)
     return found
 

@@ -317,7 +317,7 @@ def _normalised_misfit(y: np.ndarray, last: Any) -> float:
 def _batchnorm_scores(model: Any, arrays: dict[str, np.ndarray]) -> tuple[str | None, dict[str, float], str]:
     import keras
 
-    bn = next((layer for layer in model.layers if type(layer).__name__ == "BatchNormalization"), None)
+    bn = next((layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)), None)
     if bn is None:
         return None, {}, "no BatchNormalization layer in the model's top level"
     moving_var = np.asarray(keras.ops.convert_to_numpy(bn.moving_variance), dtype=np.float64)
