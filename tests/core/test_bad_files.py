@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from _badfiles import BAD_FILES, ODD_BUT_GOOD, good_png, instance_abc_dicom
 
+from ctviewer.core.data import cache as cache_module
 from ctviewer.core.data import imaging
 from ctviewer.core.data.cache import Cache
 from ctviewer.core.data.dataset import discover
@@ -132,7 +133,7 @@ def _one_png(tmp_path: Path) -> Path:
 def test_damaged_index_is_rebuilt_and_said(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = tmp_path / "cache"
     root.mkdir()
-    (root / "index.sqlite3").write_bytes(b"this is not a database" * 100)
+    (root / cache_module._INDEX_FILE).write_bytes(b"this is not a database" * 100)
     cache = Cache(root)
     assert cache.inspect(_one_png(tmp_path)).meta.rows == 32
     assert cache.root == root and "damaged" in " ".join(cache.notes)

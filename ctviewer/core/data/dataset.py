@@ -201,15 +201,12 @@ def discover(
 
     items: list[Item] = []
     total = len(candidates)
-    for done, (path, label, csv_patient) in enumerate(candidates, start=1):
+    records = cache.inspect_many([path for path, _, _ in candidates], should_stop)
+    for done, ((path, label, csv_patient), record) in enumerate(zip(candidates, records), start=1):
         if stop_requested(should_stop):
             raise Cancelled("loading cancelled")
-        try:
-            record = cache.inspect(path)
-        except ImageReadError as exc:
-            report.skipped.append(Skipped(str(path), exc.reason))
-        except Exception as exc:  # noqa: BLE001 - one file's unforeseen failure must not end the whole folder
-            report.skipped.append(Skipped(str(path), f"cannot be read ({type(exc).__name__}: {exc})"))
+        if isinstance(record, ImageReadError):
+            report.skipped.append(Skipped(str(path), record.reason))
         else:
             items.append(_make_item(path, label, csv_patient, record))
             emit(on_event, ImageFound(items[-1].path))
@@ -454,10 +451,11 @@ def iter_arrays(
     ``should_stop()`` says stop; an unreadable file raises `ImageReadError`.
     """
     n = len(dataset)
-    for i, item in enumerate(dataset.items):
+    arrays = cache.arrays(dataset.paths, prep, should_stop)  # in worker processes for a large set
+    for i, (item, arr) in enumerate(zip(dataset.items, arrays)):
         if stop_requested(should_stop):
             raise Cancelled("loading cancelled")
-        yield i, item, cache.array(item.path, prep)
+        yield i, item, arr
         emit(on_event, Progress(i + 1, n, "loading images"))
 
 

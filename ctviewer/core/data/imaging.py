@@ -72,6 +72,7 @@ class Image:
 
     pixels: np.ndarray
     meta: ImageMeta
+    stored_hash: str = ""  # `stored_pixel_hash` of a monochrome DICOM's stored values ("" for other images)
 
     @property
     def frame_count(self) -> int:
@@ -86,6 +87,36 @@ class Image:
         return self.pixels[index]
 
 
+@dataclass(frozen=True)
+class RawPixels:
+    """Where an uncompressed monochrome DICOM keeps its stored values in the file, and how they become
+    pixels: enough to decode them with numpy alone, without parsing the header again."""
+
+    offset: int  # of the Pixel Data value in the file
+    dtype: str  # of the stored values, e.g. "<u2"
+    rows: int
+    columns: int
+    unused_bits: int  # BitsAllocated - BitsStored: shifted out as pydicom does
+    slope: float | None
+    intercept: float | None
+    monochrome1: bool
+
+    @property
+    def nbytes(self) -> int:
+        return self.rows * self.columns * np.dtype(self.dtype).itemsize
+
+
+@dataclass
+class Probe:
+    """One file read once: its bytes, its metadata, and either its decoded image or, for an uncompressed
+    monochrome DICOM, where its pixels lie (`raw`; nothing decoded)."""
+
+    data: bytes
+    meta: ImageMeta
+    image: Image | None = None
+    raw: RawPixels | None = None
+
+
 # --------------------------------------------------------------------------- detection
 
 
@@ -94,6 +125,10 @@ def sniff_format(path: str | Path) -> str | None:
     path = Path(path)
     with open(path, "rb") as fh:
         head = fh.read(132)
+    return _sniff(head, path.suffix)
+
+
+def _sniff(head: bytes, suffix: str) -> str | None:
     if len(head) >= 132 and head[128:132] == b"DICM":
         return "dicom"
     if head.startswith(_PNG_MAGIC):
@@ -102,11 +137,11 @@ def sniff_format(path: str | Path) -> str | None:
         return "jpeg"
     if head.startswith(_TIFF_MAGICS):
         return "tiff"
-    if head.startswith(_ZIP_MAGIC) and path.suffix.lower() == ARRAY_SUFFIX:
+    if head.startswith(_ZIP_MAGIC) and suffix.lower() == ARRAY_SUFFIX:
         return "npz"
     # DICOM written without the 128-byte preamble ("raw" datasets): trust the
     # extension only, pydicom will be asked to read it with force=True.
-    if path.suffix.lower() in DICOM_SUFFIXES and head:
+    if suffix.lower() in DICOM_SUFFIXES and head:
         return "dicom"
     return None
 
@@ -121,6 +156,28 @@ def load(path: str | Path) -> Image:
         no pixel data, unsupported transfer syntax, ...).
     """
     path = Path(path)
+    data, kind = _read(path)
+    return _decode(path, data, kind, _parse_dicom(path, data) if kind == "dicom" else None)
+
+
+def probe(path: str | Path) -> Probe:
+    """Read a file once and check it as `load` does, decoding its pixels only where the header cannot
+    vouch for them: an uncompressed monochrome DICOM is parsed, not decoded (see `RawPixels`).
+
+    Raises ImageReadError for the same files, with the same reasons, as `load`.
+    """
+    path = Path(path)
+    data, kind = _read(path)
+    ds = _parse_dicom(path, data) if kind == "dicom" else None
+    raw = _raw_pixels(ds) if ds is not None else None
+    if raw is None:
+        image = _decode(path, data, kind, ds)
+        return Probe(data=data, meta=image.meta, image=image)
+    return Probe(data=data, meta=_dicom_meta(path, ds, raw.rows, raw.columns), raw=raw)
+
+
+def _read(path: Path) -> tuple[bytes, str]:
+    """The bytes of an image file (one open, one read) and its format; ImageReadError otherwise."""
     try:
         st = path.stat()
         if stat.S_ISDIR(st.st_mode):
@@ -130,30 +187,105 @@ def load(path: str | Path) -> Image:
             raise ImageReadError(path, "not a regular file (a device, FIFO or socket), not an image")
         if st.st_size == 0:
             raise ImageReadError(path, "empty file (0 bytes)")
-        kind = sniff_format(path)
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+            kind = _sniff(head, path.suffix)
+            if kind is None:
+                raise ImageReadError(path, f"not an image ({_describe_non_image(head)})")
+            data = head + fh.read()  # only an image is read whole
     except PermissionError:
         raise ImageReadError(path, "permission denied (file not readable)") from None
     except FileNotFoundError:
         raise ImageReadError(path, "file not found (broken link or moved)") from None
     except OSError as exc:
         raise ImageReadError(path, f"cannot be read ({exc.strerror or exc})") from None
-    if kind is None:
-        raise ImageReadError(path, f"not an image ({_describe_non_image(path)})")
+    return data, kind
+
+
+def _decode(path: Path, data: bytes, kind: str, ds: object | None) -> Image:
     try:
         if kind == "dicom":
             with warnings.catch_warnings():
                 # pydicom warns about each invalid header value (InstanceNumber "abc"...); bad values
                 # are read as missing below, and a warning turned into an error must not lose the image.
                 warnings.simplefilter("ignore")
-                image = _load_dicom(path)
+                image = _decode_dicom(path, ds)
         elif kind == "npz":
-            image = _load_array_image(path)
+            image = _load_array_image(path, data)
         else:
-            image = _load_raster(path, kind)
+            image = _load_raster(path, kind, data)
     except MemoryError:
         raise ImageReadError(path, "not enough memory to decode this image") from None
     _check_finite(path, image.pixels)
     return image
+
+
+def decode_raw(path: str | Path, raw: RawPixels, meta: ImageMeta) -> Image:
+    """The image of a file `probe` found uncompressed: its pixel bytes read and rescaled as `load` would."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(raw.offset)
+            buf = fh.read(raw.nbytes)
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if len(buf) < raw.nbytes:
+        raise ImageReadError(path, "DICOM pixel data cannot be decoded (truncated or corrupt): the file is shorter "
+                             "than when it was inspected")
+    stored = _stored_values(buf, raw)
+    slope, intercept = raw.slope, raw.intercept
+    if slope is None and intercept is None:
+        pixels = stored.astype(np.float32)
+    elif _exact_in_float32(raw):
+        # Integer slope and intercept, every value below 2**24: float32 arithmetic is exact, so this equals
+        # load's float64 rescale bit for bit, at a fraction of the cost.
+        pixels = stored.astype(np.float32)
+        if slope is not None and slope != 1.0:
+            pixels *= np.float32(slope)
+        pixels += np.float32(intercept or 0.0)
+    else:
+        pixels = (stored.astype(np.float64) * (slope if slope is not None else 1.0) + (intercept or 0.0)).astype(
+            np.float32)
+    if raw.monochrome1:
+        pixels = pixels.max() + pixels.min() - pixels
+    return Image(pixels=np.ascontiguousarray(pixels), meta=meta)
+
+
+def stored_pixel_hash(data: bytes | np.ndarray, raw: RawPixels | None = None, *, slope: float | None = None,
+                      intercept: float | None = None, monochrome1: bool = False) -> str:
+    """Hash of a monochrome DICOM's stored values and of what turns them into pixels.
+
+    The same for the same image in another file or transfer syntax: from a file's pixel bytes
+    (``data`` and its `RawPixels`) without decoding, or from pydicom's decoded stored values.
+    """
+    import hashlib
+
+    if raw is not None:
+        stored = _stored_values(memoryview(data)[raw.offset : raw.offset + raw.nbytes], raw)
+        slope, intercept, monochrome1 = raw.slope, raw.intercept, raw.monochrome1
+    else:
+        stored = np.asarray(data)
+    canonical = np.ascontiguousarray(stored, dtype=stored.dtype.newbyteorder("<"))
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"stored;{canonical.shape};{canonical.dtype.str};{slope!r};{intercept!r};{monochrome1}".encode())
+    h.update(canonical.data)
+    return h.hexdigest()
+
+
+def _stored_values(buf: bytes | memoryview, raw: RawPixels) -> np.ndarray:
+    stored = np.frombuffer(buf, dtype=raw.dtype, count=raw.rows * raw.columns).reshape(raw.rows, raw.columns)
+    if raw.unused_bits:
+        # As pydicom: the bits above BitsStored are not part of the value (sign-extended when signed).
+        stored = np.right_shift(np.left_shift(stored, raw.unused_bits), raw.unused_bits)
+    return stored
+
+
+def _exact_in_float32(raw: RawPixels) -> bool:
+    slope = 1.0 if raw.slope is None else raw.slope
+    intercept = 0.0 if raw.intercept is None else raw.intercept
+    bits = np.dtype(raw.dtype).itemsize * 8 - raw.unused_bits
+    return (slope.is_integer() and intercept.is_integer()
+            and 2.0**bits * abs(slope) + abs(intercept) < 2.0**24)
 
 
 def _check_finite(path: Path, pixels: np.ndarray) -> None:
@@ -172,9 +304,8 @@ def _check_pixel_budget(path: Path, what: str, rows: int, columns: int, frames: 
                              f"over the pixel limit of {MAX_PIXELS:,} (ctviewer.core.data.imaging.MAX_PIXELS)")
 
 
-def _describe_non_image(path: Path) -> str:
-    with open(path, "rb") as fh:
-        head = fh.read(12)
+def _describe_non_image(head: bytes) -> str:
+    head = head[:12]
     unsupported = "an image format ctviewer does not read; convert it to PNG, TIFF or DICOM"
     if head.startswith((b"GIF87a", b"GIF89a")):
         return f"a GIF image: {unsupported}"
@@ -196,13 +327,13 @@ def _describe_non_image(path: Path) -> str:
 # --------------------------------------------------------------------------- array images
 
 
-def _load_array_image(path: Path) -> Image:
+def _load_array_image(path: Path, raw: bytes) -> Image:
     """An ``.npz`` holding ``pixels`` (2-D, finite) and ``is_hu``; never unpickles anything."""
+    import io
     import zipfile
 
     try:
-        # Opened here, not by np.load, so a corrupt ZIP does not leave the file open.
-        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as data:
             if "pixels" not in data.files:
                 raise ImageReadError(path, "an .npz without a 'pixels' array (not a ctviewer array image)")
             pixels = np.asarray(data["pixels"], dtype=np.float32)
@@ -240,33 +371,81 @@ def _int_or_none(value: object) -> int | None:
     return int(number) if number is not None and number.is_integer() else None
 
 
-def _load_dicom(path: Path) -> Image:
+def _parse_dicom(path: Path, data: bytes) -> object:
+    """The parsed dataset (its Pixel Data kept as bytes, not decoded), checked for pixels and the pixel budget."""
+    import io
+
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, force=True)
+            ds = pydicom.dcmread(io.BytesIO(data), force=True)
     except InvalidDicomError as exc:
         raise ImageReadError(path, f"corrupt DICOM ({exc})") from None
     except (EOFError, OSError, ValueError, struct.error, TypeError, KeyError) as exc:
         raise ImageReadError(path, f"corrupt or truncated DICOM ({type(exc).__name__}: {exc})") from None
 
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        if not _has_dicom_preamble(path):
+        if data[128:132] != b"DICM":
             raise ImageReadError(path, "not a DICOM file (no DICM marker and no pixel data: damaged or another format)")
         raise ImageReadError(path, "DICOM has no pixel data (e.g. a report, RT structure or DICOMDIR)")
+    frames = _int_or_none(getattr(ds, "NumberOfFrames", 1)) or 1
+    rows, columns = _int_or_none(getattr(ds, "Rows", None)), _int_or_none(getattr(ds, "Columns", None))
+    if rows and columns:
+        _check_pixel_budget(path, "DICOM", rows, columns, frames)
+    return ds
+
+
+# Transfer syntaxes whose Pixel Data is the stored values as they lie in the file.
+_NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+
+
+def _raw_pixels(ds: object) -> RawPixels | None:
+    """Where the stored values of a single-frame, uncompressed, monochrome DICOM lie, when the header alone
+    shows that decoding them cannot fail and gives finite pixels; None for any other file (decoded instead)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tsyntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+        photometric = str(getattr(ds, "PhotometricInterpretation", "") or "")
+        if tsyntax not in _NATIVE_LITTLE_ENDIAN or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+            return None
+        if _int_or_none(getattr(ds, "NumberOfFrames", 1)) != 1:
+            return None  # several frames, or a value pydicom's decoder refuses ("1A")
+        if _int_or_none(getattr(ds, "SamplesPerPixel", None)) != 1:
+            return None
+        rows, columns = _int_or_none(getattr(ds, "Rows", None)), _int_or_none(getattr(ds, "Columns", None))
+        allocated = _int_or_none(getattr(ds, "BitsAllocated", None))
+        stored = _int_or_none(getattr(ds, "BitsStored", None))
+        signed = _int_or_none(getattr(ds, "PixelRepresentation", None))
+        if not rows or not columns or allocated not in (8, 16, 32) or signed not in (0, 1):
+            return None
+        if stored is None or not 1 <= stored <= allocated:
+            return None
+        element = ds.get_item("PixelData")  # type: ignore[attr-defined]
+        value = getattr(element, "value", None)
+        offset = getattr(element, "value_tell", None)
+        if not isinstance(value, bytes) or offset is None or len(value) < rows * columns * allocated // 8:
+            return None  # decoding says what is wrong
+        slope = _float_or_none(getattr(ds, "RescaleSlope", None))
+        intercept = _float_or_none(getattr(ds, "RescaleIntercept", None))
+    if slope == 0.0 or 2.0**stored * abs(slope or 1.0) + abs(intercept or 0.0) > 1e38:
+        return None  # refused by decoding (a constant image, or values that overflow float32)
+    return RawPixels(offset=int(offset), dtype=f"<{'i' if signed else 'u'}{allocated // 8}", rows=rows,
+                     columns=columns, unused_bits=allocated - stored, slope=slope, intercept=intercept,
+                     monochrome1=photometric == "MONOCHROME1")
+
+
+def _decode_dicom(path: Path, ds: object) -> Image:
     tsyntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
     frames = _int_or_none(getattr(ds, "NumberOfFrames", 1)) or 1
     photometric = str(getattr(ds, "PhotometricInterpretation", "") or "")
     rows, columns = _int_or_none(getattr(ds, "Rows", None)), _int_or_none(getattr(ds, "Columns", None))
-    if rows and columns:
-        _check_pixel_budget(path, "DICOM", rows, columns, frames)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            raw = ds.pixel_array
+            raw = ds.pixel_array  # type: ignore[attr-defined]
             pixels = np.asarray(raw)
             if photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "PALETTE COLOR"):
                 pixels = _dicom_colour_to_grey(ds, pixels, photometric)
@@ -285,9 +464,12 @@ def _load_dicom(path: Path) -> Image:
 
     slope = _float_or_none(getattr(ds, "RescaleSlope", None))
     intercept = _float_or_none(getattr(ds, "RescaleIntercept", None))
-    modality = str(getattr(ds, "Modality", "") or "")
     if slope == 0.0:
         raise ImageReadError(path, "RescaleSlope is 0: every pixel would have the same value (a damaged header)")
+    stored_hash = ""
+    if photometric in ("MONOCHROME1", "MONOCHROME2") and pixels.ndim == 2 and pixels.dtype.kind in "iu":
+        stored_hash = stored_pixel_hash(pixels, slope=slope, intercept=intercept,
+                                        monochrome1=photometric == "MONOCHROME1")
     if slope is not None or intercept is not None:
         # In float64, so a slope like 1e39 gives inf (refused below) instead of an overflow warning.
         with np.errstate(over="ignore", invalid="ignore"):
@@ -295,45 +477,45 @@ def _load_dicom(path: Path) -> Image:
             pixels = scaled.astype(np.float32)
     else:
         pixels = pixels.astype(np.float32)
-    is_hu = modality == "CT" and (slope is not None or intercept is not None)
     if photometric == "MONOCHROME1":
         # MONOCHROME1 displays low values as white: invert so brighter = denser, as in MONOCHROME2.
         pixels = pixels.max() + pixels.min() - pixels
-
-    spacing = getattr(ds, "PixelSpacing", None)
-    position = getattr(ds, "ImagePositionPatient", None)
-    slice_position = _float_or_none(position[2]) if position is not None and len(position) == 3 else None
-    if slice_position is None:
-        slice_position = _float_or_none(getattr(ds, "SliceLocation", None))
-    instance = getattr(ds, "InstanceNumber", None)
-    meta = ImageMeta(
-        path=str(path),
-        format="dicom",
-        modality=modality,
-        patient_id=str(getattr(ds, "PatientID", "") or "").strip(),
-        study_uid=str(getattr(ds, "StudyInstanceUID", "") or ""),
-        series_uid=str(getattr(ds, "SeriesInstanceUID", "") or ""),
-        instance_number=_int_or_none(instance),
-        slice_position=slice_position,
-        window_center=_float_or_none(getattr(ds, "WindowCenter", None)),
-        window_width=_float_or_none(getattr(ds, "WindowWidth", None)),
-        pixel_spacing=_spacing_or_none(spacing),
-        rows=rows or int(pixels.shape[-2]),
-        columns=columns or int(pixels.shape[-1]),
-        frames=frames,
-        is_hu=is_hu,
-        photometric=photometric,
-        bits_stored=_int_or_none(getattr(ds, "BitsStored", None)) or None,
-        transfer_syntax=tsyntax,
-        tags=_summary_tags(ds),
-    )
-    return Image(pixels=np.ascontiguousarray(pixels), meta=meta)
+    meta = _dicom_meta(path, ds, rows or int(pixels.shape[-2]), columns or int(pixels.shape[-1]))
+    return Image(pixels=np.ascontiguousarray(pixels), meta=meta, stored_hash=stored_hash)
 
 
-def _has_dicom_preamble(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        head = fh.read(132)
-    return head[128:132] == b"DICM"
+def _dicom_meta(path: Path, ds: object, rows: int, columns: int) -> ImageMeta:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        slope = _float_or_none(getattr(ds, "RescaleSlope", None))
+        intercept = _float_or_none(getattr(ds, "RescaleIntercept", None))
+        modality = str(getattr(ds, "Modality", "") or "")
+        spacing = getattr(ds, "PixelSpacing", None)
+        position = getattr(ds, "ImagePositionPatient", None)
+        slice_position = _float_or_none(position[2]) if position is not None and len(position) == 3 else None
+        if slice_position is None:
+            slice_position = _float_or_none(getattr(ds, "SliceLocation", None))
+        return ImageMeta(
+            path=str(path),
+            format="dicom",
+            modality=modality,
+            patient_id=str(getattr(ds, "PatientID", "") or "").strip(),
+            study_uid=str(getattr(ds, "StudyInstanceUID", "") or ""),
+            series_uid=str(getattr(ds, "SeriesInstanceUID", "") or ""),
+            instance_number=_int_or_none(getattr(ds, "InstanceNumber", None)),
+            slice_position=slice_position,
+            window_center=_float_or_none(getattr(ds, "WindowCenter", None)),
+            window_width=_float_or_none(getattr(ds, "WindowWidth", None)),
+            pixel_spacing=_spacing_or_none(spacing),
+            rows=rows,
+            columns=columns,
+            frames=_int_or_none(getattr(ds, "NumberOfFrames", 1)) or 1,
+            is_hu=modality == "CT" and (slope is not None or intercept is not None),
+            photometric=str(getattr(ds, "PhotometricInterpretation", "") or ""),
+            bits_stored=_int_or_none(getattr(ds, "BitsStored", None)) or None,
+            transfer_syntax=str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or ""),
+            tags=_summary_tags(ds),
+        )
 
 
 def _spacing_or_none(spacing: object) -> tuple[float, float] | None:
@@ -382,7 +564,9 @@ def _rgb_to_grey(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
 
 
-def _load_raster(path: Path, kind: str) -> Image:
+def _load_raster(path: Path, kind: str, data: bytes) -> Image:
+    import io
+
     from PIL import Image as PILImage
     from PIL import UnidentifiedImageError
 
@@ -390,7 +574,7 @@ def _load_raster(path: Path, kind: str) -> Image:
         with warnings.catch_warnings():
             # Pillow's own bomb warning: our pixel budget below is the rule that applies.
             warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
-            with PILImage.open(path) as im:
+            with PILImage.open(io.BytesIO(data)) as im:
                 frames = getattr(im, "n_frames", 1)
                 _check_pixel_budget(path, kind.upper(), im.height, im.width, 1)
                 im.load()
