@@ -58,10 +58,10 @@ def _cpu_s() -> float:
     return total
 
 
-def _timed(fn) -> tuple[float, float, int]:
-    """(wall s, CPU s, n) of ``fn()``, which returns how many slices it loaded."""
+def _timed(fn, *args) -> tuple[float, float, int]:
+    """(wall s, CPU s, n) of ``fn(*args)``, which returns how many slices it loaded."""
     wall, cpu = time.perf_counter(), _cpu_s()
-    n = fn()
+    n = fn(*args)
     return time.perf_counter() - wall, _cpu_s() - cpu, n
 
 
@@ -106,10 +106,10 @@ def main() -> int:
     for size in args.sizes:
         plain, cold, first = [], [], None
         for _ in range(max(args.repeats, 1)):
-            plain.append(_timed(lambda: plain_pydicom(paths, size)))
+            plain.append(_timed(plain_pydicom, paths, size))
             with tempfile.TemporaryDirectory(prefix="ctviewer-bench-cache-") as tmp:
                 cache = Cache(tmp)
-                cold.append(_timed(lambda c=cache: ctviewer_load(folder, size, c)))
+                cold.append(_timed(ctviewer_load, folder, size, cache))
                 cache.close()
                 first = first or cold[-1]
         with tempfile.TemporaryDirectory(prefix="ctviewer-bench-cache-") as tmp:
@@ -117,9 +117,8 @@ def main() -> int:
             ctviewer_load(folder, size, cache)
             cache.close()
             time.sleep(RACY_NS / 1e9 + 0.2)
-            cached = [_timed(lambda: ctviewer_load(folder, size, Cache(tmp))) for _ in range(3)]
-            always = [_timed(lambda: ctviewer_load(folder, size, Cache(tmp, verify_arrays="always")))
-                      for _ in range(2)]
+            cached = [_timed(ctviewer_load, folder, size, Cache(tmp)) for _ in range(3)]
+            always = [_timed(ctviewer_load, folder, size, Cache(tmp, verify_arrays="always")) for _ in range(2)]
         best_plain = min(plain)
         rows = [("plain pydicom loop", best_plain), ("ctviewer cold, 1st", first), ("ctviewer cold, best", min(cold)),
                 ("ctviewer cached", min(cached)), ("ctviewer cached, always", min(always))]
