@@ -11,7 +11,7 @@ guard. The work needs nothing from it (tasks are functions of the core).
 
 The main process is one of the workers: when a chunk's turn comes and no worker has
 taken it yet, the main process does it itself, so a slow pool start never stalls a load
-and few files never wait on one. ``CTVIEWER_DECODE_WORKERS=0`` turns the pool off.
+and few files never wait on one. ``CTVIEWER_DECODE_WORKERS=N`` turns the pool on (off by default).
 """
 
 from __future__ import annotations
@@ -44,15 +44,14 @@ _starting = threading.Lock()
 
 
 def worker_count() -> int:
-    """Worker processes besides the main one: ``CTVIEWER_DECODE_WORKERS``, else one per further CPU."""
+    """Worker processes besides the main one: ``CTVIEWER_DECODE_WORKERS`` (default 0, no pool).
+
+    Off by default: measured on the 2-core machine while training jobs filled its cores, the
+    pool cost 4-10 CPU-ms more per slice than serial (arrays sent back, the fork server's start)
+    and gave no wall-time gain (BENCHMARKS.md). ``CTVIEWER_DECODE_WORKERS=1`` (or more) turns it on.
+    """
     env = os.environ.get("CTVIEWER_DECODE_WORKERS", "").strip()
-    if env.isdigit():
-        return int(env)
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return max(cpus - 1, 0)
+    return int(env) if env.isdigit() else 0
 
 
 def check_stop(should_stop: StopCheck | None) -> None:
