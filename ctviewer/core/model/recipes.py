@@ -95,6 +95,7 @@ class DefaultArchitecture:
     hist_low_hu: float = -200.0
     hist_high_hu: float = 600.0
     hist_bins: int = 16
+    body_threshold_hu: float = -500.0  # histograms count only pixels above this (not air, not most lung)
     dropout: float = 0.5
     l2: float = 1e-3
     flip: bool = True
@@ -180,14 +181,15 @@ def _default_member(
             elif factor > 1:
                 masks = layers.UpSampling2D(factor, interpolation="bilinear", name=f"{prefix}attention_masks")(masks)
             histograms = ct_layers.MaskedSoftHistogram(
-                arch.hist_low_hu, arch.hist_high_hu, arch.attention_bins, name=f"{prefix}attention_histograms"
+                arch.hist_low_hu, arch.hist_high_hu, arch.attention_bins, arch.body_threshold_hu,
+                name=f"{prefix}attention_histograms",
             )([hu, masks])
             features.append(
                 layers.BatchNormalization(momentum=arch.bn_momentum, name=f"{prefix}attention_features")(histograms)
             )
     if arch.histogram:
         h = ct_layers.SoftHistogram(
-            arch.hist_low_hu, arch.hist_high_hu, arch.hist_bins, name=f"{prefix}hu_histogram"
+            arch.hist_low_hu, arch.hist_high_hu, arch.hist_bins, arch.body_threshold_hu, name=f"{prefix}hu_histogram"
         )(hu)
         features.append(layers.BatchNormalization(momentum=arch.bn_momentum, name=f"{prefix}histogram_features")(h))
     if not features:
