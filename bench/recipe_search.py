@@ -16,6 +16,11 @@ Usage::
     .venv/bin/python bench/recipe_search.py --variant default hist_only cnn_only
     .venv/bin/python bench/recipe_search.py --model seed --size 256
     .venv/bin/python bench/recipe_search.py --list                # the variants
+    # COVID-CT dev (labels.csv with patient groups), the cheap proxy: 3 folds, 1 member, 20 epochs
+    .venv/bin/python bench/recipe_search.py --data ../shared/data/covid-ct-dev --positive covid \
+        --folds 3 --members 1 --epochs 20 --variant default texture
+    # SIIM as 8-bit PNGs exported in a soft-tissue window (intensity signal without HU)
+    .venv/bin/python bench/recipe_search.py --as-png soft_tissue --members 1 --variant default
 """
 
 from __future__ import annotations
@@ -42,6 +47,13 @@ POSITIVE = "contrast"
 _R1 = {"members": 1, "dropout": 0.3, "attention_bins": 16, "hist_bins": 32, "attention_masks": 0,
        "cnn_pooling": "avg", "bn_momentum": 0.99}
 _NO_TTA = {"tta": False}
+# Display-grey input (a PNG, read as wide-window HU): the CNN sees the whole grey range, its dark
+# half and its bright half instead of three HU windows; histograms over the whole grey range,
+# every pixel but the black background counted; zoom/shift/rotation about twice the default's.
+_GREY_WINDOWS = ((0.0, 2000.0), (-500.0, 1000.0), (500.0, 1000.0))
+_GREY_HIST = {"hist_low_hu": -1000.0, "hist_high_hu": 1000.0, "body_threshold_hu": -990.0, "hist_bins": 32,
+              "attention_bins": 16}
+_AUG_STRONG = {"rotation": 0.06, "shift": 0.1, "zoom": 0.25}
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "default": {},
     # --- round 1
@@ -76,6 +88,15 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "no_aug": {"arch": {"flip": False, "rotation": 0.0, "shift": 0.0, "zoom": 0.0, "jitter_hu": 0.0, "jitter_gain": 0.0}},
     "size96": {"config": {"input_size": 96}},
     "epochs40": {"config": {"epochs": 40}},
+    # --- issue 19: texture (COVID-CT, display-grey PNGs, no HU)
+    "pool_avg": {"arch": {"cnn_pooling": "avg"}},
+    "pool_avgmax": {"arch": {"cnn_pooling": "avgmax"}},
+    "grey_windows": {"arch": {"windows": _GREY_WINDOWS}},
+    "grey_hist": {"arch": _GREY_HIST},
+    "aug_strong": {"arch": _AUG_STRONG},
+    "texture": {"arch": {"cnn_pooling": "avg", "windows": _GREY_WINDOWS, **_AUG_STRONG}},
+    "texture_grey": {"arch": {"cnn_pooling": "avg", "windows": _GREY_WINDOWS, **_AUG_STRONG, **_GREY_HIST}},
+    "pool_aug": {"arch": {"cnn_pooling": "avg", **_AUG_STRONG}},  # texture's HU-path part (HU windows, HU histograms)
 }
 
 
@@ -87,19 +108,53 @@ class Data:
     hu_full: list[np.ndarray]  # full-resolution HU (for the histogram baseline)
 
 
-def load_data(root: Path, size: int) -> Data:
+def load_data(root: Path, size: int, positive: str = POSITIVE, as_png: str | None = None) -> Data:
+    """SIIM's ``contrast/`` + ``no_contrast/`` DICOMs, or any folder with a ``labels.csv``
+    (path,label,patient; ``positive`` names the positive label, every other label is negative).
+
+    ``as_png``: a window spec; each HU image is first shown in that window and rounded to 8 bits,
+    then read as a PNG would be (no HU): a stand-in for exported slices whose signal is intensity.
+    """
     from ctviewer.core.data import imaging
 
     prep = imaging.Preprocessing(window="wide", size=size, resize="pad")
+    if (root / "labels.csv").is_file():
+        entries = _labels_csv_entries(root, positive)
+    else:
+        entries = [(path, label, None) for label, cls in ((1, positive), (0, "no_contrast"))
+                   for path in sorted((root / cls).glob("*.dcm"))]
     images, labels, patients, hu = [], [], [], []
-    for label, cls in ((1, POSITIVE), (0, "no_contrast")):
-        for path in sorted((root / cls).glob("*.dcm")):
-            image = imaging.load(path)
-            images.append(imaging.preprocess(image, prep))
-            labels.append(label)
-            patients.append(image.meta.patient_id)
-            hu.append(image.pixels)
+    for path, label, patient in entries:
+        image = imaging.load(path)
+        if as_png is not None and image.meta.is_hu:
+            image = _exported_as_png(image, as_png)
+        images.append(imaging.preprocess(image, prep))
+        labels.append(label)
+        patients.append(patient or image.meta.patient_id)
+        # Not HU (a PNG): the baseline reads the windowed image as the model does (wide window).
+        hu.append(image.pixels if image.meta.is_hu else imaging.preprocess(
+            image, imaging.Preprocessing(window="wide", size=max(image.pixels.shape), resize="pad")) * 2000.0 - 1000.0)
     return Data(np.stack(images)[..., None].astype(np.float32), np.array(labels), np.array(patients), hu)
+
+
+def _exported_as_png(image: Any, window: str) -> Any:
+    from dataclasses import replace as replace_fields
+
+    from ctviewer.core.data import imaging
+
+    center, width = imaging.resolve_window(imaging.parse_window(window), image)
+    grey = np.round(imaging.apply_window(image.pixels, center, width) * 255.0).astype(np.float32)
+    return imaging.Image(grey, replace_fields(image.meta, is_hu=False, format="png"))
+
+
+def _labels_csv_entries(root: Path, positive: str) -> list[tuple[Path, int, str | None]]:
+    import csv
+
+    with open(root / "labels.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not any(row["label"] == positive for row in rows):
+        raise SystemExit(f"no image of the positive label {positive!r} in {root / 'labels.csv'}; pass --positive")
+    return [(root / row["path"], int(row["label"] == positive), row.get("patient") or None) for row in rows]
 
 
 def outer_folds(data: Data, k: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -208,7 +263,7 @@ def predict_positive(net: Any, x: np.ndarray, tta: bool) -> np.ndarray:
 
 def run_keras(
     data: Data, folds: list[tuple[np.ndarray, np.ndarray]], name: str, model: str, variant: dict[str, dict[str, Any]],
-    overrides: dict[str, Any], verbose: int,
+    overrides: dict[str, Any], verbose: int, members: int | None = None,
 ) -> Result:
     import keras
     from sklearn.metrics import roc_auc_score
@@ -217,6 +272,8 @@ def run_keras(
 
     config = models.default_config(model).with_overrides(**variant.get("config", {})).with_overrides(**overrides)
     arch = replace(models.DefaultArchitecture(), **variant.get("arch", {}))
+    if members is not None:
+        arch = replace(arch, members=members)
     if config.input_size != data.images.shape[1]:
         raise SystemExit(f"variant {name} needs --size {config.input_size} data; run it on its own")
     start = time.perf_counter()
@@ -253,7 +310,8 @@ def run_keras(
             f"val AUC {roc_auc_score(data.labels[val_idx], val_probs):.3f}  {time.perf_counter() - start:.0f} s",
             flush=True,
         )
-    return Result(f"{model}:{name} {config.input_size}px seed{config.seed}", probs, thresholds, time.perf_counter() - start, aucs)
+    label = f"{model}:{name} {config.input_size}px seed{config.seed} {config.epochs}ep {arch.members}m {len(folds)}f"
+    return Result(label, probs, thresholds, time.perf_counter() - start, aucs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,6 +323,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None, help="training seed (default: the recipe's)")
     parser.add_argument("--fold-seed", type=int, default=0, help="random_state of the outer StratifiedGroupKFold")
+    parser.add_argument("--folds", type=int, default=5, help="outer folds (3 for a cheap proxy)")
+    parser.add_argument("--members", type=int, default=None, help="ensemble members (default: the variant's)")
+    parser.add_argument("--positive", default=POSITIVE, help="positive label (labels.csv data)")
+    parser.add_argument("--as-png", default=None, metavar="WINDOW",
+                        help="read HU images as 8-bit PNGs exported in this window (e.g. soft_tissue)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--list", action="store_true", help="list the variants and exit")
@@ -284,9 +347,9 @@ def main(argv: list[str] | None = None) -> int:
 
     size = args.size or VARIANTS[args.variant[0]].get("config", {}).get("input_size") or models.default_config(args.model).input_size
     t0 = time.perf_counter()
-    data = load_data(args.data, size)
-    folds = outer_folds(data, seed=args.fold_seed)
-    print(f"loaded {len(data.labels)} images ({int(data.labels.sum())} {POSITIVE}), "
+    data = load_data(args.data, size, args.positive, args.as_png)
+    folds = outer_folds(data, k=args.folds, seed=args.fold_seed)
+    print(f"loaded {len(data.labels)} images ({int(data.labels.sum())} {args.positive}), "
           f"{len(set(data.patients))} patients, {size} px in {time.perf_counter() - t0:.0f} s", flush=True)
     if not args.no_baseline:
         baseline = run_histogram_lr(data, folds)
@@ -294,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         print(summarise(baseline, data.labels), flush=True)
     overrides = {"input_size": size, "epochs": args.epochs, "seed": args.seed}
     for name in args.variant:
-        result = run_keras(data, folds, name, args.model, VARIANTS[name], overrides, args.verbose)
+        cpu = time.process_time()
+        result = run_keras(data, folds, name, args.model, VARIANTS[name], overrides, args.verbose, args.members)
+        print(f"   CPU time {time.process_time() - cpu:.0f} s", flush=True)
         save_result(result, data.labels, args.save)
         print(summarise(result, data.labels), flush=True)
     return 0
