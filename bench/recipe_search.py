@@ -97,7 +97,13 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "texture": {"arch": {"cnn_pooling": "avg", "windows": _GREY_WINDOWS, **_AUG_STRONG}},
     "texture_grey": {"arch": {"cnn_pooling": "avg", "windows": _GREY_WINDOWS, **_AUG_STRONG, **_GREY_HIST}},
     "pool_aug": {"arch": {"cnn_pooling": "avg", **_AUG_STRONG}},  # texture's HU-path part (HU windows, HU histograms)
+    "before_19": {"arch": {"cnn_pooling": "none"}},  # the default until issue 19: no pooled CNN features
 }
+# Every variant above but "default" was measured against the recipe of before issue 19 (no pooled
+# CNN features in the head); those that do not name their pooling keep that.
+for _name, _spec in VARIANTS.items():
+    if _name != "default":
+        _spec["arch"] = {"cnn_pooling": "none", **_spec.get("arch", {})}
 
 
 @dataclass
