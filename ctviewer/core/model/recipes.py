@@ -81,9 +81,7 @@ class DefaultArchitecture:
     windows: tuple[tuple[float, float], ...] = ((40.0, 400.0), (150.0, 300.0), (-600.0, 1500.0))
     filters: tuple[int, ...] = (16, 32, 64, 64)
     cnn_downsample: int = 1  # average-pool the window channels by this factor before the CNN
-    # Global pooling of the last conv block, next to the histograms in the head: "avg", "max", "avgmax"
-    # or "none". "avg" since issue 19: texture (ground glass) is not a shift of the HU histogram.
-    cnn_pooling: str = "avg"
+    cnn_pooling: str = "none"  # global pooling of the last conv block: "avg", "max", "avgmax" or "none"
     attention_masks: int = 4  # K > 0: the CNN predicts K soft masks; HU histograms inside each are features
     attention_bins: int = 8
     bn_momentum: float = 0.9
