@@ -13,7 +13,7 @@ file (new size or mtime) is read again.
 A cold load reads each file once per pass: inspection hashes the bytes it read and parses
 the header; an uncompressed monochrome DICOM is not decoded there (its pixel bytes' place is
 kept in the index), and the array pass decodes it once, windows, resizes and writes it.
-With ``CTVIEWER_DECODE_WORKERS=N`` (off by default), folders of `parallel.MIN_FILES` files or more are worked in N worker processes.
+Folders of `parallel.MIN_FILES` files or more are worked in worker processes (``CTVIEWER_DECODE_WORKERS=0``: serial).
 
 The index file is named by its schema version (``index.v2.sqlite3``; version 1 was
 ``index.sqlite3``), so ctviewer versions that share a cache folder each keep their own

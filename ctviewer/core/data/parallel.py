@@ -11,7 +11,7 @@ guard. The work needs nothing from it (tasks are functions of the core).
 
 The main process is one of the workers: when a chunk's turn comes and no worker has
 taken it yet, the main process does it itself, so a slow pool start never stalls a load
-and few files never wait on one. ``CTVIEWER_DECODE_WORKERS=N`` turns the pool on (off by default).
+and few files never wait on one. ``CTVIEWER_DECODE_WORKERS=0`` turns the pool off.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import contextlib
 import multiprocessing
 import multiprocessing.spawn
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -44,14 +45,24 @@ _starting = threading.Lock()
 
 
 def worker_count() -> int:
-    """Worker processes besides the main one: ``CTVIEWER_DECODE_WORKERS`` (default 0, no pool).
+    """Worker processes besides the main one: ``CTVIEWER_DECODE_WORKERS``, else one per further CPU.
 
-    Off by default: measured on the 2-core machine while training jobs filled its cores, the
-    pool cost 4-10 CPU-ms more per slice than serial (arrays sent back, the fork server's start)
-    and gave no wall-time gain (BENCHMARKS.md). ``CTVIEWER_DECODE_WORKERS=1`` (or more) turns it on.
+    On an idle 2-core machine one worker made a cold load of the SIIM folder 1.35-1.5x faster
+    in wall time (0.25 -> 0.38x the plain loop at 512 px, 0.46 -> 0.62x at 1024); while other jobs
+    fill the cores it gains nothing and costs CPU (BENCHMARKS.md), so ``CTVIEWER_DECODE_WORKERS=0``
+    turns it off. A frozen (PyInstaller) app works serially: its executable is the app, not a
+    Python that could run the fork server.
     """
     env = os.environ.get("CTVIEWER_DECODE_WORKERS", "").strip()
-    return int(env) if env.isdigit() else 0
+    if env.isdigit():
+        return int(env)
+    if getattr(sys, "frozen", False):
+        return 0
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(cpus - 1, 0)
 
 
 def check_stop(should_stop: StopCheck | None) -> None:
