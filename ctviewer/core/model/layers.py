@@ -176,7 +176,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     the feature map, and as many again for the gradient. On a CPU the conv blocks of the
     default recipe are bound by exactly that elementwise traffic; TensorFlow's
     ``FusedBatchNormV3`` (oneDNN on x86) does forward and backward in one pass each: a
-    training step of the 4-block CNN at 128 px is 1.5-2x faster (issue 15). The result is
+    training step of the 4-block CNN at 128 px is 1.5-2x faster, the whole default recipe's
+    about 1.3x (issue 15, BENCHMARKS.md). The result is
     Keras' to float rounding, the moving statistics are updated as Keras does (its biased
     batch variance) and the layer saves and loads as its parent with the same config.
     Other inputs (not 4-D, axis not last, masks, renorm) take Keras' own path.
