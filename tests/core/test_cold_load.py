@@ -196,3 +196,24 @@ def test_workers_never_run_the_main_script_again(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert marker.read_text() == "run\n"
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_a_cached_load_reads_arrays_into_the_stack_and_remakes_a_damaged_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pooled: bool) -> None:
+    folder = _folder(tmp_path / "d", n=6)
+    if pooled:
+        for name, value in (("MIN_FILES", 1), ("CHUNK", 2), ("MAIN_HELPS", False), ("worker_count", lambda: 1)):
+            monkeypatch.setattr(parallel, name, value)
+    else:
+        monkeypatch.setenv("CTVIEWER_DECODE_WORKERS", "0")
+    cache = Cache(tmp_path / "c")
+    dataset = discover(folder, cache=cache)
+    expected = np.stack([imaging.preprocess(imaging.load(p), PREP) for p in dataset.paths])
+    np.testing.assert_array_equal(load_stack(dataset, PREP, cache=cache), expected)  # made, then written
+    np.testing.assert_array_equal(load_stack(dataset, PREP, cache=cache), expected)  # read from the cache
+    damaged = sorted(cache.arrays_dir.rglob("*.npy"))
+    damaged[0].write_bytes(damaged[0].read_bytes()[:-100])  # truncated: shorter than its header says
+    damaged[1].write_bytes(damaged[1].read_bytes() + b"\0" * 64)  # longer than its header says
+    np.testing.assert_array_equal(load_stack(dataset, PREP, cache=cache), expected)
+    assert all(p.stat().st_size == damaged[2].stat().st_size for p in damaged[:2])  # both made again

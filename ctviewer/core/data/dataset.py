@@ -444,14 +444,16 @@ def iter_arrays(
     cache: Cache,
     on_event: EventCallback | None = None,
     should_stop: StopCheck | None = None,
+    out: np.ndarray | None = None,
 ) -> Iterator[tuple[int, Item, np.ndarray]]:
-    """``(index, item, preprocessed array)`` of every image, in order, through the cache.
+    """``(index, item, preprocessed array)`` of every image, in order, through the cache (cached arrays
+    read straight into the rows of ``out``, an (N, size, size) float32 stack, when given).
 
     ``Progress(done, total, "loading images")`` after each image; `Cancelled` when
     ``should_stop()`` says stop; an unreadable file raises `ImageReadError`.
     """
     n = len(dataset)
-    arrays = cache.arrays(dataset.paths, prep, should_stop)  # in worker processes for a large set
+    arrays = cache.arrays(dataset.paths, prep, should_stop, out)  # in worker processes for a large set
     for i, (item, arr) in enumerate(zip(dataset.items, arrays)):
         if stop_requested(should_stop):
             raise Cancelled("loading cancelled")
@@ -469,7 +471,8 @@ def load_stack(
     """All preprocessed images as one (N, size, size) float32 array (small datasets)."""
     cache = cache if cache is not None else Cache()
     out = np.empty((len(dataset), prep.size, prep.size), dtype=np.float32)
-    for i, _item, arr in iter_arrays(dataset, prep, cache, on_event, should_stop):
-        out[i] = arr
+    for i, _item, arr in iter_arrays(dataset, prep, cache, on_event, should_stop, out):
+        if not np.may_share_memory(arr, out[i]):  # a cached array is read into its row already
+            out[i] = arr
     return out
 

@@ -23,6 +23,7 @@ from typing import Literal
 
 import numpy as np
 
+from ctviewer.core.data.hashing import digest
 from ctviewer.core.errors import ImageReadError
 
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
@@ -258,18 +259,14 @@ def stored_pixel_hash(data: bytes | np.ndarray, raw: RawPixels | None = None, *,
     The same for the same image in another file or transfer syntax: from a file's pixel bytes
     (``data`` and its `RawPixels`) without decoding, or from pydicom's decoded stored values.
     """
-    import hashlib
-
     if raw is not None:
         stored = _stored_values(memoryview(data)[raw.offset : raw.offset + raw.nbytes], raw)
         slope, intercept, monochrome1 = raw.slope, raw.intercept, raw.monochrome1
     else:
         stored = np.asarray(data)
     canonical = np.ascontiguousarray(stored, dtype=stored.dtype.newbyteorder("<"))
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"stored;{canonical.shape};{canonical.dtype.str};{slope!r};{intercept!r};{monochrome1}".encode())
-    h.update(canonical.data)
-    return h.hexdigest()
+    return digest(f"stored;{canonical.shape};{canonical.dtype.str};{slope!r};{intercept!r};{monochrome1}",
+                  canonical.data)
 
 
 def _stored_values(buf: bytes | memoryview, raw: RawPixels) -> np.ndarray:
