@@ -233,8 +233,8 @@ def test_a_non_finite_loss_stops_training_at_once_and_saves_nothing(tmp_path: Pa
     data, _ = _mixed_folder(tmp_path / "data")
     real_array = Cache.array
 
-    def poisoned(self: Cache, path: object, prep: object, frame: object = None) -> np.ndarray:
-        arr = np.array(real_array(self, path, prep, frame))
+    def poisoned(self: Cache, path: object, prep: object, frame: object = None, into: object = None) -> np.ndarray:
+        arr = np.array(real_array(self, path, prep, frame))  # a new array: the stack gets this copy
         arr[0, 0] = np.nan  # what the load-time check keeps out, as a second guard's test
         return arr
 
