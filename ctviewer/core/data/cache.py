@@ -514,7 +514,9 @@ class Cache:
                         continue
                     digest, size, mtime_ns = value  # type: ignore[misc]
                     self._store_digest(target.name, digest, size, mtime_ns)
-                    yield _read_array(target, prep.size, row(i))  # one read, from the page cache
+                    # One read from the page cache, as before: a fresh map of a just-written file faults every page.
+                    fresh = row(i) if out is not None else np.empty((prep.size, prep.size), dtype=np.float32)
+                    yield _read_array(target, prep.size, fresh)
 
     def _cannot_write(self, reason: str) -> None:
         if not getattr(self, "_array_failure_said", False):
@@ -619,8 +621,8 @@ def array_digest(arr: np.ndarray) -> str:
 
 
 def _read_array(target: Path, size: int, into: np.ndarray | None = None) -> np.ndarray:
-    """A cached ``.npy`` as a (size, size) float32 array: read with one read into ``into`` (a row of the
-    caller's stack), else memory-mapped (a large set kept as arrays stays out of the process's memory).
+    """A cached ``.npy`` as a (size, size) float32 array: read with one read into ``into`` (a (size, size)
+    float32 buffer, e.g. a row of the caller's stack), else memory-mapped (a large set kept as arrays stays out of the process's memory).
 
     Reading into the stack copies each byte once from the page cache; a memory map copied into the
     stack cost 1.4x as much at 512 px. ValueError for any other file.
@@ -630,16 +632,15 @@ def _read_array(target: Path, size: int, into: np.ndarray | None = None) -> np.n
         if mapped.shape != (size, size) or mapped.dtype != np.float32:
             raise ValueError(f"not a ({size}, {size}) float32 array")
         return mapped
-    dest = into
     with open(target, "rb") as fh:
         version = np.lib.format.read_magic(fh)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran, dtype = read_header(fh)
-        if shape != (size, size) or fortran or dtype != np.dtype("<f4") or dest.shape != shape or dest.dtype != dtype:
+        if shape != (size, size) or fortran or dtype != np.dtype("<f4"):
             raise ValueError(f"not a ({size}, {size}) float32 array")
-        if fh.readinto(memoryview(dest).cast("B")) != dest.nbytes or fh.read(1):
+        if fh.readinto(memoryview(into).cast("B")) != into.nbytes or fh.read(1):
             raise ValueError("wrong length")
-    return dest
+    return into
 
 
 class NoCache(Cache):
