@@ -25,7 +25,12 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """Options that override the chosen model's recipe defaults (see `ctviewer.core.model.recipes`)."""
     parser.add_argument("--model", default="default", metavar="NAME",
-                        help="default, seed (the original question's network), efficientnetb0, resnet50, densenet121")
+                        help="default (HU histograms in CNN masks, or the texture recipe when inner cross-validation "
+                             "finds the signal is a pattern), texture, seed (the original question's network), "
+                             "efficientnetb0, resnet50, densenet121")
+    parser.add_argument("--no-recipe-choice", dest="choose_recipe", action="store_false",
+                        help="with --model default: train the HU-histogram recipe without comparing it with the "
+                             "texture recipe first")
     parser.add_argument("--epochs", type=int, metavar="N", help="maximum epochs (early stopping may end sooner)")
     parser.add_argument("--size", type=int, metavar="S", help="input size in pixels (square)")
     parser.add_argument("--seed", type=int, metavar="K", help="random seed for split, initialisation, augmentation")
@@ -76,6 +81,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     if args.validation is not None and not 0.0 <= args.validation < 1.0:
         raise CTViewerError(f"--validation must be at least 0 and below 1 (got {args.validation})")
     return config.with_overrides(
+        choose_recipe=None if getattr(args, "choose_recipe", True) else False,
         epochs=args.epochs, input_size=args.size, seed=args.seed, batch_size=args.batch_size, window=args.window,
         validation_fraction=args.validation, threshold_rule=args.threshold_rule, threshold_target=args.target,
         weights=args.weights, tta=args.tta,

@@ -37,7 +37,9 @@ from ctviewer.gui.workers import Worker, WorkerError, WorkerRunner
 _LOG_WORDS = {"loss": "training loss", "val_loss": "validation loss", "accuracy": "training accuracy",
               "val_accuracy": "validation accuracy", "auc": "training AUC", "val_auc": "validation AUC"}
 _MODEL_TIPS = {
-    "default": "The recommended network for CT slices (tuned on real CT; see docs/RECIPE.md)",
+    "default": "The recommended network for CT slices (tuned on real CT; see docs/RECIPE.md); when the "
+               "signal is a pattern rather than an intensity, it switches to the texture recipe by itself",
+    "texture": "Frozen random CNN features with a fitted logistic read-out: for patterns such as ground glass",
     "seed": "The small network of the original question, with its settings (for comparison)",
 }
 

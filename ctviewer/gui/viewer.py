@@ -18,7 +18,7 @@ from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
-from ctviewer.core.data.imaging import WINDOW_PRESETS, Image, load, model_square, parse_window, resolve_window
+from ctviewer.core.data.imaging import WINDOW_PRESETS, Image, load, model_rect, parse_window, resolve_window
 from ctviewer.core.errors import ImageReadError
 
 pg.setConfigOptions(imageAxisOrder="row-major")
@@ -431,8 +431,8 @@ class ImageViewer(QWidget):
         """
         if path != self.current_path() or self.image is None:
             return
-        left, top, side = model_square(self.image.frame().shape, resize)
-        rect = QRectF(left, top, side, side)
+        left, top, width, height = model_rect(self.image.frame().shape, resize)
+        rect = QRectF(left, top, width, height)
         self.overlay_item.setImage(np.asarray(heatmap, dtype=np.float32), autoLevels=False, levels=(0.0, 1.0))
         self.overlay_item.setRect(rect)
         self._overlay_path = path

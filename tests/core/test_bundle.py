@@ -116,7 +116,7 @@ def test_refuses_foreign_or_plain_model_files(trained_set, tmp_path: Path):
     ("change", "message"),
     [
         ({"preprocessing.window": "sunset"}, "window 'sunset' is unknown"),
-        ({"preprocessing.resize": "stretch"}, "resize mode 'stretch' is unknown"),
+        ({"preprocessing.resize": "squash"}, "resize mode 'squash' is unknown"),
         ({"preprocessing.size": 64}, "does not match the card's 64x64"),
         ({"format_version": 99}, "newer than this ctviewer"),
         ({"format": "something-else"}, "not a ctviewer model card"),

@@ -698,7 +698,7 @@ def apply_window(pixels: np.ndarray, center: float, width: float) -> np.ndarray:
 
 # --------------------------------------------------------------------------- resize
 
-ResizeMode = Literal["pad", "crop"]
+ResizeMode = Literal["pad", "crop", "stretch"]
 
 
 def model_square(shape: tuple[int, int], mode: ResizeMode = "pad") -> tuple[int, int, int]:
@@ -716,11 +716,23 @@ def model_square(shape: tuple[int, int], mode: ResizeMode = "pad") -> tuple[int,
     return -((side - w) // 2), -((side - h) // 2), side
 
 
+def model_rect(shape: tuple[int, int], mode: ResizeMode = "pad") -> tuple[int, int, int, int]:
+    """Where the model's square lies on an image of ``shape``: ``(left, top, width, height)``.
+
+    As `model_square`, plus ``stretch`` (the square is the whole image, scaled per axis).
+    """
+    if mode == "stretch":
+        return 0, 0, int(shape[1]), int(shape[0])
+    left, top, side = model_square(shape, mode)
+    return left, top, side, side
+
+
 def fit_square(pixels: np.ndarray, size: int, mode: ResizeMode = "pad") -> np.ndarray:
-    """Resize a 2-D float image to ``size`` x ``size`` keeping its aspect ratio.
+    """Resize a 2-D float image to ``size`` x ``size``.
 
     ``pad`` letterboxes the whole image (padding with 0, i.e. the window's black);
-    ``crop`` takes the centred square. Downsampling is area-weighted (antialiased).
+    ``crop`` takes the centred square; ``stretch`` scales each axis on its own (the whole image,
+    no letterbox, aspect not kept). Downsampling is area-weighted (antialiased).
     """
     from PIL import Image as PILImage
 
@@ -728,13 +740,15 @@ def fit_square(pixels: np.ndarray, size: int, mode: ResizeMode = "pad") -> np.nd
         raise ValueError(f"expected a 2-D image, got shape {pixels.shape}")
     h, w = pixels.shape
     left, top, side = model_square((h, w), mode)
-    if mode == "crop":
+    if mode == "stretch":
+        pass
+    elif mode == "crop":
         pixels = pixels[top : top + side, left : left + side]
     elif h != w:
         canvas = np.zeros((side, side), dtype=np.float32)
         canvas[-top : -top + h, -left : -left + w] = pixels
         pixels = canvas
-    if pixels.shape[0] == size:
+    if pixels.shape == (size, size):
         return np.ascontiguousarray(pixels, dtype=np.float32)
     resized = PILImage.fromarray(np.ascontiguousarray(pixels, dtype=np.float32), mode="F").resize(
         (size, size), PILImage.Resampling.BILINEAR

@@ -171,8 +171,8 @@ def _checked_card_fields(raw: dict[str, Any], card_path: Path) -> _CardFields:
         parse_window(window)
     except ValueError:
         raise bad(f"preprocessing window {window!r} is unknown to this ctviewer (or not finite)") from None
-    if resize not in ("pad", "crop"):
-        raise bad(f"preprocessing resize mode {resize!r} is unknown (expected pad or crop)")
+    if resize not in ("pad", "crop", "stretch"):
+        raise bad(f"preprocessing resize mode {resize!r} is unknown (expected pad, crop or stretch)")
     if isinstance(size, bool) or not isinstance(size, int):
         raise bad(f"preprocessing size {size!r} is not a whole number of pixels")
     if size < 16 or size > 4096:

@@ -73,9 +73,12 @@ def _window_rule(window_spec: str) -> dict[str, Any]:
 
 
 def _resize_rule(size: int, mode: str) -> dict[str, Any]:
-    how = ("letterbox: a square of side max(h, w) filled with the padding value, the image placed at "
-           "((side - h) // 2, (side - w) // 2)") if mode == "pad" else \
-        "centre crop: the square of side min(h, w) at ((h - side) // 2, (w - side) // 2)"
+    how = {
+        "pad": "letterbox: a square of side max(h, w) filled with the padding value, the image placed at "
+               "((side - h) // 2, (side - w) // 2)",
+        "crop": "centre crop: the square of side min(h, w) at ((h - side) // 2, (w - side) // 2)",
+        "stretch": "none: the whole image, each axis scaled to size on its own (aspect ratio not kept)",
+    }[mode]
     return {"mode": mode, "size": size, "padding_value": 0.0, "how": how,
             "then": "if the side is not size: Pillow Image.fromarray(float32, mode 'F').resize((size, size), "
                     "BILINEAR)", "order": "after windowing (the padding is the window's floor)"}

@@ -416,3 +416,32 @@ class SmoothedSparseCrossentropy(keras.losses.Loss):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "label_smoothing": self.label_smoothing, "num_classes": self.num_classes}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class MirrorBatch(keras.layers.Layer):
+    """(N, H, W, C) -> (2N, H, W, C): the images, then their left-right mirrors.
+
+    With `MirrorAverage` after the feature extractor, features are averaged over an image and
+    its mirror in one pass of the same layers (one graph node each, so Grad-CAM can hook them).
+    """
+
+    def call(self, inputs):
+        return ops.concatenate([inputs, ops.flip(inputs, axis=2)], axis=0)
+
+    def compute_output_shape(self, input_shape):
+        batch = None if input_shape[0] is None else 2 * input_shape[0]
+        return (batch, *input_shape[1:])
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class MirrorAverage(keras.layers.Layer):
+    """(2N, ...) from `MirrorBatch` -> (N, ...): the mean of each image's and its mirror's rows."""
+
+    def call(self, inputs):
+        half = ops.shape(inputs)[0] // 2
+        return (inputs[:half] + inputs[half:]) / 2.0
+
+    def compute_output_shape(self, input_shape):
+        batch = None if input_shape[0] is None else input_shape[0] // 2
+        return (batch, *input_shape[1:])

@@ -95,7 +95,9 @@ def preprocess(path, contract):
     x = np.clip((pixels - np.float32(float(center) - width / 2.0)) / np.float32(width), 0.0, 1.0)
     resize = contract["resize"]
     h, w = x.shape
-    if resize["mode"] == "crop":
+    if resize["mode"] == "stretch":
+        pass
+    elif resize["mode"] == "crop":
         side = min(h, w)
         x = x[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
     elif h != w:
@@ -103,7 +105,7 @@ def preprocess(path, contract):
         canvas = np.full((side, side), resize["padding_value"], dtype=np.float32)
         canvas[(side - h) // 2:(side - h) // 2 + h, (side - w) // 2:(side - w) // 2 + w] = x
         x = canvas
-    if x.shape[0] != resize["size"]:
+    if x.shape != (resize["size"],) * 2:
         image = Image.fromarray(np.ascontiguousarray(x, dtype=np.float32), mode="F")
         x = np.asarray(image.resize((resize["size"],) * 2, Image.Resampling.BILINEAR), dtype=np.float32)
     return x.astype(np.float32)

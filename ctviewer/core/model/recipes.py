@@ -66,6 +66,10 @@ def build_model(config: TrainConfig) -> keras.Model:
         if before_issue_15():
             arch = replace(arch, spatial_augmentation="keras_layers", batch_norm="keras")
         return build_default(size, window=config.window, seed=config.seed, arch=arch)
+    if name == "texture":
+        from ctviewer.core.model.texture import build_texture
+
+        return build_texture(size, seed=config.seed)
     if name == "seed":
         if _seed_feature_size(size) < 1:
             raise ModelError(f"input_size {size} is too small for the seed network; use at least 22 pixels")

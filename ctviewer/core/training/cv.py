@@ -17,6 +17,7 @@ from ctviewer.core.metrics.predictions import Predictions
 from ctviewer.core.model.config import DEFAULT_FOLDS, TrainConfig
 from ctviewer.core.training.fit import _check_config, fit
 from ctviewer.core.training.oof import choose_oof_threshold, compare_threshold_rules
+from ctviewer.core.training.plan import RecipeChooser, config_for_choice, wants_choice
 from ctviewer.core.training.results import CVResult, TrainedModel, summarize_dataset
 from ctviewer.core.training.reuse import CompiledModelPool
 
@@ -109,14 +110,28 @@ def cross_validate(
     from ctviewer.core.model.recipes import before_issue_15
 
     models = None if before_issue_15() else CompiledModelPool()  # one trace for all folds
+    chooser, choices = None, []
+    if wants_choice(config):
+        chooser = RecipeChooser(dataset, config, cache, on_event, should_stop)
+        if keep_models or config.ensemble:  # one ensemble needs one recipe: chosen on all its images
+            choices.append(chooser.choose(np.arange(len(dataset))))
+            config = config_for_choice(config, choices[0])
+            notes.append(f"recipe chosen on all {len(dataset)} images: {choices[0].reason}")
+            emit(on_event, Message(notes[-1]))
     for k in range(n_folds):
         if stop_requested(should_stop):
             cancelled = _stop_or_raise(f"before fold {k + 1}", keep_partial, k, n_folds, notes)
             break
         emit(on_event, FoldStarted(k, n_folds))
         train_idx, test_idx = assignment.train_indices(k), assignment.test_indices(k)
+        fold_recipe = config
+        if chooser is not None and not (keep_models or config.ensemble):  # cv: chosen without the fold's images
+            choices.append(chooser.choose(train_idx))
+            fold_recipe = config_for_choice(config, choices[-1])
+            notes.append(f"fold {k + 1}: {choices[-1].reason}")
+            emit(on_event, Message(notes[-1]))
         try:
-            trained = fit(dataset.subset(train_idx.tolist()), _fold_config(config, k), on_event,
+            trained = fit(dataset.subset(train_idx.tolist()), _fold_config(fold_recipe, k), on_event,
                           should_stop, cache=cache, strategy=strategy, stream=stream, fold=k, models=models)
         except Cancelled:  # while the fold's images were loading
             cancelled = _stop_or_raise(f"during fold {k + 1}", keep_partial, k, n_folds, notes)
@@ -158,6 +173,7 @@ def cross_validate(
         predictions=oof, metrics=metrics_from_predictions(oof), folds=assignment, fold_thresholds=thresholds,
         fold_metrics=fold_metrics, histories=histories, config=config, dataset=summarize_dataset(dataset),
         models=kept, cancelled=cancelled, notes=notes, threshold=threshold,
+        recipe_choices=[c.to_json_dict() for c in choices],
         rule_checks=compare_threshold_rules(y[done], probs[done], fold_of[done], thresholds,
                                             config.threshold_rule, config.threshold_target),
     )

@@ -74,8 +74,8 @@ def _check_config(config: TrainConfig) -> None:
         raise ModelError(f"batch size must be at least 1 (got {config.batch_size})")
     if config.input_size < 16:
         raise ModelError(f"input size {config.input_size} is too small; use at least 16 pixels")
-    if config.resize not in ("pad", "crop"):
-        raise ModelError(f"unknown resize mode {config.resize!r}; use 'pad' or 'crop'")
+    if config.resize not in ("pad", "crop", "stretch"):
+        raise ModelError(f"unknown resize mode {config.resize!r}; use 'pad', 'crop' or 'stretch'")
     try:
         parse_window(config.window)
     except ValueError as exc:
@@ -162,6 +162,10 @@ def fit(
     from ctviewer.core.model.recipes import build_model, compile_model
 
     seed_everything(config.seed, deterministic)
+    if config.model == "texture":
+        trained = _fit_texture(dataset, config, split, images, on_event, should_stop, fold, classes, notes)
+        trained.seconds = time.perf_counter() - started
+        return trained
     strategy = strategy if strategy is not None else tf.distribute.get_strategy()
     weights = class_weights(y[train_idx]) if config.class_weight else None
     train_ds = make_tf_dataset(images, train_idx, y, config.batch_size, shuffle=config.shuffle_training_data,
@@ -184,12 +188,91 @@ def fit(
         dataset=summarize_dataset(dataset), best_epoch=control.best_epoch, epochs_run=control.epochs_run,
         cancelled=control.cancelled, notes=notes,
     )
+    _finish(trained, dataset, images, val_idx, on_event, started)
+    return trained
+
+
+def _finish(trained: TrainedModel, dataset: Dataset, images: PreprocessedImages, val_idx: np.ndarray,
+            on_event: EventCallback | None, started: float) -> None:
     if len(val_idx):
         _choose_threshold_on_validation(trained, dataset.subset(val_idx.tolist()), images, val_idx, on_event)
     else:
         trained.notes.append("no validation set: no early stopping on held-out data, threshold left at 0.5")
     trained.seconds = time.perf_counter() - started
+
+
+def _rows(images: PreprocessedImages, idx: np.ndarray) -> np.ndarray:
+    if images.stacked is not None:
+        return images.stacked[idx]
+    return np.stack([np.load(images.files[i], mmap_mode="r") for i in idx]) if len(idx) else np.zeros((0, 1, 1))
+
+
+def _fit_texture(dataset: Dataset, config: TrainConfig, split: Split, images: PreprocessedImages,
+                 on_event: EventCallback | None, should_stop: StopCheck | None, fold: int | None,
+                 classes: tuple[str, str], notes: list[str]) -> TrainedModel:
+    """The texture recipe: frozen random features, one logistic read-out (no epochs, no optimiser).
+
+    The read-out learns from the training and validation rows alike; its strength and the
+    threshold come from patient-grouped inner cross-validation on them (nothing to early-stop).
+    """
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    from ctviewer.core.errors import Cancelled
+    from ctviewer.core.events import BatchEnded, EpochEnded
+    from ctviewer.core.model.recipes import build_model
+    from ctviewer.core.model.texture import extract_features, fit_readout
+
+    model = build_model(config)
+    y = _full_labels(dataset)
+    rows = np.concatenate([split.indices(TRAIN), split.indices(VALIDATION)])
+    chunk = 4 * max(1, config.batch_size)
+    parts = []
+    for number, start in enumerate(range(0, len(rows), chunk)):
+        if should_stop is not None and should_stop():
+            raise Cancelled("training cancelled while the texture features were computed")
+        parts.append(extract_features(model, _rows(images, rows[start : start + chunk]), config.batch_size))
+        emit(on_event, BatchEnded(number, math.ceil(len(rows) / chunk), 0))
+    features = np.concatenate(parts)
+    labels = y[rows]
+    readout = fit_readout(model, features, labels, dataset.patients[rows], balanced=config.class_weight,
+                          seed=config.seed)
+    p = np.asarray(model.get_layer("probabilities")(features.astype(np.float32)))[:, 1]
+    logs = {"loss": float(log_loss(labels, p, labels=[0, 1])), "auc": float(roc_auc_score(labels, p))}
+    inner = readout.inner_probabilities
+    if inner is not None and np.isfinite(inner).all():
+        # The inner out-of-fold predictions stand in for a validation set: honest AUC and loss.
+        logs["val_loss"] = float(log_loss(labels, np.clip(inner, 1e-7, 1 - 1e-7), labels=[0, 1]))
+        logs["val_auc"] = float(roc_auc_score(labels, inner))
+    emit(on_event, EpochEnded(0, 1, logs, fold))
+    notes.append(f"texture read-out: L2 strength C={readout.strength:g} chosen by {readout.inner_folds}-fold "
+                 f"patient-grouped inner cross-validation (AUC per C: "
+                 f"{', '.join(f'{c:g}: {a:.3f}' for c, a in readout.inner_auc.items()) or 'too few patients'})")
+    trained = TrainedModel(
+        model=model, config=config, threshold=0.5, history={k: [v] for k, v in logs.items()}, split=split,
+        classes=classes, dataset=summarize_dataset(dataset), best_epoch=0, epochs_run=1, notes=notes,
+    )
+    if "val_auc" in logs:
+        _threshold_from_inner_folds(trained, labels, inner, on_event)
+    else:
+        notes.append("too few patients for inner folds: read-out strength fixed, threshold left at 0.5")
     return trained
+
+
+def _threshold_from_inner_folds(trained: TrainedModel, labels: np.ndarray, inner: np.ndarray,
+                                on_event: EventCallback | None) -> None:
+    from ctviewer.core.metrics.evaluation import choose_threshold
+
+    config = trained.config
+    try:
+        if config.threshold_rule == "fixed":
+            trained.threshold = 0.5 if config.threshold_target is None else float(config.threshold_target)
+        else:
+            trained.threshold = float(choose_threshold(labels, inner, config.threshold_rule,  # type: ignore[arg-type]
+                                                       config.threshold_target))
+    except ValueError as exc:
+        note = f"threshold left at 0.5: cannot apply rule {config.threshold_rule!r} to the inner folds ({exc})"
+        trained.notes.append(note)
+        emit(on_event, Message(note, "warning"))
 
 
 def _choose_threshold_on_validation(trained: TrainedModel, val_dataset: Dataset, images: PreprocessedImages,

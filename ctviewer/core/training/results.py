@@ -134,6 +134,7 @@ class CVResult:
     notes: list[str] = field(default_factory=list)
     rule_checks: list[Any] = field(default_factory=list)  # ctviewer.core.training.oof.RuleCheck
     threshold: float = 0.5  # the ensemble's: chosen on the pooled out-of-fold predictions
+    recipe_choices: list[dict[str, Any]] = field(default_factory=list)  # ctviewer.core.training.plan, per choice
 
     @property
     def completed_folds(self) -> int:
@@ -164,6 +165,7 @@ class CVResult:
             "metrics": self.metrics.to_json_dict(),
             "per_fold": self.fold_rows(),
             "threshold_rules_checked": [c.to_json_dict() for c in self.rule_checks],
+            "recipe_choices": list(self.recipe_choices),
             "notes": list(self.notes),
         }
 
@@ -183,6 +185,7 @@ class CVResult:
                 for i, m in enumerate(self.fold_metrics)
             ],
             "threshold_rules_checked": [c.to_json_dict() for c in self.rule_checks],
+            "recipe_choices": list(self.recipe_choices),
             "notes": list(self.notes),
             "dataset": self.dataset.to_json_dict(),
             "config": self.config.to_dict(),

@@ -1,0 +1,165 @@
+"""The texture recipe: frozen random convolutional features read out by a logistic regression.
+
+For questions whose signal is a pattern (ground glass, consolidation) rather than a shift of the
+HU distribution. With a few hundred images a CNN trained from scratch over-fits; the same deep,
+wide CNN left at its seeded random initialisation already extracts rich multi-scale texture
+statistics (docs/RECIPE.md, issue 19: on covid-ct-dev a linear read-out of them beat the trained
+default). Only the read-out is learnt: an L2 logistic regression (scikit-learn), its strength
+chosen by patient-grouped inner cross-validation, written into the model's last Dense layer.
+The saved ``model.keras`` is therefore the whole recipe, and predicting is one forward pass.
+
+Imports keras at import time: import lazily.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+from keras import layers
+
+from ctviewer.core.errors import ModelError
+from ctviewer.core.model import layers as ct_layers
+
+FEATURES_LAYER = "texture_features"
+READOUT_LAYER = "probabilities"
+# Inverse L2 strengths tried by the inner cross-validation (scikit-learn's C, on standardised
+# features); 0.01-0.03 were best on covid-ct-dev, the grid brackets them.
+READOUT_STRENGTHS: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1)
+
+
+@dataclass(frozen=True)
+class TextureArchitecture:
+    """Knobs of the texture recipe (the field defaults ARE the recipe)."""
+
+    nets: int = 3  # independent random networks; their features are concatenated
+    filters: tuple[int, ...] = (32, 64, 128, 256)  # channels per stage
+    convs_per_stage: int = 2  # 3x3 conv + ReLU, repeated, then a 2x2 max pool
+    pooled_stages: tuple[int, ...] = (1, 2, 3)  # 0-based stages whose global average pools are features
+    mirror: bool = True  # average each image's features with its mirror's
+
+
+def build_texture(size: int, seed: int | None = 0, arch: TextureArchitecture = TextureArchitecture()) -> keras.Model:
+    """The texture model: input (size, size, 1) in [0, 1] -> (N, 2) softmax.
+
+    The convolutions are frozen at their seeded Glorot-uniform initialisation; the read-out
+    Dense layer starts at zero (p = 0.5) until `fit_readout` writes the fitted regression.
+    """
+    if size < 2 ** len(arch.filters):
+        raise ModelError(f"input_size {size} is too small for the texture network; use at least {2 ** len(arch.filters)}")
+    inputs = keras.Input((size, size, 1), name="image")
+    x = layers.Rescaling(2.0, offset=-1.0, name="centred")(inputs)
+    if arch.mirror:
+        x = ct_layers.MirrorBatch(name="with_mirror")(x)
+    pooled = []
+    for net in range(arch.nets):
+        h = x
+        for stage, filters in enumerate(arch.filters):
+            for conv in range(arch.convs_per_stage):
+                layer_seed = None if seed is None else ((seed * 100 + net) * 10 + stage) * 10 + conv
+                h = layers.Conv2D(filters, 3, padding="same", use_bias=False, trainable=False,
+                                  kernel_initializer=keras.initializers.GlorotUniform(seed=layer_seed),
+                                  name=f"n{net}_conv{stage}_{conv}")(h)
+                h = layers.ReLU(name=f"n{net}_relu{stage}_{conv}")(h)
+            h = layers.MaxPooling2D(2, name=f"n{net}_pool{stage}")(h)
+            if stage in arch.pooled_stages:
+                pooled.append(layers.GlobalAveragePooling2D(name=f"n{net}_gap{stage}")(h))
+    features = layers.Concatenate(name="concatenated")(pooled) if len(pooled) > 1 else pooled[0]
+    if arch.mirror:
+        features = ct_layers.MirrorAverage(name=FEATURES_LAYER)(features)
+    else:
+        features = layers.Identity(name=FEATURES_LAYER)(features)
+    outputs = layers.Dense(2, activation="softmax", kernel_initializer="zeros", name=READOUT_LAYER)(features)
+    return keras.Model(inputs, outputs, name="ctviewer_texture")
+
+
+def is_texture_model(model: Any) -> bool:
+    return getattr(model, "name", "") == "ctviewer_texture"
+
+
+def extract_features(model: keras.Model, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """The frozen features (N, D) of images (N, size, size[, 1]) in [0, 1]."""
+    extractor = keras.Model(model.input, model.get_layer(FEATURES_LAYER).output)
+    x = np.asarray(images, dtype=np.float32)
+    if x.ndim == 3:
+        x = x[..., None]
+    chunks = [np.asarray(extractor(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
+    return np.concatenate(chunks).astype(np.float64) if chunks else np.zeros((0, 0))
+
+
+@dataclass
+class Readout:
+    """A fitted logistic read-out and how its strength was chosen."""
+
+    strength: float
+    inner_auc: dict[float, float] = field(default_factory=dict)  # C -> pooled inner out-of-fold AUC
+    best_inner_auc: float | None = None
+    inner_folds: int = 0
+    inner_probabilities: np.ndarray | None = None  # out-of-fold P(positive) of the training rows at ``strength``
+
+
+def inner_cv_auc(features: np.ndarray, y: np.ndarray, groups: np.ndarray, strengths: tuple[float, ...],
+                 balanced: bool, seed: int) -> tuple[dict[float, float], dict[float, np.ndarray], int]:
+    """Pooled out-of-fold AUC (and probabilities) of the logistic read-out per strength, patient-grouped (k <= 5)."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    k = min(5, *(len(set(groups[y == c].tolist())) for c in (0, 1)))
+    if k < 2:
+        return {}, {}, 0
+    splits = list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(features, y, groups))
+    result, probabilities = {}, {}
+    for strength in strengths:
+        oof = np.full(len(y), np.nan)
+        for train, test in splits:
+            if len(set(y[train].tolist())) < 2:
+                continue
+            oof[test] = _logistic(strength, balanced).fit(features[train], y[train]).predict_proba(features[test])[:, 1]
+        done = np.isfinite(oof)
+        if len(set(y[done].tolist())) == 2:
+            result[strength] = float(roc_auc_score(y[done], oof[done]))
+            probabilities[strength] = oof
+    return result, probabilities, k
+
+
+def fit_readout(model: keras.Model, features: np.ndarray, y: np.ndarray, groups: np.ndarray, balanced: bool = True,
+                seed: int = 0, strengths: tuple[float, ...] = READOUT_STRENGTHS) -> Readout:
+    """Fit the L2 logistic read-out on (standardised) features and write it into the model.
+
+    The strength is the one with the best patient-grouped inner out-of-fold AUC (the middle of
+    the grid when the data are too small for inner folds). Standardisation is folded into the
+    Dense weights: logit = sum(w * (f - mean) / std) + b.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    if len(set(y.tolist())) < 2:
+        raise ModelError("the texture read-out needs images of both classes")
+    aucs, oof, k = inner_cv_auc(features, y, np.asarray(groups), strengths, balanced, seed)
+    strength = max(aucs, key=lambda c: (aucs[c], -c)) if aucs else strengths[len(strengths) // 2]
+    mean = features.mean(axis=0)
+    std = features.std(axis=0)
+    std = np.where(std > 1e-12, std, 1.0)
+    regression = _regression(strength, balanced).fit((features - mean) / std, y)
+    w = regression.coef_[0] / std
+    b = float(regression.intercept_[0] - np.sum(regression.coef_[0] * mean / std))
+    dense = model.get_layer(READOUT_LAYER)
+    kernel = np.zeros((len(w), 2), dtype=np.float32)
+    kernel[:, 1] = w
+    dense.set_weights([kernel, np.array([0.0, b], dtype=np.float32)])
+    return Readout(strength=strength, inner_auc=aucs, best_inner_auc=aucs.get(strength), inner_folds=k,
+                   inner_probabilities=oof.get(strength))
+
+
+def _regression(strength: float, balanced: bool) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=strength, max_iter=5000, class_weight="balanced" if balanced else None)
+
+
+def _logistic(strength: float, balanced: bool) -> Any:
+    """The read-out as the inner folds fit it: standardised on each fold's own training rows."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), _regression(strength, balanced))

@@ -1,0 +1,70 @@
+"""Choosing the recipe on the user's data (ctviewer.core.training.plan, issue 19)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ctviewer.core.data.cache import Cache
+from ctviewer.core.data.dataset import discover
+from tests.core._trainkit import tiny_demo
+from tests.core.test_texture import _texture_pngs
+
+
+def _default(**overrides):
+    from ctviewer.core.model.recipes import default_config
+
+    return default_config("default").with_overrides(input_size=32, epochs=2, batch_size=8, **overrides)
+
+
+def test_grain_without_an_intensity_difference_chooses_the_texture_recipe(tmp_path):
+    from ctviewer.core.training.plan import RecipeChooser
+
+    cache = Cache(tmp_path / "cache")
+    dataset = discover(_texture_pngs(tmp_path / "data"), positive="fine", cache=cache)
+    choice = RecipeChooser(dataset, _default(), cache).choose(np.arange(len(dataset)))
+    assert choice.recipe == "texture", choice
+    assert choice.texture_auc >= choice.histogram_auc + choice.margin
+    assert "texture recipe" in choice.reason and f"{choice.texture_auc:.3f}" in choice.reason
+
+
+def test_contrast_in_hounsfield_units_keeps_the_default_recipe(tmp_path):
+    from ctviewer.core.training.plan import RecipeChooser
+
+    dataset, cache = tiny_demo(tmp_path, n_patients=6)
+    choice = RecipeChooser(dataset, _default(), cache).choose(np.arange(len(dataset)))
+    assert choice.recipe == "default", choice
+    assert choice.histogram_auc > 0.9
+
+
+def test_too_few_patients_keep_the_default_and_say_why(tmp_path):
+    from ctviewer.core.training.plan import RecipeChooser
+
+    cache = Cache(tmp_path / "cache")
+    dataset = discover(_texture_pngs(tmp_path / "data", patients=1, per_patient=1), positive="fine", cache=cache)
+    choice = RecipeChooser(dataset, _default(), cache).choose(np.arange(len(dataset)))
+    assert choice.recipe == "default" and "too few patients" in choice.reason
+
+
+def test_train_chooses_once_for_its_ensemble_and_cv_once_per_fold_without_the_folds_images(tmp_path):
+    from ctviewer.core.training.cv import cross_validate
+
+    cache = Cache(tmp_path / "cache")
+    dataset = discover(_texture_pngs(tmp_path / "data"), positive="fine", cache=cache)
+    trained = cross_validate(dataset, _default(ensemble=True), folds=4, cache=cache)
+    assert trained.config.model == "texture" and len(trained.recipe_choices) == 1
+    assert trained.recipe_choices[0]["images"] == len(dataset)
+    assert all(m.config.model == "texture" for m in trained.ensemble.members)
+    assert trained.expected_performance()["recipe_choices"] == trained.recipe_choices
+
+    cv = cross_validate(dataset, _default(), folds=4, cache=cache)
+    assert [c["images"] for c in cv.recipe_choices] == [len(cv.folds.train_indices(k)) for k in range(4)]
+    assert cv.metrics.auc > 0.9 and cv.to_json_extra()["recipe_choices"] == cv.recipe_choices
+
+
+def test_asking_for_the_default_recipe_itself_skips_the_choice(tmp_path):
+    from ctviewer.core.training.plan import wants_choice
+
+    assert wants_choice(_default()) and not wants_choice(_default(choose_recipe=False))
+    from ctviewer.core.model.recipes import default_config
+
+    assert not wants_choice(default_config("texture"))

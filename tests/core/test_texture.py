@@ -1,0 +1,126 @@
+"""The texture recipe: frozen random CNN features with a logistic read-out (issue 19)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ctviewer.core.data.cache import Cache
+from ctviewer.core.data.dataset import discover
+
+
+def _texture_pngs(folder: Path, patients: int = 8, per_patient: int = 2, size: int = 32, seed: int = 0) -> Path:
+    """Two classes with exactly the same grey-level histogram but different grain (fine vs coarse noise)."""
+    from PIL import Image
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    greys = np.sort(np.clip(128 + 40 * rng.normal(size=size * size), 0, 255)).astype(np.uint8)
+    for label, sigma in (("fine", 0.6), ("coarse", 2.5)):
+        for patient in range(patients):
+            (folder / label).mkdir(parents=True, exist_ok=True)
+            for k in range(per_patient):
+                noise = ndimage.gaussian_filter(rng.normal(size=(size, size)), sigma)
+                # Each pixel takes the grey of its rank: every image has the same histogram.
+                image = greys[np.argsort(np.argsort(noise, axis=None))].reshape(size, size)
+                Image.fromarray(image).save(folder / label / f"{label}{patient}_{k}.png")
+    return folder
+
+
+def _config(**overrides):
+    from ctviewer.core.model.recipes import default_config
+
+    return default_config("texture").with_overrides(input_size=32, batch_size=8, **overrides)
+
+
+def test_the_texture_recipe_is_frozen_random_features_and_a_zero_readout():
+    from ctviewer.core.model.recipes import build_model
+
+    config = _config()
+    assert config.resize == "stretch" and config.validation_fraction == 0.0
+    model = build_model(config)
+    assert model.trainable_weights == model.get_layer("probabilities").trainable_weights
+    probs = np.asarray(model.predict(np.random.default_rng(0).random((3, 32, 32, 1), dtype=np.float32), verbose=0))
+    np.testing.assert_allclose(probs, 0.5)  # nothing learnt yet
+    same_seed = build_model(config).get_layer("n0_conv1_0").get_weights()[0]
+    np.testing.assert_array_equal(model.get_layer("n0_conv1_0").get_weights()[0], same_seed)
+    other = build_model(config.with_overrides(seed=1)).get_layer("n0_conv1_0").get_weights()[0]
+    assert not np.allclose(other, same_seed)
+
+
+def test_features_are_the_same_for_an_image_and_its_mirror():
+    from ctviewer.core.model.recipes import build_model
+    from ctviewer.core.model.texture import extract_features
+
+    model = build_model(_config())
+    x = np.random.default_rng(1).random((4, 32, 32), dtype=np.float32)
+    features = extract_features(model, x)
+    assert features.shape[0] == 4 and features.shape[1] == 3 * (64 + 128 + 256)
+    np.testing.assert_allclose(extract_features(model, x[:, :, ::-1]), features, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(features[0], features[1])
+
+
+def test_the_readout_written_into_the_model_matches_the_fitted_regression():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from ctviewer.core.model.recipes import build_model
+    from ctviewer.core.model.texture import fit_readout
+
+    model = build_model(_config())
+    rng = np.random.default_rng(2)
+    d = int(model.get_layer("probabilities").get_weights()[0].shape[0])
+    y = np.arange(40) % 2
+    features = rng.normal(size=(40, d)) * rng.uniform(0.01, 3.0, size=d) + y[:, None] * 0.3
+    groups = np.arange(40) // 2
+    readout = fit_readout(model, features, y, groups)
+    assert readout.strength in readout.inner_auc and readout.inner_folds == 5
+    assert readout.inner_probabilities is not None and np.isfinite(readout.inner_probabilities).all()
+    scaler = StandardScaler().fit(features)
+    reference = LogisticRegression(C=readout.strength, max_iter=5000, class_weight="balanced").fit(
+        scaler.transform(features), y).predict_proba(scaler.transform(features))[:, 1]
+    mine = np.asarray(model.get_layer("probabilities")(features.astype(np.float32)))[:, 1]
+    np.testing.assert_allclose(mine, reference, atol=1e-4)
+
+
+def test_cross_validation_of_the_texture_recipe_tells_grain_apart_and_predicts_reproducibly(tmp_path):
+    from ctviewer.core.model.bundle import load_bundle, save_bundle
+    from ctviewer.core.model.inference import predict
+    from ctviewer.core.training.cv import cross_validate
+
+    cache = Cache(tmp_path / "cache")
+    dataset = discover(_texture_pngs(tmp_path / "data"), positive="fine", cache=cache)
+    events = []
+    result = cross_validate(dataset, _config(ensemble=True), folds=4, cache=cache, on_event=events.append)
+    assert result.metrics.auc > 0.9  # grain is invisible to a histogram: both classes share mean and spread
+    assert all(len(h["loss"]) == 1 and "val_auc" in h for h in result.histories)
+    assert any(type(e).__name__ == "EpochEnded" for e in events)
+    assert all(0.0 < t < 1.0 for t in result.fold_thresholds)
+    first = predict(result.ensemble, dataset, cache=cache).probs
+    np.testing.assert_array_equal(predict(result.ensemble, dataset, cache=cache).probs, first)
+    save_bundle(result.ensemble, tmp_path / "bundle")
+    loaded = load_bundle(tmp_path / "bundle")
+    np.testing.assert_array_equal(predict(loaded, dataset, cache=cache).probs, first)
+
+
+def test_stretch_fills_the_square_with_the_whole_image():
+    from ctviewer.core.data.imaging import fit_square, model_rect
+
+    wide = np.zeros((20, 40), dtype=np.float32)
+    wide[:, 20:] = 1.0  # right half bright
+    square = fit_square(wide, 16, "stretch")
+    assert square.shape == (16, 16)
+    assert square[:, :7].max() < 0.05 and square[:, 9:].min() > 0.95  # no letterbox rows of black
+    assert model_rect((20, 40), "stretch") == (0, 0, 40, 20)
+    assert model_rect((20, 40), "pad") == (0, -10, 40, 40)
+
+
+@pytest.mark.parametrize("bad", ["letterbox", ""])
+def test_an_unknown_resize_mode_is_refused(bad):
+    from ctviewer.core.errors import ModelError
+    from ctviewer.core.training.fit import _check_config
+
+    with pytest.raises(ModelError, match="resize"):
+        _check_config(_config(resize=bad))
