@@ -52,12 +52,12 @@ def test_the_texture_recipe_is_frozen_random_features_and_a_zero_readout():
 
 def test_features_are_the_same_for_an_image_and_its_mirror():
     from ctviewer.core.model.recipes import build_model
-    from ctviewer.core.model.texture import extract_features
+    from ctviewer.core.model.texture import TextureArchitecture, extract_features
 
     model = build_model(_config())
     x = np.random.default_rng(1).random((4, 32, 32), dtype=np.float32)
     features = extract_features(model, x)
-    assert features.shape[0] == 4 and features.shape[1] == 3 * (64 + 128 + 256)
+    assert features.shape[0] == 4 and features.shape[1] == TextureArchitecture().nets * (64 + 128 + 256)
     np.testing.assert_allclose(extract_features(model, x[:, :, ::-1]), features, rtol=1e-5, atol=1e-6)
     assert not np.allclose(features[0], features[1])
 

@@ -34,7 +34,7 @@ READOUT_STRENGTHS: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1)
 class TextureArchitecture:
     """Knobs of the texture recipe (the field defaults ARE the recipe)."""
 
-    nets: int = 3  # independent random networks; their features are concatenated
+    nets: int = 5  # independent random networks; their features are concatenated (3: 0.840, 5: 0.846 AUC)
     filters: tuple[int, ...] = (32, 64, 128, 256)  # channels per stage
     convs_per_stage: int = 2  # 3x3 conv + ReLU, repeated, then a 2x2 max pool
     pooled_stages: tuple[int, ...] = (1, 2, 3)  # 0-based stages whose global average pools are features
