@@ -189,3 +189,29 @@ def test_the_card_records_the_precision_that_ran(monkeypatch: pytest.MonkeyPatch
     assert precision.model_conv_precision(bundle.model) == expected
     np.testing.assert_array_equal(predict(trained, dataset, cache=cache).probs,
                                   predict(bundle, dataset, cache=cache).probs)
+
+
+def test_a_bfloat16_bundle_exports_its_float32_twin_to_onnx(tmp_path: Path) -> None:
+    import importlib.util
+    import json
+
+    from ctviewer.core.model.export import ARTIFACT_NAMES, CONTRACT_FILE, check_images, export_bundle
+    from ctviewer.core.model.export import TOLERANCE as FORMAT_TOLERANCE
+    from ctviewer.core.model.inference import predict_arrays
+
+    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("tf2onnx") is None:
+        pytest.skip("onnxruntime / tf2onnx not installed")
+    import onnxruntime
+
+    dataset, cache = tiny_demo(tmp_path, n_patients=3, slices=2)
+    bundle = load_bundle(save_bundle(fit(dataset, tiny_config(epochs=1, precision="bfloat16"), cache=cache),
+                                     tmp_path / "model"))
+    result = export_bundle(bundle, "onnx", tmp_path / "onnx")
+    contract = json.loads((result.folder / CONTRACT_FILE).read_text())
+    assert contract["conv_precision"]["bundle"] == "bfloat16" and contract["conv_precision"]["artifact"] == "float32"
+    x = check_images(SIZE)
+    got = onnxruntime.InferenceSession(str(result.folder / ARTIFACT_NAMES["onnx"])).run(
+        ["probability"], {"image": x})[0]
+    twin = predict_arrays(precision.float32_twin(bundle.model), x, tta=bundle.tta)
+    np.testing.assert_allclose(got, twin, rtol=0, atol=FORMAT_TOLERANCE["onnx"])
+    np.testing.assert_allclose(got, predict_arrays(bundle.model, x, tta=bundle.tta), rtol=0, atol=TOLERANCE)

@@ -99,3 +99,28 @@ def model_conv_precision(model: Any) -> str:
             return "bfloat16"
         pending.extend(getattr(layer, "layers", []))
     return "float32"
+
+
+def float32_twin(model: Any) -> Any:
+    """A copy of ``model`` with every bfloat16 layer computing in float32, same weights (they are float32).
+
+    For runtimes without bfloat16 kernels (onnxruntime's CPU convolutions, LiteRT): the twin
+    differs from the bfloat16 model only by bfloat16's rounding.
+    """
+    import keras
+
+    def to_float32(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy" and node.get("config", {}).get("name") == BF16_POLICY:
+                return {**node, "config": {**node["config"], "name": "float32"}}
+            return {key: to_float32(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [to_float32(value) for value in node]
+        return node
+
+    config = to_float32(keras.saving.serialize_keras_object(model))
+    twin = keras.saving.deserialize_keras_object(config, safe_mode=True)
+    twin.set_weights(model.get_weights())
+    if model_conv_precision(twin) != "float32":
+        raise ModelError("could not turn the model's bfloat16 layers into float32 ones")
+    return twin
