@@ -1,6 +1,6 @@
 """Where a training step of the default recipe spends its time (issue 15), variant by variant.
 
-Each variant runs in a fresh process (mixed-precision policy and op determinism are global):
+Each variant runs in a fresh process (op determinism is global):
 the default recipe at 128 px, batch 16, fed by ctviewer's own in-memory tf.data pipeline;
 the first epoch (tracing) is timed apart from the steady-state steps.
 
@@ -26,7 +26,7 @@ N_IMAGES = 96  # 6 steps per epoch, as a 5-fold member on ~100 images sees
 class Variant:
     name: str
     jit: bool = False
-    bf16: bool = False
+    conv_precision: str = "float32"  # "bfloat16": the conv blocks per layer in mixed_bfloat16 (TrainConfig.precision)
     deterministic: bool = True
     members: int = 3
     augment: bool = True
@@ -46,8 +46,8 @@ VARIANTS = {
         Variant("before_issue_15", spatial="keras_layers", batch_norm="keras"),
         Variant("keras_layers_aug", spatial="keras_layers"),
         Variant("xla", jit=True),
-        Variant("bf16", bf16=True),
-        Variant("xla_bf16", jit=True, bf16=True),
+        Variant("bf16", conv_precision="bfloat16"),
+        Variant("xla_bf16", jit=True, conv_precision="bfloat16"),
         Variant("nondeterministic", deterministic=False),
         Variant("one_member", members=1),
         Variant("no_augmentation", augment=False),
@@ -55,25 +55,23 @@ VARIANTS = {
         Variant("hist_only", cnn=False),
         Variant("predict", predict_only=True),
         Variant("predict_xla", jit=True, predict_only=True),
+        Variant("predict_bf16", conv_precision="bfloat16", predict_only=True),
         Variant("predict_keras_batchnorm", batch_norm="keras", predict_only=True),
     )
 }
 
 
 def _measure(variant: Variant, steps: int) -> dict[str, Any]:
-    import keras
-
     from ctviewer.core.model.config import default_config
     from ctviewer.core.model.recipes import _WITHOUT_AUGMENTATION, DefaultArchitecture, build_default, compile_model
     from ctviewer.core.training.fit import seed_everything
     from ctviewer.core.training.pipeline import PreprocessedImages, make_tf_dataset
 
-    if variant.bf16:
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
     seed_everything(0, variant.deterministic)
     arch = DefaultArchitecture() if variant.augment else _WITHOUT_AUGMENTATION
     arch = replace(arch, members=variant.members, cnn=variant.cnn, histogram=variant.histogram,
                    spatial_augmentation=variant.spatial, batch_norm=variant.batch_norm,
+                   conv_precision=variant.conv_precision,
                    attention_masks=arch.attention_masks if variant.attention else 0)
     if not variant.attention and variant.cnn:
         arch = replace(arch, cnn_pooling="avg")
@@ -95,11 +93,13 @@ def _measure(variant: Variant, steps: int) -> dict[str, Any]:
         model.predict(x, batch_size=32, verbose=0)
         first = time.perf_counter() - t0
         calls = max(3, steps // 4)
-        t0 = time.perf_counter()
+        cpu0, t0 = time.process_time(), time.perf_counter()
         for _ in range(calls):
             model.predict(x, batch_size=32, verbose=0)
-        per_image_ms = 1000 * (time.perf_counter() - t0) / (calls * 32)
-        return {"variant": variant.name, "first_s": first, "ms_per_image": per_image_ms, "images_per_s": 1000 / per_image_ms}
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        per_image_ms = 1000 * wall / (calls * 32)
+        return {"variant": variant.name, "first_s": first, "ms_per_image": per_image_ms, "images_per_s": 1000 / per_image_ms,
+                "cpu_per_wall": cpu / wall, "cpu_ms_per_image": 1000 * cpu / (calls * 32)}
     t0 = time.perf_counter()
     model.fit(ds, epochs=1, verbose=0)
     first = time.perf_counter() - t0
@@ -124,15 +124,17 @@ def main() -> None:
         rows.append(result)
         print(result, flush=True)
     base = next((r for r in rows if r["variant"] == "baseline"), None)
+    predict_base = next((r for r in rows if r["variant"] == "predict"), None)
     table = []
     for r in rows:
-        speedup = f"{base['cpu_ms_per_image'] / r['cpu_ms_per_image']:.2f}x" if base and "loss" in r else ""
+        ref = base if "loss" in r else predict_base  # a training step against baseline, predict against predict
+        speedup = f"{ref['cpu_ms_per_image'] / r['cpu_ms_per_image']:.2f}x" if ref else ""
         table.append([r["variant"], f"{r['first_s']:.1f}", f"{r['ms_per_image']:.2f}", f"{r['images_per_s']:.0f}",
                       f"{r.get('cpu_ms_per_image', float('nan')):.2f}", f"{r.get('cpu_per_wall', float('nan')):.2f}",
                       speedup])
     bc.print_table(f"default recipe, {SIZE} px, batch {BATCH}: one training step (or predict at batch 32)",
                    ["variant", "first epoch s", "ms/image", "images/s", "CPU ms/image", "CPU/wall",
-                    "CPU vs baseline"], table)
+                    "CPU vs baseline / predict"], table)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,10 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                         help="test-time augmentation (image + mirror averaged) for this model's predictions, "
                              "stored in the bundle (default: as the recipe says)")
+    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"),
+                        help="the default model's conv blocks: auto (default) computes them in bfloat16 on a CPU "
+                             "with native bfloat16 (avx512_bf16/AMX) and no GPU, float32 elsewhere; recorded in the "
+                             "model card ($CTVIEWER_CONV_PRECISION, when set, overrides it)")
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
@@ -84,7 +88,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         choose_recipe=None if getattr(args, "choose_recipe", True) else False,
         epochs=args.epochs, input_size=args.size, seed=args.seed, batch_size=args.batch_size, window=args.window,
         validation_fraction=args.validation, threshold_rule=args.threshold_rule, threshold_target=args.target,
-        weights=args.weights, tta=args.tta,
+        weights=args.weights, tta=args.tta, precision=args.precision,
     )
 
 

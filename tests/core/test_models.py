@@ -180,10 +180,12 @@ def test_augmentation_is_active_only_when_training(trained_default) -> None:
     first = np.asarray(trained_default(x, training=False))
     again = np.asarray(trained_default(x, training=False))
     np.testing.assert_array_equal(first, again)
+    # Another batch size may round differently (more so with bfloat16 conv blocks, "auto" on a CPU
+    # that has them: 2e-6 measured), never by more than float noise.
     alone = np.concatenate([np.asarray(trained_default(x[i : i + 1], training=False)) for i in range(len(x))])
-    np.testing.assert_allclose(alone, first, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(alone, first, rtol=0, atol=1e-5)
     by_predict = trained_default.predict(x, batch_size=4, verbose=0)
-    np.testing.assert_allclose(by_predict, first, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(by_predict, first, rtol=0, atol=1e-5)
     # The same call with training=True draws augmentations (and batch statistics): it differs.
     assert not np.allclose(np.asarray(trained_default(x, training=True)), first, atol=1e-6)
 

@@ -172,6 +172,8 @@ def _grad_cam_single(model: Any, image: np.ndarray, layer_name: str | None, clas
     grads = tape.gradient(score, activations)
     if grads is None:
         raise ModelError(f"the score does not depend on layer {layer.name!r}")
+    # A bfloat16 conv layer (TrainConfig.precision) gives bfloat16 maps; the map is summed in float32.
+    activations, grads = tf.cast(activations, tf.float32), tf.cast(grads, tf.float32)
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # one weight per feature map
     cam = tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))[0]
     cam = tf.image.resize(cam[..., None], x.shape, method="bilinear")[..., 0].numpy().astype(np.float32)

@@ -72,6 +72,7 @@ class ModelCard:
     history: dict[str, list[float]] | None = None
     validation_auc: float | None = None
     trained_on: str | None = None  # content hash of the training data
+    conv_precision: str = "float32"  # the conv blocks' compute dtype (cards before it: float32)
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -94,6 +95,7 @@ def _optional_fields(raw: dict[str, Any]) -> dict[str, Any]:
         "history": history if isinstance(history, dict) and history else None,
         "validation_auc": float(auc) if isinstance(auc, (int, float)) and not isinstance(auc, bool) else None,
         "trained_on": str(trained_on) if trained_on else None,
+        "conv_precision": "bfloat16" if raw.get("conv_precision") == "bfloat16" else "float32",
     }
 
 
@@ -272,6 +274,7 @@ def _sha256(path: Path) -> str:
 def _card_dict(trained: TrainedModel | Ensemble, model_sha: str, metrics: Metrics | dict[str, Any] | None,
                extra: dict[str, Any] | None) -> dict[str, Any]:
     from ctviewer.core.model.identity import weights_id
+    from ctviewer.core.model.precision import model_conv_precision
 
     config = trained.config
     prep = trained.preprocessing
@@ -295,6 +298,8 @@ def _card_dict(trained: TrainedModel | Ensemble, model_sha: str, metrics: Metric
                                 else "median of the members' validation thresholds" if isinstance(trained, Ensemble)
                                 else "the validation hold-out"),
         "seed": config.seed,
+        # What the saved layers compute in (their dtype policies), as trained and as they predict.
+        "conv_precision": model_conv_precision(trained.model),
         "training": config.to_dict(),
         "dataset": trained.dataset.to_json_dict(),
         "versions": library_versions(),

@@ -51,6 +51,9 @@ class TrainConfig:
     threshold_rule: Literal["youden", "sensitivity", "specificity", "fixed"] = "youden"
     threshold_target: float | None = None  # target sensitivity/specificity, or the fixed threshold
     weights: str | None = None  # transfer learning: path to an ImageNet weights file ("imagenet" = download)
+    # The default recipe's conv blocks: "auto" = bfloat16 on a CPU with native bfloat16 and no GPU, else
+    # float32 (ctviewer.core.model.precision). Training stores the resolved value, so the card says which ran.
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"
     # The question's settings, for reproducing its failure on purpose (seed model benchmark):
     keras_validation_split: float | None = None  # if set, Keras' tail split is used (doctor flags it)
     shuffle_training_data: bool = True

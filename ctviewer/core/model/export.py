@@ -343,6 +343,17 @@ def _as_bundle(model: Any, workdir: Path) -> Any:
     return load_bundle(save_bundle(model, workdir / "bundle"))
 
 
+def _exportable(model: Any, fmt: str) -> tuple[Any, str]:
+    """The model to convert and its conv precision: a bfloat16 model's float32 twin for ONNX and LiteRT,
+    whose CPU kernels have no bfloat16 convolutions (a SavedModel runs bfloat16 as trained)."""
+    from ctviewer.core.model.precision import float32_twin, model_conv_precision
+
+    precision = model_conv_precision(model)
+    if precision == "bfloat16" and fmt in ("onnx", "tflite"):
+        return float32_twin(model), precision
+    return model, precision
+
+
 def export_bundle(model: Any, fmt: str, out: str | Path, tta: bool | None = None,
                   on_event: EventCallback | None = None, should_stop: StopCheck | None = None) -> ExportResult:
     """Export a model for deployment: the artifact, ``preprocessing.json``, the card and ``predict_example.py``.
@@ -392,19 +403,26 @@ def export_bundle(model: Any, fmt: str, out: str | Path, tta: bool | None = None
                 if stop_requested(should_stop):
                     raise Cancelled("export cancelled")
 
-            graph = inference_graph(bundle.model, tta)
+            source, precision = _exportable(bundle.model, fmt)
+            graph = inference_graph(source, tta)
             step(1)
             artifact = folder / ARTIFACT_NAMES[fmt]
             _convert(graph, fmt, artifact, _layer_names(bundle.model))
             step(2)
             x = check_images(bundle.preprocessing.size)
-            expected = predict_arrays(bundle.model, x, batch_size=len(x), tta=tta)
+            expected = predict_arrays(source, x, batch_size=len(x), tta=tta)
             diff = _verify(fmt, artifact, x, expected)
             step(3)
             contract = preprocessing_contract(bundle.card, {"format": fmt, "file": ARTIFACT_NAMES[fmt],
                                                             "runtime": runtime_name(fmt)}, tta)
             contract["verification"] = {"check_images": len(x), "max_abs_difference": diff,
                                         "tolerance": TOLERANCE[fmt], "against": "ctviewer predict (Keras)"}
+            if source is not bundle.model:
+                trained = predict_arrays(bundle.model, x, batch_size=len(x), tta=tta)
+                contract["verification"]["against"] = "ctviewer predict (Keras) of the float32 twin"
+                contract["conv_precision"] = {
+                    "bundle": precision, "artifact": "float32",
+                    "max_abs_difference_to_bundle": float(np.max(np.abs(expected - trained)))}
             (folder / CONTRACT_FILE).write_text(json.dumps(contract, indent=2, ensure_ascii=False) + "\n",
                                                 encoding="utf-8")
             shutil.copy2(bundle.folder / CARD_FILE, folder / CARD_COPY)

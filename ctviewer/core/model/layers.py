@@ -180,7 +180,9 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     about 1.3x (issue 15, BENCHMARKS.md). The result is
     Keras' to float rounding, the moving statistics are updated as Keras does (its biased
     batch variance) and the layer saves and loads as its parent with the same config.
-    Other inputs (not 4-D, axis not last, masks, renorm) take Keras' own path.
+    Under the ``mixed_bfloat16`` policy it normalises bfloat16 maps directly (the kernel
+    accepts them on a CPU, with float32 statistics). Other inputs (not 4-D, axis not last,
+    masks, renorm) take Keras' own path.
     """
 
     def call(self, inputs, training=None, mask=None):
@@ -188,7 +190,9 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf  # the project's only backend; the fused kernel is TensorFlow's
 
-        x = ops.cast(inputs, "float32")
+        # bfloat16 maps go in as they are: the kernel keeps its statistics in float32 (scale, offset
+        # and moving statistics are float32 variables) and returns bfloat16, one rounding.
+        x = inputs if keras.backend.standardize_dtype(inputs.dtype) == "bfloat16" else ops.cast(inputs, "float32")
         gamma = self.gamma if self.scale else tf.ones_like(self.moving_mean)
         beta = self.beta if self.center else tf.zeros_like(self.moving_mean)
         if training and self.trainable:

@@ -32,6 +32,7 @@ from ctviewer.core.errors import ModelError
 from ctviewer.core.model import layers as ct_layers
 from ctviewer.core.model.config import BACKBONES, MODEL_NAMES, TrainConfig, default_config
 from ctviewer.core.model.config import check_model_name as _check_name
+from ctviewer.core.model.precision import BF16_POLICY, resolve_precision
 
 # --------------------------------------------------------------------------- recipes (defaults)
 
@@ -63,6 +64,7 @@ def build_model(config: TrainConfig) -> keras.Model:
         raise ModelError(f"input_size {size} is too small; use at least 16 pixels")
     if name == "default":
         arch = DefaultArchitecture() if config.augment else _WITHOUT_AUGMENTATION
+        arch = replace(arch, conv_precision=conv_precision_of(config))
         if before_issue_15():
             arch = replace(arch, spatial_augmentation="keras_layers", batch_norm="keras")
         return build_default(size, window=config.window, seed=config.seed, arch=arch)
@@ -75,6 +77,17 @@ def build_model(config: TrainConfig) -> keras.Model:
             raise ModelError(f"input_size {size} is too small for the seed network; use at least 22 pixels")
         return build_seed(size)
     return build_transfer(name, size, weights=config.weights, seed=config.seed, augment=config.augment)
+
+
+def conv_precision_of(config: TrainConfig) -> str:
+    """The conv blocks' precision ``build_model(config)`` uses: ``config.precision`` resolved
+    (`precision.resolve_precision`), float32 on the before-issue-15 benchmark path."""
+    return "float32" if before_issue_15() else resolve_precision(config)
+
+
+def with_resolved_precision(config: TrainConfig) -> TrainConfig:
+    """``config`` with ``precision`` resolved to what its model is built with ("float32"/"bfloat16")."""
+    return replace(config, precision=conv_precision_of(config))
 
 
 @dataclass(frozen=True)
@@ -111,6 +124,9 @@ class DefaultArchitecture:
     # "one_pass": flip, rotation, shift and zoom composed into one resampling (ct_layers.RandomAffine);
     # "keras_layers": Keras' four layers, one resampling each (the recipe until issue 15; 2x slower).
     spatial_augmentation: str = "one_pass"
+    # "bfloat16": the conv blocks (conv, BatchNorm, ReLU, pooling, the attention logits) compute in
+    # bfloat16 with float32 weights, per layer; everything in HU stays float32 (precision.py says why).
+    conv_precision: str = "float32"
 
 
 # TrainConfig.augment = False: the default recipe with every augmentation layer left out.
@@ -161,24 +177,29 @@ def _default_member(
 
     features = []
     regulariser = keras.regularizers.L2(arch.l2) if arch.l2 else None
+    conv_dtype = _conv_dtype(arch.conv_precision)
     if arch.cnn:
         y = ct_layers.WindowChannels(arch.windows, name=f"{prefix}hu_windows")(hu)
         if arch.cnn_downsample > 1:
             y = layers.AveragePooling2D(arch.cnn_downsample, name=f"{prefix}cnn_downsample")(y)
         for i, filters in enumerate(arch.filters):
             y = layers.Conv2D(
-                filters, 3, padding="same", use_bias=False, kernel_regularizer=regulariser, name=f"{prefix}conv{i}"
+                filters, 3, padding="same", use_bias=False, kernel_regularizer=regulariser, name=f"{prefix}conv{i}",
+                dtype=conv_dtype,
             )(y)
             norm = ct_layers.FusedBatchNormalization if arch.batch_norm == "fused" else layers.BatchNormalization
-            y = norm(momentum=arch.bn_momentum, name=f"{prefix}bn{i}")(y)
-            y = layers.Activation("relu", name=f"{prefix}relu{i}")(y)
-            y = layers.MaxPooling2D(2, name=f"{prefix}pool{i}")(y)
+            y = norm(momentum=arch.bn_momentum, name=f"{prefix}bn{i}", dtype=conv_dtype)(y)
+            y = layers.Activation("relu", name=f"{prefix}relu{i}", dtype=conv_dtype)(y)
+            y = layers.MaxPooling2D(2, name=f"{prefix}pool{i}", dtype=conv_dtype)(y)
         if arch.cnn_pooling in ("avg", "avgmax"):
             features.append(layers.GlobalAveragePooling2D(name=f"{prefix}cnn_avg")(y))
         if arch.cnn_pooling in ("max", "avgmax"):
             features.append(layers.GlobalMaxPooling2D(name=f"{prefix}cnn_max")(y))
         if arch.attention_masks:
-            masks = layers.Conv2D(arch.attention_masks, 1, activation="sigmoid", name=f"{prefix}attention_logits")(y)
+            masks = layers.Conv2D(arch.attention_masks, 1, activation="sigmoid", name=f"{prefix}attention_logits",
+                                  dtype=conv_dtype)(y)
+            if conv_dtype is not None:  # the masks weight HU votes: back to float32 before anything else
+                masks = layers.Activation("linear", name=f"{prefix}attention_float32", dtype="float32")(masks)
             factor, remainder = divmod(size, int(masks.shape[1]))
             if remainder:  # input size not a multiple of 2**blocks: resize to the exact size
                 masks = layers.Resizing(size, size, "bilinear", name=f"{prefix}attention_masks")(masks)
@@ -218,6 +239,18 @@ def _default_member(
     if arch.dropout:
         z = layers.Dropout(arch.dropout, seed=seed, name=f"{prefix}dropout")(z)
     return layers.Dense(2, activation="softmax", kernel_regularizer=regulariser, name=name)(z)
+
+
+def _conv_dtype(conv_precision: str) -> Any:
+    """The ``dtype`` argument of a conv-block layer: None (the float32 default) or the bfloat16 policy.
+
+    Per layer, never a global policy: the HU layers and the augmentation must stay float32.
+    """
+    if conv_precision == "float32":
+        return None
+    if conv_precision == "bfloat16":
+        return keras.DTypePolicy(BF16_POLICY)
+    raise ModelError(f"unknown conv_precision {conv_precision!r}; use 'float32' or 'bfloat16'")
 
 
 def _keras_spatial_augmentation(x: Any, seed: int | None, arch: DefaultArchitecture, prefix: str) -> Any:
@@ -516,9 +549,11 @@ __all__ = [
     "build_transfer",
     "compile_model",
     "config_for",
+    "conv_precision_of",
     "default_config",
     "imagenet_weights",
     "keras_cache_dir",
     "resolve_weights",
     "set_schedule_steps",
+    "with_resolved_precision",
 ]

@@ -107,8 +107,9 @@ def cross_validate(
     kept: list[TrainedModel] = []
     cancelled = False
     y = dataset.y
-    from ctviewer.core.model.recipes import before_issue_15
+    from ctviewer.core.model.recipes import before_issue_15, with_resolved_precision
 
+    config = with_resolved_precision(config)  # every fold, the result and the card: the precision that ran
     models = None if before_issue_15() else CompiledModelPool()  # one trace for all folds
     chooser, choices = None, []
     if wants_choice(config):

@@ -29,6 +29,7 @@ from ctviewer.core.errors import DatasetError, ModelError
 from ctviewer.core.events import EventCallback, Message, StopCheck, emit
 from ctviewer.core.metrics.predictions import Predictions
 from ctviewer.core.model.config import TrainConfig, preprocessing_of
+from ctviewer.core.model.precision import requested_precision
 from ctviewer.core.training.control import _make_control_callback
 from ctviewer.core.training.pipeline import (
     PreprocessedImages,
@@ -80,6 +81,7 @@ def _check_config(config: TrainConfig) -> None:
         parse_window(config.window)
     except ValueError as exc:
         raise ModelError(str(exc)) from None
+    requested_precision(config)  # an unknown precision (config or environment) fails before any loading
 
 
 def fit(
@@ -159,8 +161,9 @@ def fit(
 
     import tensorflow as tf
 
-    from ctviewer.core.model.recipes import build_model, compile_model
+    from ctviewer.core.model.recipes import build_model, compile_model, with_resolved_precision
 
+    config = with_resolved_precision(config)  # "auto" becomes what runs, and the card records that
     seed_everything(config.seed, deterministic)
     if config.model == "texture":
         trained = _fit_texture(dataset, config, split, images, on_event, should_stop, fold, classes, notes)

@@ -46,8 +46,12 @@ class CompiledModelPool:
 
     @staticmethod
     def _key_of(config: TrainConfig, strategy: Any) -> str:
-        # Everything that shapes the graph; the seed only sets initial values, which are reloaded.
-        return f"{replace(config, seed=0)!r}/{id(strategy)}"
+        # Everything that shapes the graph; the seed only sets initial values, which are reloaded. The
+        # precision as built (the environment may override the config's): a bfloat16 and a float32 fold
+        # trace different graphs.
+        from ctviewer.core.model.recipes import conv_precision_of
+
+        return f"{replace(config, seed=0)!r}/{conv_precision_of(config)}/{id(strategy)}"
 
     def model_for(self, config: TrainConfig, steps_per_epoch: int, strategy: Any) -> Any:
         """A compiled model for ``config``, initialised as ``build_model(config)`` would be."""
