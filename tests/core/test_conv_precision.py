@@ -139,8 +139,9 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
 ])
 def test_auto_follows_the_cpu(monkeypatch: pytest.MonkeyPatch, flags: set[str], gpu: bool, expected: str) -> None:
     _cpu(monkeypatch, flags, gpu)
-    assert precision.resolve_precision(config_for("default")) == expected
-    model = build_model(config_for("default", input_size=SIZE))
+    assert precision.resolve_precision(config_for("default")) == "float32"  # float32 unless asked for "auto"
+    assert precision.resolve_precision(config_for("default", precision="auto")) == expected
+    model = build_model(config_for("default", input_size=SIZE, precision="auto"))
     assert precision.model_conv_precision(model) == expected
 
 
@@ -180,7 +181,7 @@ def test_the_card_records_the_precision_that_ran(monkeypatch: pytest.MonkeyPatch
                                                  flags: set[str], expected: str) -> None:
     _cpu(monkeypatch, flags)
     dataset, cache = tiny_demo(tmp_path, n_patients=4, slices=2)
-    trained = fit(dataset, tiny_config(epochs=1), cache=cache)
+    trained = fit(dataset, tiny_config(epochs=1, precision="auto"), cache=cache)
     assert trained.config.precision == expected  # "auto" resolved before it is stored
     bundle_dir = save_bundle(trained, tmp_path / "model")
     card = read_card(bundle_dir)
