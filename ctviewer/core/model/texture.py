@@ -75,10 +75,6 @@ def build_texture(size: int, seed: int | None = 0, arch: TextureArchitecture = T
     return keras.Model(inputs, outputs, name="ctviewer_texture")
 
 
-def is_texture_model(model: Any) -> bool:
-    return getattr(model, "name", "") == "ctviewer_texture"
-
-
 def extract_features(model: keras.Model, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
     """The frozen features (N, D) of images (N, size, size[, 1]) in [0, 1]."""
     extractor = keras.Model(model.input, model.get_layer(FEATURES_LAYER).output)

@@ -255,32 +255,32 @@ def _fit_texture(dataset: Dataset, config: TrainConfig, split: Split, images: Pr
         classes=classes, dataset=summarize_dataset(dataset), best_epoch=0, epochs_run=1, notes=notes,
     )
     if "val_auc" in logs:
-        _threshold_from_inner_folds(trained, labels, inner, on_event)
+        trained.threshold = _threshold_by_rule(trained, labels, inner, "to the inner folds", on_event)
     else:
         notes.append("too few patients for inner folds: read-out strength fixed, threshold left at 0.5")
     return trained
 
 
-def _threshold_from_inner_folds(trained: TrainedModel, labels: np.ndarray, inner: np.ndarray,
-                                on_event: EventCallback | None) -> None:
+def _threshold_by_rule(trained: TrainedModel, y: np.ndarray, probs: np.ndarray, where: str,
+                       on_event: EventCallback | None) -> float:
+    """The threshold ``trained.config``'s rule picks on (y, probs); 0.5 with a warning when it cannot."""
     from ctviewer.core.metrics.evaluation import choose_threshold
 
     config = trained.config
     try:
         if config.threshold_rule == "fixed":
-            trained.threshold = 0.5 if config.threshold_target is None else float(config.threshold_target)
-        else:
-            trained.threshold = float(choose_threshold(labels, inner, config.threshold_rule,  # type: ignore[arg-type]
-                                                       config.threshold_target))
+            return 0.5 if config.threshold_target is None else float(config.threshold_target)
+        return float(choose_threshold(y, probs, config.threshold_rule, config.threshold_target))  # type: ignore[arg-type]
     except ValueError as exc:
-        note = f"threshold left at 0.5: cannot apply rule {config.threshold_rule!r} to the inner folds ({exc})"
+        note = f"threshold left at 0.5: cannot apply rule {config.threshold_rule!r} {where} ({exc})"
         trained.notes.append(note)
         emit(on_event, Message(note, "warning"))
+        return 0.5
 
 
 def _choose_threshold_on_validation(trained: TrainedModel, val_dataset: Dataset, images: PreprocessedImages,
                                     val_idx: np.ndarray, on_event: EventCallback | None) -> None:
-    from ctviewer.core.metrics.evaluation import choose_threshold, metrics_from_predictions
+    from ctviewer.core.metrics.evaluation import metrics_from_predictions
     from ctviewer.core.model.inference import predict_arrays
 
     batch_size = max(1, trained.config.batch_size)
@@ -297,18 +297,7 @@ def _choose_threshold_on_validation(trained: TrainedModel, val_dataset: Dataset,
         labels=[it.label for it in val_dataset.items], patients=[it.patient for it in val_dataset.items],
         series=[it.series for it in val_dataset.items],
     )
-    config = trained.config
-    y = pred.y_true
-    try:
-        if config.threshold_rule == "fixed":
-            threshold = 0.5 if config.threshold_target is None else float(config.threshold_target)
-        else:
-            threshold = choose_threshold(y, probs, config.threshold_rule, config.threshold_target)  # type: ignore[arg-type]
-    except ValueError as exc:
-        threshold = 0.5
-        note = f"threshold left at 0.5: cannot apply rule {config.threshold_rule!r} on the validation set ({exc})"
-        trained.notes.append(note)
-        emit(on_event, Message(note, "warning"))
+    threshold = _threshold_by_rule(trained, pred.y_true, probs, "on the validation set", on_event)
     pred.threshold = float(threshold)
     trained.threshold = float(threshold)
     trained.validation_predictions = pred
