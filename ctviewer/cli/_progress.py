@@ -93,7 +93,10 @@ class ProgressBars:
                 self._bar("epoch", self.epochs, f"{self._fold}training")
             bar = self._bar("batch", event.batches, f"{self._fold}epoch {event.epoch + 1}", leave=False)
             bar.n = event.batch + 1
-            bar.set_postfix_str(f"loss {event.logs.get('loss', float('nan')):.3f}", refresh=True)
+            if "loss" in event.logs:  # the texture recipe's feature batches have no loss
+                bar.set_postfix_str(f"loss {event.logs['loss']:.3f}", refresh=True)
+            else:
+                bar.refresh()
             if event.batch + 1 >= event.batches:
                 self._finish("batch")
         elif isinstance(event, EpochEnded):
