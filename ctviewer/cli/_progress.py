@@ -89,8 +89,9 @@ class ProgressBars:
             self._fold = f"fold {event.fold + 1}/{event.folds} "
             self.write(f"{self._fold.strip()}: training")
         elif isinstance(event, BatchEnded):
-            if self.epochs and "epoch" not in self._bars:
-                self._bar("epoch", self.epochs, f"{self._fold}training")
+            epochs = event.epochs or self.epochs
+            if epochs and "epoch" not in self._bars:
+                self._bar("epoch", epochs, f"{self._fold}training")
             bar = self._bar("batch", event.batches, f"{self._fold}epoch {event.epoch + 1}", leave=False)
             bar.n = event.batch + 1
             if "loss" in event.logs:  # the texture recipe's feature batches have no loss

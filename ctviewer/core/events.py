@@ -39,6 +39,7 @@ class BatchEnded:
     batches: int
     epoch: int
     logs: dict[str, float] = field(default_factory=dict)
+    epochs: int | None = None  # set when the run's epoch count differs from the form's (the texture recipe: 1)
 
 
 @dataclass(frozen=True)

@@ -319,6 +319,8 @@ class TrainingPanel(QWidget):
         self._log(f"epoch {event.epoch + 1}/{event.epochs}: {describe_logs(event.logs)}")
 
     def _on_batch_ended(self, event: Any) -> None:
+        if getattr(event, "epochs", None):
+            self._epochs_total = event.epochs
         now = time.perf_counter()
         if self._batches_done == 0:
             self._batch_clock = now  # loading and TensorFlow start-up are not batch time

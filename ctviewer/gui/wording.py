@@ -48,6 +48,7 @@ _PLAIN: tuple[tuple[re.Pattern[str], str], ...] = (
     (_word(r"Youden's J"), "the best sum of sensitivity and specificity"),
     (_word(r"Wilson/DeLong intervals"), "95 % ranges"),
     (_word(r"default recipe"), "recommended network"),
+    (_word(r"texture recipe"), "texture network"),
     (_word(r"recipe"), "recommended settings"),
 )
 

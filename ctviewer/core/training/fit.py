@@ -234,7 +234,7 @@ def _fit_texture(dataset: Dataset, config: TrainConfig, split: Split, images: Pr
         if should_stop is not None and should_stop():
             raise Cancelled("training cancelled while the texture features were computed")
         parts.append(extract_features(model, _rows(images, rows[start : start + chunk]), config.batch_size))
-        emit(on_event, BatchEnded(number, math.ceil(len(rows) / chunk), 0))
+        emit(on_event, BatchEnded(number, math.ceil(len(rows) / chunk), 0, epochs=1))
     features = np.concatenate(parts)
     labels = y[rows]
     readout = fit_readout(model, features, labels, dataset.patients[rows], balanced=config.class_weight,
