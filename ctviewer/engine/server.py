@@ -92,7 +92,7 @@ class Engine:
 
             cv = run.cv
             kept = len(cv.ensemble.members)
-            source = f"ensemble of {kept} fold models ({config.model})"
+            source = f"ensemble of {kept} fold models ({cv.config.model})"
             if cv.cancelled:
                 source += f", cancelled: {kept} of {cv.folds.k} folds kept"
             handle = self._keep(cv.ensemble, "ensemble", source, cv.ensemble.config, split=cv.folds,

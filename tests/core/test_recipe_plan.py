@@ -68,3 +68,14 @@ def test_asking_for_the_default_recipe_itself_skips_the_choice(tmp_path):
     from ctviewer.core.model.recipes import default_config
 
     assert not wants_choice(default_config("texture"))
+
+
+def test_the_apps_model_label_names_the_recipe_that_was_trained(tmp_path):
+    """The GUI's engine labels the ensemble with the chosen recipe, not the name asked for."""
+    from ctviewer.engine.server import Engine
+
+    engine = Engine(str(tmp_path / "cache"))
+    dataset = discover(_texture_pngs(tmp_path / "data"), positive="fine", cache=engine.cache)
+    outcome = engine.train(dataset, "default", {"input_size": 32, "batch_size": 8}, 4,
+                           on_event=lambda event: None, should_stop=lambda: False)
+    assert outcome.handle is not None and outcome.handle.source.endswith("(texture)")
