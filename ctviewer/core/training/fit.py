@@ -205,6 +205,7 @@ def _finish(trained: TrainedModel, dataset: Dataset, images: PreprocessedImages,
 
 
 def _rows(images: PreprocessedImages, idx: np.ndarray) -> np.ndarray:
+    """The preprocessed images ``idx``, from the stack or the cache files (a chunk, never the whole set)."""
     if images.stacked is not None:
         return images.stacked[idx]
     return np.stack([np.load(images.files[i], mmap_mode="r") for i in idx]) if len(idx) else np.zeros((0, 1, 1))
@@ -288,9 +289,7 @@ def _choose_threshold_on_validation(trained: TrainedModel, val_dataset: Dataset,
     # Chunk by chunk, so a streamed (larger than memory) validation set is never stacked whole.
     for start in range(0, len(val_idx), 16 * batch_size):
         part = val_idx[start : start + 16 * batch_size]
-        x = images.stacked[part] if images.stacked is not None else np.stack(
-            [np.load(images.files[i], mmap_mode="r") for i in part])
-        chunks.append(predict_arrays(trained.model, x, batch_size=batch_size, tta=trained.config.tta))
+        chunks.append(predict_arrays(trained.model, _rows(images, part), batch_size=batch_size, tta=trained.config.tta))
     probs = np.concatenate(chunks)
     pred = Predictions(
         paths=val_dataset.paths, probs=probs, threshold=0.5, classes=trained.classes,
