@@ -79,3 +79,25 @@ def test_the_apps_model_label_names_the_recipe_that_was_trained(tmp_path):
     outcome = engine.train(dataset, "default", {"input_size": 32, "batch_size": 8}, 4,
                            on_event=lambda event: None, should_stop=lambda: False)
     assert outcome.handle is not None and outcome.handle.source.endswith("(texture)")
+
+
+def test_cancel_while_the_recipes_are_compared_stops_the_comparison(tmp_path, monkeypatch):
+    import pytest
+
+    from ctviewer.core.data import dataset as dataset_module
+    from ctviewer.core.errors import Cancelled
+    from ctviewer.core.training.plan import RecipeChooser
+
+    cache = Cache(tmp_path / "cache")
+    dataset = discover(_texture_pngs(tmp_path / "data"), positive="fine", cache=cache)
+    loaded = []
+    real_load_stack = dataset_module.load_stack
+
+    def load_then_press_cancel(*args, **kwargs):
+        stack = real_load_stack(*args, **kwargs)
+        loaded.append(True)  # Cancel is pressed once the images are in: during the feature pass
+        return stack
+
+    monkeypatch.setattr(dataset_module, "load_stack", load_then_press_cancel)
+    with pytest.raises(Cancelled, match="recipes were compared"):
+        RecipeChooser(dataset, _default(), cache, should_stop=lambda: bool(loaded))

@@ -23,6 +23,7 @@ import numpy as np
 
 from ctviewer.core.data.cache import Cache
 from ctviewer.core.data.dataset import Dataset
+from ctviewer.core.errors import Cancelled
 from ctviewer.core.events import EventCallback, Message, StopCheck, emit
 from ctviewer.core.model.config import TrainConfig, default_config, preprocessing_of
 
@@ -78,8 +79,13 @@ class RecipeChooser:
         emit(on_event, Message("choosing the recipe: measuring texture and intensity signal on the training images"))
         texture = texture_config_for(config)
         model = build_model(texture)
-        self.texture = extract_features(model, load_stack(dataset, preprocessing_of(texture), cache, on_event,
-                                                          should_stop), texture.batch_size)
+        stack = load_stack(dataset, preprocessing_of(texture), cache, on_event, should_stop)
+        parts = []
+        for start in range(0, len(stack), 64):  # in chunks, so Cancel is heard within seconds
+            if should_stop is not None and should_stop():
+                raise Cancelled("training cancelled while the recipes were compared")
+            parts.append(extract_features(model, stack[start : start + 64], texture.batch_size))
+        self.texture = np.concatenate(parts)
         del model
         wide = load_stack(dataset, preprocessing_of(config), cache, on_event, should_stop)
         self.histogram = histogram_features(wide * 2000.0 - 1000.0)
