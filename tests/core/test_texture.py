@@ -57,7 +57,10 @@ def test_features_are_the_same_for_an_image_and_its_mirror():
     model = build_model(_config())
     x = np.random.default_rng(1).random((4, 32, 32), dtype=np.float32)
     features = extract_features(model, x)
-    assert features.shape[0] == 4 and features.shape[1] == TextureArchitecture().nets * (64 + 128 + 256)
+    arch = TextureArchitecture()
+    per_statistic = arch.nets * (64 + 128 + 256) + arch.half_scale_nets * (32 + 64 + 128)
+    assert features.shape == (4, len(arch.statistics) * per_statistic)
+    assert np.isfinite(features).all()
     np.testing.assert_allclose(extract_features(model, x[:, :, ::-1]), features, rtol=1e-5, atol=1e-6)
     assert not np.allclose(features[0], features[1])
 
@@ -124,3 +127,40 @@ def test_an_unknown_resize_mode_is_refused(bad):
 
     with pytest.raises(ModelError, match="resize"):
         _check_config(_config(resize=bad))
+
+
+def test_channel_statistics_and_log_compress_compute_what_they_name():
+    from ctviewer.core.model.layers import ChannelStatistics, LogCompress
+
+    x = np.random.default_rng(2).random((3, 5, 7, 4)).astype(np.float32)
+    x[:, :, :, 3] = 0.0  # a channel that never fires: std 0, finite
+    pooled = np.asarray(ChannelStatistics(("mean", "std", "max"))(x))
+    flat = x.reshape(3, -1, 4)
+    np.testing.assert_allclose(pooled, np.hstack([flat.mean(1), flat.std(1), flat.max(1)]), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(LogCompress(1e-3)(pooled)), np.log(pooled + 1e-3), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="statistics"):
+        ChannelStatistics(("median",))
+
+
+def test_grad_cam_of_a_texture_model_looks_through_every_network_and_respects_the_mirror():
+    from ctviewer.core.explain.gradcam import default_layers, grad_cam
+    from ctviewer.core.model.recipes import build_model
+    from ctviewer.core.model.texture import TextureArchitecture
+
+    model = build_model(_config())
+    dense = model.get_layer("probabilities")
+    kernel, bias = dense.get_weights()
+    # A read-out that depends on every feature, small enough that the softmax does not saturate.
+    kernel[:, 1] = 1e-3 * np.random.default_rng(3).normal(size=len(kernel))
+    dense.set_weights([kernel, bias])
+    arch = TextureArchitecture()
+    explained = default_layers(model)
+    assert len(explained) == arch.nets + arch.half_scale_nets
+    assert {name.split("_")[0] for name in explained} == {f"n{i}" for i in range(arch.nets)} | {
+        f"h{i}" for i in range(arch.half_scale_nets)}
+    image = np.zeros((32, 32), dtype=np.float32)
+    image[8:20, 4:14] = np.random.default_rng(4).random((12, 10))  # texture on the left only
+    heat = grad_cam(model, image)
+    assert heat.shape == (32, 32) and heat.max() == pytest.approx(1.0)
+    # The features average an image with its mirror, so the map of the mirrored image is the mirrored map.
+    np.testing.assert_allclose(grad_cam(model, image[:, ::-1]), heat[:, ::-1], atol=1e-4)

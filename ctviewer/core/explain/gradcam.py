@@ -24,7 +24,9 @@ from ctviewer.core.errors import ModelError
 # select pixels), not feature maps: Grad-CAM's channel weights do not apply to it, and on
 # ctviewer's default recipe its map is often empty.
 _GATE_ACTIVATIONS = ("sigmoid", "softmax", "hard_sigmoid")
-_MEMBER_PREFIX = re.compile(r"^(m\d+_)")  # members of an ensemble built in one model (models.build_default)
+# Parallel branches explained one by one and averaged: ensemble members built in one model
+# (models.build_default: m0_, m1_, ...) and the texture recipe's random networks (n0_, h0_, ...).
+_MEMBER_PREFIX = re.compile(r"^([mnh]\d+_)")
 
 
 def _walk(layer: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -57,8 +59,8 @@ def feature_convs(model: Any) -> list[tuple[str, Any]]:
 
 
 def default_layers(model: Any) -> list[str]:
-    """What Grad-CAM explains by default: the last feature convolution, or for an ensemble
-    built as one model (layers ``m0_...``, ``m1_...``) the last one of each member."""
+    """What Grad-CAM explains by default: the last feature convolution, or for parallel branches
+    (ensemble members ``m0_...``, the texture recipe's networks ``n0_...``/``h0_...``) the last one of each."""
     last_of: dict[str, str] = {}
     for path, layer in feature_convs(model):
         match = _MEMBER_PREFIX.match(layer.name)
@@ -175,7 +177,10 @@ def _grad_cam_single(model: Any, image: np.ndarray, layer_name: str | None, clas
     # A bfloat16 conv layer (TrainConfig.precision) gives bfloat16 maps; the map is summed in float32.
     activations, grads = tf.cast(activations, tf.float32), tf.cast(grads, tf.float32)
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # one weight per feature map
-    cam = tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))[0]
+    cams = tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))
+    # A model that averages an image with its mirror (MirrorBatch) runs both in one batch:
+    # the mirror's map, flipped back, counts as much as the image's own.
+    cam = (cams[0] + cams[1][:, ::-1]) / 2.0 if cams.shape[0] == 2 else cams[0]
     cam = tf.image.resize(cam[..., None], x.shape, method="bilinear")[..., 0].numpy().astype(np.float32)
     return normalise_heatmap(cam)
 

@@ -449,3 +449,57 @@ class MirrorAverage(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         batch = None if input_shape[0] is None else input_shape[0] // 2
         return (batch, *input_shape[1:])
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ChannelStatistics(keras.layers.Layer):
+    """(N, H, W, C) -> (N, k*C): per channel, the spatial mean, standard deviation and/or maximum.
+
+    The texture recipe's pooling. The standard deviation carries how unevenly a filter fires
+    across the image, which a mean alone discards (issue 19: +0.01 AUC on covid-ct-dev).
+    """
+
+    STATISTICS = ("mean", "std", "max")
+
+    def __init__(self, statistics: tuple[str, ...] | list[str] = STATISTICS, **kwargs):
+        super().__init__(**kwargs)
+        unknown = [s for s in statistics if s not in self.STATISTICS]
+        if unknown or not statistics:
+            raise ValueError(f"statistics must be a non-empty subset of {self.STATISTICS}, got {list(statistics)}")
+        self.statistics = tuple(statistics)
+
+    def call(self, inputs):
+        pooled = []
+        for statistic in self.statistics:
+            if statistic == "mean":
+                pooled.append(ops.mean(inputs, axis=(1, 2)))
+            elif statistic == "std":
+                # The epsilon keeps the gradient finite for a channel that never fires (Grad-CAM).
+                pooled.append(ops.sqrt(ops.var(inputs, axis=(1, 2)) + 1e-12))
+            else:
+                pooled.append(ops.max(inputs, axis=(1, 2)))
+        return ops.concatenate(pooled, axis=-1) if len(pooled) > 1 else pooled[0]
+
+    def compute_output_shape(self, input_shape):
+        channels = None if input_shape[-1] is None else len(self.statistics) * input_shape[-1]
+        return (input_shape[0], channels)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "statistics": list(self.statistics)}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class LogCompress(keras.layers.Layer):
+    """log(x + offset) of non-negative features: pooled activations are skewed; their logs are near-Gaussian."""
+
+    def __init__(self, offset: float = 1e-3, **kwargs):
+        super().__init__(**kwargs)
+        if offset <= 0:
+            raise ValueError(f"offset must be positive, got {offset}")
+        self.offset = float(offset)
+
+    def call(self, inputs):
+        return ops.log(ops.maximum(inputs, 0.0) + self.offset)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "offset": self.offset}

@@ -26,19 +26,29 @@ from ctviewer.core.model import layers as ct_layers
 FEATURES_LAYER = "texture_features"
 READOUT_LAYER = "probabilities"
 # Inverse L2 strengths tried by the inner cross-validation (scikit-learn's C, on standardised
-# features); 0.01-0.03 were best on covid-ct-dev, the grid brackets them.
-READOUT_STRENGTHS: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1)
+# features); on covid-ct-dev's log statistics 0.03-1 were level, the grid brackets them.
+READOUT_STRENGTHS: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3)
 
 
 @dataclass(frozen=True)
 class TextureArchitecture:
-    """Knobs of the texture recipe (the field defaults ARE the recipe)."""
+    """Knobs of the texture recipe (the field defaults ARE the recipe; docs/RECIPE.md has the ablations)."""
 
-    nets: int = 5  # independent random networks; their features are concatenated (3: 0.840, 5: 0.846 AUC)
+    nets: int = 5  # independent random networks at full resolution; their features are concatenated
     filters: tuple[int, ...] = (32, 64, 128, 256)  # channels per stage
     convs_per_stage: int = 2  # 3x3 conv + ReLU, repeated, then a 2x2 max pool
-    pooled_stages: tuple[int, ...] = (1, 2, 3)  # 0-based stages whose global average pools are features
+    pooled_stages: tuple[int, ...] = (1, 2, 3)  # 0-based stages whose pooled statistics are features
+    # More networks on the image at half resolution (2x2 means): the same filters then see coarser
+    # structure, which more full-resolution networks did not add (8 nets: no gain; this: +0.01).
+    half_scale_nets: int = 3
+    half_scale_stages: tuple[int, ...] = (0, 1, 2)
+    statistics: tuple[str, ...] = ("mean", "std", "max")  # per channel, over the image
+    log_offset: float | None = 1e-3  # features are log(statistic + offset); None: raw statistics
     mirror: bool = True  # average each image's features with its mirror's
+
+    @property
+    def smallest_input(self) -> int:
+        return 2 ** len(self.filters) * (2 if self.half_scale_nets else 1)
 
 
 def build_texture(size: int, seed: int | None = 0, arch: TextureArchitecture = TextureArchitecture()) -> keras.Model:
@@ -47,32 +57,49 @@ def build_texture(size: int, seed: int | None = 0, arch: TextureArchitecture = T
     The convolutions are frozen at their seeded Glorot-uniform initialisation; the read-out
     Dense layer starts at zero (p = 0.5) until `fit_readout` writes the fitted regression.
     """
-    if size < 2 ** len(arch.filters):
-        raise ModelError(f"input_size {size} is too small for the texture network; use at least {2 ** len(arch.filters)}")
+    if size < arch.smallest_input:
+        raise ModelError(f"input_size {size} is too small for the texture network; use at least {arch.smallest_input}")
     inputs = keras.Input((size, size, 1), name="image")
     x = layers.Rescaling(2.0, offset=-1.0, name="centred")(inputs)
     if arch.mirror:
         x = ct_layers.MirrorBatch(name="with_mirror")(x)
     pooled = []
     for net in range(arch.nets):
-        h = x
-        for stage, filters in enumerate(arch.filters):
-            for conv in range(arch.convs_per_stage):
-                layer_seed = None if seed is None else ((seed * 100 + net) * 10 + stage) * 10 + conv
-                h = layers.Conv2D(filters, 3, padding="same", use_bias=False, trainable=False,
-                                  kernel_initializer=keras.initializers.GlorotUniform(seed=layer_seed),
-                                  name=f"n{net}_conv{stage}_{conv}")(h)
-                h = layers.ReLU(name=f"n{net}_relu{stage}_{conv}")(h)
-            h = layers.MaxPooling2D(2, name=f"n{net}_pool{stage}")(h)
-            if stage in arch.pooled_stages:
-                pooled.append(layers.GlobalAveragePooling2D(name=f"n{net}_gap{stage}")(h))
+        pooled += _random_net(x, f"n{net}", _net_seed(seed, net), arch, arch.pooled_stages)
+    if arch.half_scale_nets:
+        half = layers.AveragePooling2D(2, name="half_scale")(x)
+        for net in range(arch.half_scale_nets):
+            pooled += _random_net(half, f"h{net}", _net_seed(seed, arch.nets + net), arch, arch.half_scale_stages)
     features = layers.Concatenate(name="concatenated")(pooled) if len(pooled) > 1 else pooled[0]
     if arch.mirror:
-        features = ct_layers.MirrorAverage(name=FEATURES_LAYER)(features)
+        features = ct_layers.MirrorAverage(name="mirror_average")(features)
+    if arch.log_offset is not None:
+        features = ct_layers.LogCompress(arch.log_offset, name=FEATURES_LAYER)(features)
     else:
         features = layers.Identity(name=FEATURES_LAYER)(features)
     outputs = layers.Dense(2, activation="softmax", kernel_initializer="zeros", name=READOUT_LAYER)(features)
     return keras.Model(inputs, outputs, name="ctviewer_texture")
+
+
+def _net_seed(seed: int | None, net: int) -> int | None:
+    return None if seed is None else seed * 100 + net
+
+
+def _random_net(x: Any, name: str, seed: int | None, arch: TextureArchitecture, stages: tuple[int, ...]) -> list[Any]:
+    """One frozen random CNN on x: the pooled statistics of the given stages."""
+    pooled = []
+    h = x
+    for stage, filters in enumerate(arch.filters[: max(stages) + 1]):
+        for conv in range(arch.convs_per_stage):
+            layer_seed = None if seed is None else (seed * 10 + stage) * 10 + conv
+            h = layers.Conv2D(filters, 3, padding="same", use_bias=False, trainable=False,
+                              kernel_initializer=keras.initializers.GlorotUniform(seed=layer_seed),
+                              name=f"{name}_conv{stage}_{conv}")(h)
+            h = layers.ReLU(name=f"{name}_relu{stage}_{conv}")(h)
+        h = layers.MaxPooling2D(2, name=f"{name}_pool{stage}")(h)
+        if stage in stages:
+            pooled.append(ct_layers.ChannelStatistics(arch.statistics, name=f"{name}_stats{stage}")(h))
+    return pooled
 
 
 def extract_features(model: keras.Model, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
