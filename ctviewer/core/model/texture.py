@@ -48,7 +48,10 @@ class TextureArchitecture:
 
     @property
     def smallest_input(self) -> int:
-        return 2 ** len(self.filters) * (2 if self.half_scale_nets else 1)
+        """The smallest image every pooled stage still sees at 1 x 1 or more (each stage halves it)."""
+        full = 2 ** (max(self.pooled_stages) + 1)
+        half = 2 * 2 ** (max(self.half_scale_stages) + 1) if self.half_scale_nets else 0
+        return max(full, half)
 
 
 def build_texture(size: int, seed: int | None = 0, arch: TextureArchitecture = TextureArchitecture()) -> keras.Model:
