@@ -164,3 +164,14 @@ def test_grad_cam_of_a_texture_model_looks_through_every_network_and_respects_th
     assert heat.shape == (32, 32) and heat.max() == pytest.approx(1.0)
     # The features average an image with its mirror, so the map of the mirrored image is the mirrored map.
     np.testing.assert_allclose(grad_cam(model, image[:, ::-1]), heat[:, ::-1], atol=1e-4)
+
+
+def test_an_image_too_small_for_the_pooled_stages_is_refused_with_the_smallest_size():
+    from ctviewer.core.errors import ModelError
+    from ctviewer.core.model.texture import TextureArchitecture, build_texture
+
+    arch = TextureArchitecture()
+    assert arch.smallest_input == 16  # four full-resolution stages, or three at half resolution
+    with pytest.raises(ModelError, match="at least 16"):
+        build_texture(8, arch=arch)
+    assert build_texture(16, arch=arch).output_shape == (None, 2)
