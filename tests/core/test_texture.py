@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from ctviewer.core.data.cache import Cache
-from ctviewer.core.data.dataset import discover
+from ctviewer.core.data.dataset import discover, load_stack
+from ctviewer.core.explain.gradcam import grad_cam
+from ctviewer.core.model import feature_memo
 
 
 def _texture_pngs(folder: Path, patients: int = 8, per_patient: int = 2, size: int = 32, seed: int = 0) -> Path:
@@ -82,7 +84,9 @@ def test_the_readout_written_into_the_model_matches_the_fitted_regression():
     assert readout.strength in readout.inner_auc and readout.inner_folds == 5
     assert readout.inner_probabilities is not None and np.isfinite(readout.inner_probabilities).all()
     scaler = StandardScaler().fit(features)
-    reference = LogisticRegression(C=readout.strength, max_iter=5000, class_weight="balanced").fit(
+    # The read-out is fitted in the span of the rows (texture._RowSpace): the same optimum as the
+    # regression on all features, solved tightly here.
+    reference = LogisticRegression(C=readout.strength, max_iter=20000, tol=1e-9, class_weight="balanced").fit(
         scaler.transform(features), y).predict_proba(scaler.transform(features))[:, 1]
     mine = np.asarray(model.get_layer("probabilities")(features.astype(np.float32)))[:, 1]
     np.testing.assert_allclose(mine, reference, atol=1e-4)
@@ -96,16 +100,70 @@ def test_cross_validation_of_the_texture_recipe_tells_grain_apart_and_predicts_r
     cache = Cache(tmp_path / "cache")
     dataset = discover(_texture_pngs(tmp_path / "data"), positive="fine", cache=cache)
     events = []
+    feature_memo.forget()
     result = cross_validate(dataset, _config(ensemble=True), folds=4, cache=cache, on_event=events.append)
     assert result.metrics.auc > 0.9  # grain is invisible to a histogram: both classes share mean and spread
+    # The folds share one draw of the networks: each image went through them once in training.
+    assert {m.config.seed for m in result.models} == {0}
+    assert feature_memo.stats()["misses"] == len(dataset)
+    # ... and the ensemble runs them once: one shared trunk, then each fold's read-out.
+    names = [layer.name for layer in result.ensemble.model.layers]
+    assert names.count("shared_texture_features") == 1 and sum(n.startswith("member") for n in names) == 4
     assert all(len(h["loss"]) == 1 and "val_auc" in h for h in result.histories)
     assert any(type(e).__name__ == "EpochEnded" for e in events)
     assert all(0.0 < t < 1.0 for t in result.fold_thresholds)
     first = predict(result.ensemble, dataset, cache=cache).probs
     np.testing.assert_array_equal(predict(result.ensemble, dataset, cache=cache).probs, first)
+    members = np.mean([predict(m, dataset, cache=cache).probs for m in result.models], axis=0)
+    np.testing.assert_allclose(first, members, atol=1e-6)  # the mean of the members, computed once
+    spread = predict(result.ensemble, dataset, cache=cache).uncertainty
+    assert spread is not None and np.isfinite(spread).all() and spread.max() > 0
     save_bundle(result.ensemble, tmp_path / "bundle")
     loaded = load_bundle(tmp_path / "bundle")
     np.testing.assert_array_equal(predict(loaded, dataset, cache=cache).probs, first)
+    image = np.asarray(load_stack(dataset.subset([0]), loaded.preprocessing, cache))[0]
+    heat = grad_cam(loaded, image)  # through the shared networks, for the ensemble's mean
+    assert heat.shape == image.shape[:2] and heat.max() == pytest.approx(1.0)
+
+
+def test_features_are_remembered_per_frozen_network_and_pixels():
+    from ctviewer.core.model.recipes import build_model
+    from ctviewer.core.model.texture import extract_features
+
+    feature_memo.forget()
+    x = np.random.default_rng(5).random((6, 32, 32), dtype=np.float32)
+    first = extract_features(build_model(_config()), x, batch_size=4)
+    again = extract_features(build_model(_config()), x, batch_size=4)  # another model, the same networks
+    np.testing.assert_array_equal(again, first)
+    assert feature_memo.stats()["misses"] == 6 and feature_memo.stats()["hits"] == 6
+    x[2, 0, 0] += 0.5  # one pixel of one image
+    extract_features(build_model(_config()), x, batch_size=4)
+    assert feature_memo.stats()["misses"] == 7
+    other = extract_features(build_model(_config(seed=1)), x, batch_size=4)  # other networks: computed anew
+    assert feature_memo.stats()["misses"] == 13 and not np.allclose(other, first)
+
+
+def test_texture_members_with_different_networks_stay_separate_sub_models():
+    from ctviewer.core.model.ensemble import Ensemble
+    from ctviewer.core.model.inference import predict_arrays
+    from ctviewer.core.model.recipes import build_model
+    from ctviewer.core.training.results import TrainedModel
+
+    def member(seed):
+        model = build_model(_config(seed=seed))
+        kernel, bias = model.get_layer("probabilities").get_weights()
+        kernel[:, 1] = 1e-3 * np.random.default_rng(seed).normal(size=len(kernel))
+        model.get_layer("probabilities").set_weights([kernel, bias])
+        return TrainedModel(model=model, config=_config(seed=seed), threshold=0.5, history={}, split=None,
+                            classes=("coarse", "fine"), dataset=None)
+
+    members = [member(0), member(1)]  # e.g. a bundle trained before the networks were shared
+    ensemble = Ensemble.from_trained(members)
+    names = [layer.name for layer in ensemble.model.layers]
+    assert "shared_texture_features" not in names and {"member0", "member1"} <= set(names)
+    x = np.random.default_rng(6).random((3, 32, 32), dtype=np.float32)
+    expected = np.mean([predict_arrays(m.model, x, batch_size=4) for m in members], axis=0)
+    np.testing.assert_allclose(predict_arrays(ensemble.model, x, batch_size=4), expected, atol=1e-6)
 
 
 def test_stretch_fills_the_square_with_the_whole_image():

@@ -133,9 +133,11 @@ def _normalised_mean(maps: list[np.ndarray]) -> np.ndarray:
 
 def ensemble_members(model: Any) -> list[Any]:
     """The member models of a ctviewer ensemble (outputs averaged by ``mean_probabilities``), else []."""
+    from ctviewer.core.model.members import shared_features
+
     names = {layer.name for layer in getattr(model, "layers", [])}
-    if "mean_probabilities" not in names:
-        return []
+    if "mean_probabilities" not in names or shared_features(model) is not None:
+        return []  # members that share one feature trunk are explained through it, as one model
     return [layer for layer in model.layers if getattr(layer, "layers", None) and conv_layers(layer)]
 
 

@@ -80,6 +80,8 @@ class Ensemble(PredictorBase):
         import keras
         import numpy as np
 
+        from ctviewer.core.model.texture import shared_trunk
+
         if not members:
             raise ModelError("an ensemble needs at least one model")
         first = members[0]
@@ -87,11 +89,27 @@ class Ensemble(PredictorBase):
             raise ModelError("ensemble members differ in preprocessing or classes")
         size = first.preprocessing.size
         inputs = keras.Input((size, size, 1), name="image")
-        # Each member becomes a uniquely named sub-model sharing its layers and weights.
-        outputs = [keras.Model(m.model.inputs[0], m.model.outputs[0], name=f"member{i}")(inputs)
-                   for i, m in enumerate(members)]
+        trunk = shared_trunk([m.model for m in members])
+        if trunk is not None:
+            # Texture members with the same frozen networks: run them once, then each read-out.
+            features = trunk(inputs)
+            outputs = [_readout_member(m.model, features, f"member{i}")(features) for i, m in enumerate(members)]
+        else:
+            # Each member becomes a uniquely named sub-model sharing its layers and weights.
+            outputs = [keras.Model(m.model.inputs[0], m.model.outputs[0], name=f"member{i}")(inputs)
+                       for i, m in enumerate(members)]
         mean = outputs[0] if len(outputs) == 1 else keras.layers.Average(name="mean_probabilities")(outputs)
         model = keras.Model(inputs, mean, name="ctviewer_ensemble")
         t = float(np.median([m.threshold for m in members])) if threshold is None else float(threshold)
         return cls(model=model, members=list(members), threshold=t, config=first.config, classes=first.classes,
                    dataset=first.dataset)
+
+
+def _readout_member(model: keras.Model, features: Any, name: str) -> keras.Model:
+    """A texture member's read-out alone, as a sub-model on the shared features."""
+    import keras
+
+    from ctviewer.core.model.texture import READOUT_LAYER
+
+    inputs = keras.Input(tuple(features.shape[1:]), name="features")
+    return keras.Model(inputs, model.get_layer(READOUT_LAYER)(inputs), name=name)

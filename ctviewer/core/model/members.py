@@ -6,6 +6,9 @@ the members (how much they disagree on an image), `spread_model` builds a second
 the very same layers with two outputs: the ensemble's own mean (same layers, same
 arithmetic, so the same numbers as the saved model) and the members' positive-class
 probabilities stacked (N, k). One forward pass gives both, for every member at once.
+
+A texture ensemble whose members share their frozen networks runs them once, as the sub-model
+``shared_texture_features``; its members are then read-outs of those features.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import weakref
 from typing import Any
 
 MEAN_LAYER = "mean_probabilities"
+SHARED_FEATURES = "shared_texture_features"
 _MEMBER_NAME = re.compile(r"^member\d+$")
 # keras.Model -> its spread model (or None when it is not a fold ensemble); built once per model.
 _SPREAD_MODELS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -27,6 +31,11 @@ def fold_members(model: Any) -> list[Any]:
         return []
     members = [layer for layer in layers if _MEMBER_NAME.match(layer.name) and hasattr(layer, "layers")]
     return sorted(members, key=lambda layer: int(layer.name.removeprefix("member")))
+
+
+def shared_features(model: Any) -> Any:
+    """The feature trunk a texture fold ensemble's members share (their inputs are its output), or None."""
+    return next((layer for layer in getattr(model, "layers", []) if layer.name == SHARED_FEATURES), None)
 
 
 def spread_model(model: Any) -> Any:
@@ -44,7 +53,8 @@ def spread_model(model: Any) -> Any:
         import keras
 
         inputs = model.inputs[0]
-        outputs = [member(inputs) for member in members]
+        x = shared_features(model)(inputs) if shared_features(model) is not None else inputs
+        outputs = [member(x) for member in members]
         mean = model.get_layer(MEAN_LAYER)(outputs)
         positives = keras.ops.stack([out[:, 1] for out in outputs], axis=1)
         built = keras.Model(inputs, [mean, positives], name=f"{model.name}_with_members")

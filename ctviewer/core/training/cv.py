@@ -46,7 +46,12 @@ def _fold_config(config: TrainConfig, k: int) -> TrainConfig:
     # No mirror TTA inside a fold ensemble: the members' out-of-fold AUC was the same without it
     # (three SIIM ensembles, mean difference -0.0004, bench/ensemble_tta.py) at half the
     # prediction cost; the out-of-fold predictions are made the way the ensemble predicts.
-    return replace(config, seed=config.seed + k, restore_best=config.restore_best and not fixed, tta=False)
+    # The texture recipe's folds keep one seed, so one draw of its frozen networks: their features
+    # are computed once per image for the recipe choice and every fold (texture.extract_features),
+    # and the fold ensemble runs the networks once (Ensemble.from_trained). Its read-outs still
+    # differ per fold; a new draw per fold cost 6 feature passes per image for no gain in AUC.
+    seed = config.seed if config.model == "texture" else config.seed + k
+    return replace(config, seed=seed, restore_best=config.restore_best and not fixed, tta=False)
 
 
 def cross_validate(
