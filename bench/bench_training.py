@@ -197,6 +197,42 @@ HEADERS = ["model", "input", "batch", "images/s", "timed imgs", "1st batch", "co
            "of peak", "RSS before MiB", "peak RSS MiB"]
 
 
+# Issue 15's bar, at the recipe's own input size: the training path before issue 15 (Keras'
+# BatchNorm and four augmentation layers, float32) against today's float32 and bfloat16 paths,
+# each in a fresh process through bench/profile_step.py's measurement.
+RECIPE_PATHS = ("before_issue_15", "baseline", "bf16")
+
+
+def recipe_size_paths(steps: int) -> list[dict[str, Any]]:
+    """One training-step measurement per path in `RECIPE_PATHS` (default recipe, 128 px, batch 16)."""
+    import profile_step
+
+    rows = []
+    for name in RECIPE_PATHS:
+        row = bc.run_isolated(profile_step._measure, profile_step.VARIANTS[name], steps)
+        print(f"  measured default @ {profile_step.SIZE} ({name}): {row['images_per_s']:.1f} images/s, "
+              f"{row['cpu_ms_per_image']:.1f} CPU-ms/image", flush=True)
+        rows.append(row)
+    return rows
+
+
+def _print_recipe_paths(rows: list[dict[str, Any]]) -> None:
+    import profile_step
+
+    before = rows[0]
+    labels = {"before_issue_15": "before issue 15 (Keras BatchNorm, 4 augmentation layers)",
+              "baseline": "today, float32 (the default)", "bf16": "today, bfloat16 conv blocks (--precision bfloat16)"}
+    table = [[labels.get(r["variant"], r["variant"]), f"{r['images_per_s']:.1f}", f"{r['cpu_ms_per_image']:.1f}",
+              f"{r['cpu_per_wall']:.2f}", f"{r['images_per_s'] / before['images_per_s']:.2f}x",
+              f"{before['cpu_ms_per_image'] / r['cpu_ms_per_image']:.2f}x"] for r in rows]
+    bc.print_table(
+        f"Default recipe at its input size ({profile_step.SIZE} px, batch {profile_step.BATCH}), training paths side by side",
+        ["path", "images/s", "CPU-ms/image", "cores used", "images/s vs before", "CPU vs before"], table,
+        notes=["bench/profile_step.py's measurement, each path in a fresh process; synthetic images, "
+               f"{profile_step.N_IMAGES} per epoch; issue 15 asks for 3x images/s over the path before it"],
+    )
+
+
 def run(quick: bool = False, data: Path | None = None) -> None:
     """Print the training-throughput tables (``data`` is unused: the images are synthetic)."""
     sizes = (256, 512) if quick else SIZES
@@ -217,6 +253,8 @@ def run(quick: bool = False, data: Path | None = None) -> None:
             in_memory[(name, size)] = t
             results.append(t)
             print(f"  measured {name} @ {size}: {t.images_per_s:.2f} images/s", flush=True)
+
+    recipe_rows = recipe_size_paths(steps=12 if quick else 60)
 
     data_gib = n_stream * STREAM_SIZE * STREAM_SIZE * 4 / 1024**3
     tmp = Path(tempfile.mkdtemp(prefix="ctviewer-bench-stream-"))
@@ -258,6 +296,7 @@ def run(quick: bool = False, data: Path | None = None) -> None:
             "synthetic uniform-noise images",
         ],
     )
+    _print_recipe_paths(recipe_rows)
     compare = []
     for t in streamed:
         ref = in_memory.get((t.model, STREAM_SIZE))
