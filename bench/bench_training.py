@@ -203,20 +203,30 @@ HEADERS = ["model", "input", "batch", "images/s", "timed imgs", "1st batch", "co
 RECIPE_PATHS = ("before_issue_15", "baseline", "bf16")
 
 
+def recipe_forward_gflop() -> float:
+    """Float32-equivalent forward GFLOP per image of the default recipe at profile_step's input size."""
+    import profile_step
+
+    from ctviewer.core.model.recipes import build_default
+
+    return bc.count_flops(build_default(profile_step.SIZE)).forward_per_image / 1e9
+
+
 def recipe_size_paths(steps: int) -> list[dict[str, Any]]:
     """One training-step measurement per path in `RECIPE_PATHS` (default recipe, 128 px, batch 16)."""
     import profile_step
 
+    forward = bc.run_isolated(recipe_forward_gflop)
     rows = []
     for name in RECIPE_PATHS:
         row = bc.run_isolated(profile_step._measure, profile_step.VARIANTS[name], steps)
         print(f"  measured default @ {profile_step.SIZE} ({name}): {row['images_per_s']:.1f} images/s, "
               f"{row['cpu_ms_per_image']:.1f} CPU-ms/image", flush=True)
-        rows.append(row)
+        rows.append({**row, "train_gflop": 3 * forward})
     return rows
 
 
-def _print_recipe_paths(rows: list[dict[str, Any]]) -> None:
+def _print_recipe_paths(rows: list[dict[str, Any]], peak_gflops: float) -> None:
     import profile_step
 
     before = rows[0]
@@ -224,12 +234,17 @@ def _print_recipe_paths(rows: list[dict[str, Any]]) -> None:
               "baseline": "today, float32 (the default)", "bf16": "today, bfloat16 conv blocks (--precision bfloat16)"}
     table = [[labels.get(r["variant"], r["variant"]), f"{r['images_per_s']:.1f}", f"{r['cpu_ms_per_image']:.1f}",
               f"{r['cpu_per_wall']:.2f}", f"{r['images_per_s'] / before['images_per_s']:.2f}x",
-              f"{before['cpu_ms_per_image'] / r['cpu_ms_per_image']:.2f}x"] for r in rows]
+              f"{before['cpu_ms_per_image'] / r['cpu_ms_per_image']:.2f}x",
+              f"{r['images_per_s'] * r['train_gflop']:.1f}",
+              f"{100 * r['images_per_s'] * r['train_gflop'] / peak_gflops:.1f}%"] for r in rows]
     bc.print_table(
         f"Default recipe at its input size ({profile_step.SIZE} px, batch {profile_step.BATCH}), training paths side by side",
-        ["path", "images/s", "CPU-ms/image", "cores used", "images/s vs before", "CPU vs before"], table,
+        ["path", "images/s", "CPU-ms/image", "cores used", "images/s vs before", "CPU vs before", "GFLOP/s",
+         "of peak"], table,
         notes=["bench/profile_step.py's measurement, each path in a fresh process; synthetic images, "
-               f"{profile_step.N_IMAGES} per epoch; issue 15 asks for 3x images/s over the path before it"],
+               f"{profile_step.N_IMAGES} per epoch; issue 15 asks for 3x images/s over the path before it",
+               f"GFLOP/s in float32-equivalent FLOPs ({rows[0]['train_gflop']:.2f} GFLOP per training image, as above), "
+               f"of the {peak_gflops:.1f} GFLOP/s float32 matmul peak of this run (issue 15's other bar: 30 %)"],
     )
 
 
@@ -296,7 +311,7 @@ def run(quick: bool = False, data: Path | None = None) -> None:
             "synthetic uniform-noise images",
         ],
     )
-    _print_recipe_paths(recipe_rows)
+    _print_recipe_paths(recipe_rows, peak)
     compare = []
     for t in streamed:
         ref = in_memory.get((t.model, STREAM_SIZE))
