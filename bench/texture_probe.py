@@ -1,7 +1,8 @@
 """How well the texture recipe's frozen features separate the classes: a linear probe per variant.
 
-The rows of docs/RECIPE.md's texture table were measured this way: the product's own
-preprocessing and texture network give each image's features, then the pooled out-of-fold AUC
+docs/RECIPE.md's tenth-session probe rows come from this script (the earlier rows from /tmp
+scripts of the same design): the product's own preprocessing and texture network give each
+image's features, then the pooled out-of-fold AUC
 of the recipe's L2 logistic read-out (class-balanced, standardised on each training part) is
 taken over patient-grouped StratifiedGroupKFold splits, one per fold seed, at each strength C.
 The variants and C are chosen on these same folds, so the numbers are optimistic: the product's
@@ -47,17 +48,8 @@ def _features(data: str, positive: str | None, variant: str, net_seed: int) -> t
     return extract_features(model, stack, config.batch_size), dataset.y, dataset.patients
 
 
-def probe(features: np.ndarray, y: np.ndarray, groups: np.ndarray, fold_seed: int,
-          strengths: tuple[float, ...]) -> dict[float, float]:
-    """Pooled out-of-fold AUC per strength over 5 patient-grouped folds of one fold seed."""
-    from ctviewer.core.model.texture import inner_cv_auc
-
-    aucs, _, _ = inner_cv_auc(features, y, groups, strengths, balanced=True, seed=fold_seed)
-    return aucs
-
-
 def main() -> None:
-    from ctviewer.core.model.texture import READOUT_STRENGTHS
+    from ctviewer.core.model.texture import READOUT_STRENGTHS, inner_cv_auc
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", help="a labelled folder or labels.csv (with a patient column for grouping)")
@@ -74,7 +66,8 @@ def main() -> None:
         started = time.perf_counter()
         features, y, groups = bc.run_isolated(_features, args.data, args.positive, variant, args.net_seed)
         seconds = time.perf_counter() - started
-        per_seed = [probe(features, y, groups, s, strengths) for s in args.fold_seeds]
+        # The read-out's own inner cross-validation, one fold seed at a time (class-balanced, as the recipe).
+        per_seed = [inner_cv_auc(features, y, groups, strengths, balanced=True, seed=s)[0] for s in args.fold_seeds]
         best = [max(aucs.values()) for aucs in per_seed]
         mean_by_c = {c: float(np.mean([aucs[c] for aucs in per_seed])) for c in strengths}
         table.append([variant, str(features.shape[1]), " / ".join(f"{b:.3f}" for b in best), f"{np.mean(best):.3f}",
