@@ -90,7 +90,7 @@ def ordered(fn: Callable[[T], R], items: Sequence[T], should_stop: StopCheck | N
     chunks = [list(items[i : i + CHUNK]) for i in range(0, len(items), CHUNK)]
     try:
         pool = _get_pool()
-        with _without_main():  # the executor starts its processes inside submit
+        with without_main():  # the executor starts its processes inside submit
             futures: list[Future | None] = [pool.submit(_run_chunk, fn, chunk) for chunk in chunks]
     except (BrokenProcessPool, OSError, RuntimeError):
         _drop_pool()
@@ -160,7 +160,7 @@ def _get_pool() -> ProcessPoolExecutor:
 
 
 @contextlib.contextmanager
-def _without_main() -> Iterator[None]:
+def without_main() -> Iterator[None]:
     """Processes started meanwhile are not told to import ``__main__`` (see the module's note)."""
     real = multiprocessing.spawn.get_preparation_data
 

@@ -9,13 +9,14 @@ from typing import Any
 import numpy as np
 
 from ctviewer.core.data.cache import Cache
-from ctviewer.core.data.dataset import Dataset
+from ctviewer.core.data.dataset import Dataset, iter_arrays
 from ctviewer.core.data.splits import kfold, smallest_class_patients
 from ctviewer.core.errors import Cancelled, DatasetError
 from ctviewer.core.events import EventCallback, FoldStarted, Message, StopCheck, emit, stop_requested
 from ctviewer.core.metrics.predictions import Predictions
-from ctviewer.core.model.config import DEFAULT_FOLDS, TrainConfig
+from ctviewer.core.model.config import DEFAULT_FOLDS, TrainConfig, preprocessing_of
 from ctviewer.core.training.fit import _check_config, fit
+from ctviewer.core.training.fold_workers import FoldTask, FoldWorkerDied, FoldWorkers, rebuild_model, worker_plan
 from ctviewer.core.training.oof import choose_oof_threshold, compare_threshold_rules
 from ctviewer.core.training.plan import RecipeChooser, config_for_choice, wants_choice
 from ctviewer.core.training.results import CVResult, TrainedModel, summarize_dataset
@@ -116,6 +117,7 @@ def cross_validate(
 
     config = with_resolved_precision(config)  # every fold, the result and the card: the precision that ran
     models = None if before_issue_15() else CompiledModelPool()  # one trace for all folds
+    runner = _start_fold_workers(config, assignment, cache, strategy)  # they import TensorFlow meanwhile
     chooser, choices = None, []
     if wants_choice(config):
         chooser = RecipeChooser(dataset, config, cache, on_event, should_stop)
@@ -124,39 +126,59 @@ def cross_validate(
             config = config_for_choice(config, choices[0])
             notes.append(f"recipe chosen on all {len(dataset)} images: {choices[0].reason}")
             emit(on_event, Message(notes[-1]))
-    for k in range(n_folds):
-        if stop_requested(should_stop):
-            cancelled = _stop_or_raise(f"before fold {k + 1}", keep_partial, k, n_folds, notes)
-            break
-        emit(on_event, FoldStarted(k, n_folds))
-        train_idx, test_idx = assignment.train_indices(k), assignment.test_indices(k)
-        fold_recipe = config
-        if chooser is not None and not (keep_models or config.ensemble):  # cv: chosen without the fold's images
-            choices.append(chooser.choose(train_idx))
-            fold_recipe = config_for_choice(config, choices[-1])
-            notes.append(f"fold {k + 1}: {choices[-1].reason}")
-            emit(on_event, Message(notes[-1]))
-        try:
-            trained = fit(dataset.subset(train_idx.tolist()), _fold_config(fold_recipe, k), on_event,
-                          should_stop, cache=cache, strategy=strategy, stream=stream, fold=k, models=models)
-        except Cancelled:  # while the fold's images were loading
-            cancelled = _stop_or_raise(f"during fold {k + 1}", keep_partial, k, n_folds, notes)
-            break
-        if trained.cancelled:
-            del trained
-            cancelled = _stop_or_raise(f"during fold {k + 1}", keep_partial, k, n_folds, notes)
-            break
-        fold_pred = predict(trained, dataset.subset(test_idx.tolist()),
-                            batch_size=config.batch_size, cache=cache)
-        probs[test_idx] = fold_pred.probs
-        thresholds.append(trained.threshold)
-        histories.append(trained.history)
-        if keep_models or config.ensemble:
-            if models is not None:  # the pool re-initialises its model next fold
-                trained.model = models.detach(trained.model)
-            kept.append(trained)
-        else:
-            del trained
+    runner, fold_recipes = _submit_folds(runner, dataset, config, assignment, chooser, choices, cache, stream,
+                                         keep_models or config.ensemble, on_event)
+    try:
+        for k in range(n_folds):
+            if stop_requested(should_stop):
+                cancelled = _stop_or_raise(f"before fold {k + 1}", keep_partial, k, n_folds, notes)
+                break
+            emit(on_event, FoldStarted(k, n_folds))
+            train_idx, test_idx = assignment.train_indices(k), assignment.test_indices(k)
+            fold_recipe = config
+            if chooser is not None and not (keep_models or config.ensemble):  # cv: chosen without the fold's images
+                if fold_recipes is None:
+                    choices.append(chooser.choose(train_idx))
+                fold_recipe = config_for_choice(config, choices[k])
+                notes.append(f"fold {k + 1}: {choices[k].reason}")
+                emit(on_event, Message(notes[-1]))
+            trained, fold_probs = None, None
+            try:
+                if runner is not None:
+                    try:
+                        outcome = runner.result(k, on_event, should_stop)
+                        trained, fold_probs = outcome.trained, outcome.probs
+                        if outcome.variables is not None:
+                            trained.model = rebuild_model(trained.config, outcome.variables)
+                    except FoldWorkerDied as exc:
+                        runner.close()
+                        runner = None
+                        emit(on_event, Message(f"{exc}; training the remaining folds in this process", "warning"))
+                if trained is None:
+                    trained = fit(dataset.subset(train_idx.tolist()), _fold_config(fold_recipe, k), on_event,
+                                  should_stop, cache=cache, strategy=strategy, stream=stream, fold=k, models=models)
+            except Cancelled:  # while the fold's images were loading
+                cancelled = _stop_or_raise(f"during fold {k + 1}", keep_partial, k, n_folds, notes)
+                break
+            if trained.cancelled:
+                del trained
+                cancelled = _stop_or_raise(f"during fold {k + 1}", keep_partial, k, n_folds, notes)
+                break
+            if fold_probs is None:
+                fold_probs = predict(trained, dataset.subset(test_idx.tolist()),
+                                     batch_size=config.batch_size, cache=cache).probs
+            probs[test_idx] = fold_probs
+            thresholds.append(trained.threshold)
+            histories.append(trained.history)
+            if keep_models or config.ensemble:
+                if models is not None:  # the pool re-initialises its model next fold
+                    trained.model = models.detach(trained.model)
+                kept.append(trained)
+            else:
+                del trained
+    finally:
+        if runner is not None:
+            runner.close()
     done = np.flatnonzero(np.isfinite(probs))
     classes = (str(dataset.negative), str(dataset.positive))
     fold_of = np.asarray(assignment.fold_of, dtype=np.int64)
@@ -192,6 +214,46 @@ def cross_validate(
         result.ensemble.cross_validation = result
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _start_fold_workers(config: TrainConfig, assignment: Any, cache: Cache, strategy: Any) -> FoldWorkers | None:
+    """Worker processes for the folds where `fold_workers.worker_plan` says they pay, else None."""
+    workers, threads = worker_plan(config, [len(assignment.train_indices(k)) for k in range(assignment.k)], strategy)
+    if not workers or type(cache) is not Cache:  # the workers read the images from this cache's folder
+        return None
+    return FoldWorkers(workers, threads)
+
+
+def _submit_folds(runner: FoldWorkers | None, dataset: Dataset, config: TrainConfig, assignment: Any,
+                  chooser: RecipeChooser | None, choices: list[Any], cache: Cache, stream: bool | None, keep: bool,
+                  on_event: EventCallback | None) -> tuple[FoldWorkers | None, list[TrainConfig] | None]:
+    """Give the workers their folds: ``(runner, every fold's recipe)``, or ``(None, ...)`` to train here.
+
+    The workers need every fold's recipe at the start, so a cv's per-fold recipe choices are made
+    here (into ``choices``, in fold order), and every image is preprocessed into the cache here
+    once, so the workers only read it.
+    """
+    if runner is None:
+        return None, None
+    recipes = []
+    for k in range(assignment.k):
+        recipe = config
+        if chooser is not None and not keep:
+            choices.append(chooser.choose(assignment.train_indices(k)))
+            recipe = config_for_choice(config, choices[-1])
+        recipes.append(_fold_config(recipe, k))
+    if all(recipe.model == "texture" for recipe in recipes):  # no epochs to share out
+        runner.close()
+        return None, recipes
+    for prep in {preprocessing_of(recipe) for recipe in recipes}:
+        for _ in iter_arrays(dataset, prep, cache, on_event):
+            pass
+    cache.flush()
+    runner.submit([FoldTask(k, dataset.subset(assignment.train_indices(k).tolist()),
+                            dataset.subset(assignment.test_indices(k).tolist()), recipes[k], str(cache.root), stream,
+                            keep) for k in range(assignment.k)])
+    emit(on_event, Message(f"training the {assignment.k} folds in {runner.workers} worker processes"))
+    return runner, recipes
 
 
 def _stop_or_raise(when: str, keep_partial: bool, completed: int, planned: int, notes: list[str]) -> bool:

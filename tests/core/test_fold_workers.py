@@ -1,0 +1,95 @@
+"""Folds trained side by side in worker processes (core/training/fold_workers.py)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from _trainkit import tiny_config, tiny_demo
+
+from ctviewer.core.errors import Cancelled
+from ctviewer.core.events import EpochEnded, FoldStarted, Message
+from ctviewer.core.model.inference import predict_arrays
+from ctviewer.core.training.cv import cross_validate
+from ctviewer.core.training.fold_workers import MIN_WORK, worker_plan
+
+
+def test_worker_plan_keeps_small_texture_gpu_less_and_distributed_work_in_this_process(monkeypatch):
+    monkeypatch.delenv("CTVIEWER_FOLD_WORKERS", raising=False)
+    monkeypatch.setattr("ctviewer.core.training.fold_workers._cpus", lambda: 2)
+    monkeypatch.setattr("ctviewer.core.training.fold_workers._has_gpu", lambda: False)
+    monkeypatch.setattr("ctviewer.core.training.fold_workers._available_memory", lambda: 16 * 2**30)
+    recipe = tiny_config(input_size=128, epochs=60)
+    big = [80] * 5  # the SIIM cv: 24 000 image-epochs
+    assert worker_plan(recipe, big) == (3, 1), "one process more than CPUs"
+    assert worker_plan(recipe, [10, 10]) == (0, 0), "too little work to pay the workers' start"
+    assert sum([10, 10]) * recipe.epochs < MIN_WORK
+    assert worker_plan(replace(recipe, model="texture"), big) == (0, 0)
+    assert worker_plan(recipe, big, strategy=object()) == (0, 0), "a tf.distribute strategy is the parallelism"
+    assert worker_plan(recipe, [80]) == (0, 0)
+    monkeypatch.setattr("ctviewer.core.training.fold_workers._has_gpu", lambda: True)
+    assert worker_plan(recipe, big) == (0, 0)
+    monkeypatch.setattr("ctviewer.core.training.fold_workers._has_gpu", lambda: False)
+    monkeypatch.setattr("ctviewer.core.training.fold_workers._cpus", lambda: 1)
+    assert worker_plan(recipe, big) == (0, 0)
+    monkeypatch.setattr("ctviewer.core.training.fold_workers._cpus", lambda: 8)
+    monkeypatch.setattr("ctviewer.core.training.fold_workers._available_memory", lambda: 4 * 2**30)
+    assert worker_plan(recipe, big) == (2, 4), "no more workers than the memory holds"
+    monkeypatch.setattr("ctviewer.core.training.fold_workers._available_memory", lambda: 64 * 2**30)
+    assert worker_plan(recipe, big) == (5, 2)
+    monkeypatch.setenv("CTVIEWER_FOLD_WORKERS", "0")
+    assert worker_plan(recipe, big) == (0, 0)
+    monkeypatch.setenv("CTVIEWER_FOLD_WORKERS", "3")
+    assert worker_plan(recipe, [10, 10]) == (2, 4), "asked for: as many as there are folds"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return tiny_demo(tmp_path_factory.mktemp("fold_workers"), n_patients=4)
+
+
+def test_folds_in_workers_reach_the_caller_in_order_and_are_the_same_every_run(demo, monkeypatch):
+    dataset, cache = demo
+    monkeypatch.setenv("CTVIEWER_FOLD_WORKERS", "2")
+    config = tiny_config(choose_recipe=False)
+    runs, events = [], []
+    for _ in range(2):
+        seen: list = []
+        runs.append(cross_validate(dataset, config, folds=3, cache=cache, keep_models=True, on_event=seen.append))
+        events.append(seen)
+    first, second = runs
+    assert any(isinstance(e, Message) and "worker processes" in e.text for e in events[0])
+    # The caller sees fold after fold, as when this process trains them.
+    assert [e.fold for e in events[0] if isinstance(e, FoldStarted)] == [0, 1, 2]
+    epoch_folds = [e.fold for e in events[0] if isinstance(e, EpochEnded)]
+    assert epoch_folds == sorted(epoch_folds) and set(epoch_folds) == {0, 1, 2}
+    # Every image has its out-of-fold probability, from a member the caller holds and can use.
+    probs = first.predictions.probs
+    assert np.isfinite(probs).all() and len(probs) == len(dataset)
+    assert len(first.ensemble.members) == 3
+    for k, member in enumerate(first.models):
+        assert member.model is not None and member.epochs_run == config.epochs
+        rows = np.flatnonzero(first.predictions.folds == k)
+        x = np.stack([np.asarray(cache.array(first.predictions.paths[i], member.preprocessing), np.float32)
+                      for i in rows])
+        np.testing.assert_allclose(predict_arrays(member.model, x, batch_size=config.batch_size, tta=False),
+                                   probs[rows], atol=1e-5)
+    # Folds are dealt to workers by number: the same run gives the same numbers.
+    np.testing.assert_array_equal(second.predictions.probs, probs)
+    assert second.threshold == first.threshold
+
+
+def test_cancel_reaches_the_workers(demo, monkeypatch):
+    dataset, cache = demo
+    monkeypatch.setenv("CTVIEWER_FOLD_WORKERS", "2")
+    epochs_seen: list = []
+
+    def on_event(event):
+        if isinstance(event, EpochEnded):
+            epochs_seen.append(event)
+
+    with pytest.raises(Cancelled):
+        cross_validate(dataset, tiny_config(choose_recipe=False, epochs=50), folds=3, cache=cache,
+                       on_event=on_event, should_stop=lambda: bool(epochs_seen))
+    assert 1 <= len(epochs_seen) < 50, "the workers stopped long before their 50 epochs"
