@@ -93,3 +93,13 @@ def test_cancel_reaches_the_workers(demo, monkeypatch):
         cross_validate(dataset, tiny_config(choose_recipe=False, epochs=50), folds=3, cache=cache,
                        on_event=on_event, should_stop=lambda: bool(epochs_seen))
     assert 1 <= len(epochs_seen) < 50, "the workers stopped long before their 50 epochs"
+
+
+def test_the_workers_end_when_the_run_stops_before_they_get_a_fold(demo, monkeypatch):
+    import multiprocessing
+
+    dataset, cache = demo
+    monkeypatch.setenv("CTVIEWER_FOLD_WORKERS", "2")
+    with pytest.raises(Cancelled):  # stopped while the recipe is chosen, before any fold was dealt out
+        cross_validate(dataset, tiny_config(), folds=3, cache=cache, should_stop=lambda: True)
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("ctviewer-fold-worker")]

@@ -118,17 +118,17 @@ def cross_validate(
     config = with_resolved_precision(config)  # every fold, the result and the card: the precision that ran
     models = None if before_issue_15() else CompiledModelPool()  # one trace for all folds
     runner = _start_fold_workers(config, assignment, cache, strategy)  # they import TensorFlow meanwhile
-    chooser, choices = None, []
-    if wants_choice(config):
-        chooser = RecipeChooser(dataset, config, cache, on_event, should_stop)
-        if keep_models or config.ensemble:  # one ensemble needs one recipe: chosen on all its images
-            choices.append(chooser.choose(np.arange(len(dataset))))
-            config = config_for_choice(config, choices[0])
-            notes.append(f"recipe chosen on all {len(dataset)} images: {choices[0].reason}")
-            emit(on_event, Message(notes[-1]))
-    runner, fold_recipes = _submit_folds(runner, dataset, config, assignment, chooser, choices, cache, stream,
-                                         keep_models or config.ensemble, on_event)
-    try:
+    try:  # the workers end whatever happens, a cancelled recipe choice included
+        chooser, choices = None, []
+        if wants_choice(config):
+            chooser = RecipeChooser(dataset, config, cache, on_event, should_stop)
+            if keep_models or config.ensemble:  # one ensemble needs one recipe: chosen on all its images
+                choices.append(chooser.choose(np.arange(len(dataset))))
+                config = config_for_choice(config, choices[0])
+                notes.append(f"recipe chosen on all {len(dataset)} images: {choices[0].reason}")
+                emit(on_event, Message(notes[-1]))
+        runner, fold_recipes = _submit_folds(runner, dataset, config, assignment, chooser, choices, cache, stream,
+                                             keep_models or config.ensemble, on_event)
         for k in range(n_folds):
             if stop_requested(should_stop):
                 cancelled = _stop_or_raise(f"before fold {k + 1}", keep_partial, k, n_folds, notes)
