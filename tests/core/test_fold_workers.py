@@ -17,7 +17,7 @@ from ctviewer.core.training.fold_workers import MIN_WORK, worker_plan
 
 def test_worker_plan_keeps_small_texture_gpu_less_and_distributed_work_in_this_process(monkeypatch):
     monkeypatch.delenv("CTVIEWER_FOLD_WORKERS", raising=False)
-    monkeypatch.setattr("ctviewer.core.training.fold_workers._cpus", lambda: 2)
+    monkeypatch.setattr("ctviewer.core.training.fold_workers.usable_cpus", lambda: 2)
     monkeypatch.setattr("ctviewer.core.training.fold_workers._has_gpu", lambda: False)
     monkeypatch.setattr("ctviewer.core.training.fold_workers._available_memory", lambda: 16 * 2**30)
     recipe = tiny_config(input_size=128, epochs=60)
@@ -31,9 +31,9 @@ def test_worker_plan_keeps_small_texture_gpu_less_and_distributed_work_in_this_p
     monkeypatch.setattr("ctviewer.core.training.fold_workers._has_gpu", lambda: True)
     assert worker_plan(recipe, big) == (0, 0)
     monkeypatch.setattr("ctviewer.core.training.fold_workers._has_gpu", lambda: False)
-    monkeypatch.setattr("ctviewer.core.training.fold_workers._cpus", lambda: 1)
+    monkeypatch.setattr("ctviewer.core.training.fold_workers.usable_cpus", lambda: 1)
     assert worker_plan(recipe, big) == (0, 0)
-    monkeypatch.setattr("ctviewer.core.training.fold_workers._cpus", lambda: 8)
+    monkeypatch.setattr("ctviewer.core.training.fold_workers.usable_cpus", lambda: 8)
     monkeypatch.setattr("ctviewer.core.training.fold_workers._available_memory", lambda: 4 * 2**30)
     assert worker_plan(recipe, big) == (2, 4), "no more workers than the memory holds"
     monkeypatch.setattr("ctviewer.core.training.fold_workers._available_memory", lambda: 64 * 2**30)

@@ -58,11 +58,15 @@ def worker_count() -> int:
         return int(env)
     if getattr(sys, "frozen", False):
         return 0
+    return max(usable_cpus() - 1, 0)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask), else all of them."""
     try:
-        cpus = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return max(cpus - 1, 0)
+        return os.cpu_count() or 1
 
 
 def check_stop(should_stop: StopCheck | None) -> None:

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ctviewer.core.data.dataset import Dataset
-from ctviewer.core.data.parallel import without_main
+from ctviewer.core.data.parallel import usable_cpus, without_main
 from ctviewer.core.errors import Cancelled, TrainingError
 from ctviewer.core.events import EventCallback, StopCheck, emit, stop_requested
 from ctviewer.core.model.config import TrainConfig
@@ -80,13 +80,6 @@ class FoldOutcome:
     variables: list[np.ndarray] | None
 
 
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def _available_memory() -> float | None:
     try:
         with open("/proc/meminfo", encoding="ascii") as meminfo:
@@ -108,7 +101,7 @@ def worker_plan(config: TrainConfig, train_sizes: list[int], strategy: Any = Non
     """(workers, CPU threads per worker) for these folds; (0, 0): train them in this process."""
     folds = len(train_sizes)
     env = os.environ.get("CTVIEWER_FOLD_WORKERS", "").strip()
-    cpus = _cpus()
+    cpus = usable_cpus()
     if env.isdigit():
         workers = min(int(env), folds)
         return (workers, _threads_each(cpus, workers)) if workers else (0, 0)
@@ -240,8 +233,7 @@ class FoldWorkers:
 def _worker_main(inbox: Any, messages: Any, stop: Any, threads: int) -> None:
     os.environ["CTVIEWER_DECODE_WORKERS"] = "0"  # a daemonic process cannot start a decode pool
     with contextlib.suppress(AttributeError, OSError):
-        # Below the caller, whose recipe choice then runs at full speed while the workers trace, and
-        # below the GUI, which stays responsive while the folds train.
+        # Below the caller and the GUI, which stay responsive while the folds train.
         os.nice(5)
     import tensorflow as tf
 
@@ -297,11 +289,11 @@ def _sendable(exc: BaseException) -> BaseException:
 def rebuild_model(config: TrainConfig, variables: list[np.ndarray]) -> Any:
     """A model of ``config`` holding the worker's trained ``variables``."""
     from ctviewer.core.model.recipes import build_model
+    from ctviewer.core.training.reuse import assign_variables
 
     model = build_model(config)
-    if len(model.variables) != len(variables):
-        raise TrainingError("a fold worker's model does not match this process's build of it")
-    for variable, value in zip(model.variables, variables):
-        variable.assign(value)
+    try:
+        assign_variables(model, variables)
+    except ValueError:
+        raise TrainingError("a fold worker's model does not match this process's build of it") from None
     return model
-

@@ -21,11 +21,16 @@ from ctviewer.core.model.config import TrainConfig
 
 def copy_variables(source: Any, target: Any) -> None:
     """Assign every variable of ``source`` (weights, statistics, seed states) to ``target``'s."""
-    src, dst = source.variables, target.variables
-    if len(src) != len(dst) or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(src, dst)):
+    assign_variables(target, [v.value for v in source.variables])
+
+
+def assign_variables(target: Any, values: list[Any]) -> None:
+    """Assign ``values`` (one per variable of ``target``, in its order) to ``target``'s variables."""
+    dst = target.variables
+    if len(values) != len(dst) or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(values, dst)):
         raise ValueError("models differ in their variables; cannot copy one into the other")
-    for a, b in zip(src, dst):
-        b.assign(a.value)
+    for value, variable in zip(values, dst):
+        variable.assign(value)
 
 
 def reset_optimizer(optimizer: Any) -> None:
