@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -103,3 +104,39 @@ def test_the_workers_end_when_the_run_stops_before_they_get_a_fold(demo, monkeyp
     with pytest.raises(Cancelled):  # stopped while the recipe is chosen, before any fold was dealt out
         cross_validate(dataset, tiny_config(), folds=3, cache=cache, should_stop=lambda: True)
     assert not [p for p in multiprocessing.active_children() if p.name.startswith("ctviewer-fold-worker")]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads process states from /proc")
+def test_the_workers_end_when_their_caller_is_killed():
+    """A caller killed by a signal runs no clean-up: its workers must notice and exit on their own."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def alive(pid: int) -> bool:
+        try:  # a zombie (ended, not yet reaped by the fork server) counts as gone
+            with open(f"/proc/{pid}/stat") as fh:
+                return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    script = (
+        "import time\n"
+        "from ctviewer.core.training.fold_workers import FoldWorkers\n"
+        "workers = FoldWorkers(2, 1)\n"
+        "print(' '.join(str(p.pid) for p in workers._processes), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as caller:
+        try:
+            pids = [int(pid) for pid in caller.stdout.readline().split()]
+            assert len(pids) == 2
+            time.sleep(1.0)
+            assert all(alive(pid) for pid in pids)  # up, and waiting for folds
+        finally:
+            caller.send_signal(signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in pids), "fold workers outlived the process that started them"

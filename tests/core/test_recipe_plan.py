@@ -27,13 +27,31 @@ def test_grain_without_an_intensity_difference_chooses_the_texture_recipe(tmp_pa
     assert "texture recipe" in choice.reason and f"{choice.texture_auc:.3f}" in choice.reason
 
 
-def test_contrast_in_hounsfield_units_keeps_the_default_recipe(tmp_path):
-    from ctviewer.core.training.plan import RecipeChooser
+def test_contrast_in_hounsfield_units_keeps_the_default_recipe_without_the_texture_pass(tmp_path, monkeypatch):
+    from ctviewer.core.model import texture
+    from ctviewer.core.training.plan import TEXTURE_MARGIN, RecipeChooser
 
+    passes = []
+    real_extract = texture.extract_features
+    monkeypatch.setattr(texture, "extract_features", lambda *a, **k: passes.append(1) or real_extract(*a, **k))
     dataset, cache = tiny_demo(tmp_path, n_patients=6)
     choice = RecipeChooser(dataset, _default(), cache).choose(np.arange(len(dataset)))
     assert choice.recipe == "default", choice
-    assert choice.histogram_auc > 0.9
+    # The histogram leaves the texture recipe no room to lead by the margin: its networks never ran.
+    assert choice.histogram_auc + TEXTURE_MARGIN > 1.0
+    assert choice.texture_auc is None and not passes
+    assert "texture was not measured" in choice.reason and f"{choice.histogram_auc:.3f}" in choice.reason
+
+
+def test_a_weak_histogram_is_compared_with_the_texture_recipe(tmp_path):
+    from ctviewer.core.training import plan
+
+    dataset, cache = tiny_demo(tmp_path, n_patients=6)
+    chooser = plan.RecipeChooser(dataset, _default(), cache)
+    chooser.histogram = np.random.default_rng(0).normal(size=chooser.histogram.shape)  # no intensity signal
+    choice = chooser.choose(np.arange(len(dataset)))
+    assert choice.histogram_auc + plan.TEXTURE_MARGIN <= 1.0
+    assert choice.texture_auc is not None and f"{choice.texture_auc:.3f}" in choice.reason
 
 
 def test_too_few_patients_keep_the_default_and_say_why(tmp_path):
@@ -100,4 +118,4 @@ def test_cancel_while_the_recipes_are_compared_stops_the_comparison(tmp_path, mo
 
     monkeypatch.setattr(dataset_module, "load_stack", load_then_press_cancel)
     with pytest.raises(Cancelled, match="recipes were compared"):
-        RecipeChooser(dataset, _default(), cache, should_stop=lambda: bool(loaded))
+        RecipeChooser(dataset, _default(), cache, should_stop=lambda: bool(loaded)).choose(np.arange(len(dataset)))
