@@ -23,7 +23,8 @@ def test_worker_plan_keeps_small_texture_gpu_less_and_distributed_work_in_this_p
     monkeypatch.setattr("ctviewer.core.training.fold_workers._available_memory", lambda: 16 * 2**30)
     recipe = tiny_config(input_size=128, epochs=60)
     big = [80] * 5  # the SIIM cv: 24 000 image-epochs
-    assert worker_plan(recipe, big) == (3, 1), "one process more than CPUs"
+    assert worker_plan(recipe, big) == (5, 1), "5 folds on 3 workers would end with 2 (the cores not full)"
+    assert worker_plan(recipe, [80] * 6) == (3, 1), "one process more than CPUs, two full rounds"
     assert worker_plan(recipe, [10, 10]) == (0, 0), "too little work to pay the workers' start"
     assert sum([10, 10]) * recipe.epochs < MIN_WORK
     assert worker_plan(replace(recipe, model="texture"), big) == (0, 0)
@@ -37,12 +38,31 @@ def test_worker_plan_keeps_small_texture_gpu_less_and_distributed_work_in_this_p
     monkeypatch.setattr("ctviewer.core.training.fold_workers.usable_cpus", lambda: 8)
     monkeypatch.setattr("ctviewer.core.training.fold_workers._available_memory", lambda: 4 * 2**30)
     assert worker_plan(recipe, big) == (2, 4), "no more workers than the memory holds"
+    monkeypatch.setattr("ctviewer.core.training.fold_workers.usable_cpus", lambda: 2)
+    monkeypatch.setattr("ctviewer.core.training.fold_workers._available_memory", lambda: 5.5 * 2**30)
+    assert worker_plan(recipe, big) == (3, 1), "memory for 3: the last round is short, but 3 it is"
+    monkeypatch.setattr("ctviewer.core.training.fold_workers.usable_cpus", lambda: 8)
     monkeypatch.setattr("ctviewer.core.training.fold_workers._available_memory", lambda: 64 * 2**30)
     assert worker_plan(recipe, big) == (5, 2)
     monkeypatch.setenv("CTVIEWER_FOLD_WORKERS", "0")
     assert worker_plan(recipe, big) == (0, 0)
     monkeypatch.setenv("CTVIEWER_FOLD_WORKERS", "3")
     assert worker_plan(recipe, [10, 10]) == (2, 4), "asked for: as many as there are folds"
+
+
+@pytest.mark.parametrize(("folds", "cpus", "most", "expected"), [
+    (5, 2, 8, 5),  # 3 would end on 2 workers, 4 on 1
+    (10, 2, 8, 5),  # two full rounds of 5
+    (6, 2, 8, 3),
+    (7, 2, 8, 4),  # 4 + 3: the last round still keeps 3 busy
+    (5, 2, 4, 3),  # memory for 4 at most: no balanced count, so one more than the CPUs
+    (2, 2, 8, 2),
+    (5, 8, 8, 5),
+])
+def test_balanced_workers_keep_the_cores_full_to_the_last_fold(folds, cpus, most, expected):
+    from ctviewer.core.training.fold_workers import balanced_workers
+
+    assert balanced_workers(folds, cpus, most) == expected
 
 
 @pytest.fixture(scope="module")
