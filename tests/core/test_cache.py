@@ -80,6 +80,25 @@ def test_a_cached_array_changed_on_disk_is_rejected_by_its_hash(demo: Path, tmp_
     assert len(cache.notes) == 1
 
 
+def test_a_cached_array_with_another_valid_npy_header_is_read_not_made_again(demo: Path, tmp_path: Path) -> None:
+    """Arrays are read by matching the header this numpy writes as bytes; any other valid header is parsed."""
+    cache = Cache(tmp_path / "c")
+    path = next(demo.rglob("*.dcm"))
+    prep = imaging.Preprocessing(size=32)
+    good = np.array(cache.array(path, prep))
+    target = cache.array_path(cache.inspect(path).content_hash, prep)
+    with open(target, "wb") as fh:  # same values, a version 2.0 header (as another writer may leave)
+        np.lib.format.write_array(fh, good, version=(2, 0))
+    row = np.full((32, 32), np.nan, dtype=np.float32)
+    np.testing.assert_array_equal(cache.array(path, prep, into=row), good)
+    with open(target, "rb") as fh:
+        assert not cache.notes and np.lib.format.read_magic(fh) == (2, 0)  # kept, not made again
+    with open(target, "wb") as fh:  # a valid header of another shape: made again
+        np.lib.format.write_array(fh, good[:16], version=(1, 0))
+    np.testing.assert_array_equal(cache.array(path, prep, into=row), good)
+    assert np.load(target).shape == (32, 32)
+
+
 def test_second_load_is_much_faster(tmp_path: Path) -> None:
     folder = make_demo_dataset(tmp_path / "d", n_patients=4, slices_per_patient=3, size=256)
     cache = Cache(tmp_path / "c")
