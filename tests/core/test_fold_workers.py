@@ -160,3 +160,30 @@ def test_the_workers_end_when_their_caller_is_killed():
     while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(alive(pid) for pid in pids), "fold workers outlived the process that started them"
+
+
+def test_a_killed_worker_leaves_its_folds_to_this_process(demo, monkeypatch):
+    """A worker that dies (killed, out of memory) costs its folds' progress, not the run."""
+    import multiprocessing
+    import signal
+
+    dataset, cache = demo
+    monkeypatch.setenv("CTVIEWER_FOLD_WORKERS", "2")
+    config = tiny_config(choose_recipe=False)
+    killed: list[int] = []
+
+    def kill_the_workers_once(event) -> None:
+        if isinstance(event, EpochEnded) and not killed:
+            for child in multiprocessing.active_children():
+                if child.name.startswith("ctviewer-fold-worker"):
+                    os.kill(child.pid, signal.SIGKILL)
+                    killed.append(child.pid)
+        seen.append(event)
+
+    seen: list = []
+    result = cross_validate(dataset, config, folds=3, cache=cache, on_event=kill_the_workers_once)
+    assert len(killed) == 2
+    assert any(isinstance(e, Message) and e.level == "warning" and "remaining folds in this process" in e.text
+               for e in seen), [e for e in seen if isinstance(e, Message)]
+    assert np.isfinite(result.predictions.probs).all() and len(result.predictions.probs) == len(dataset)
+    assert len(result.fold_thresholds) == 3 and not result.cancelled

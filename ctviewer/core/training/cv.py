@@ -117,8 +117,8 @@ def cross_validate(
 
     config = with_resolved_precision(config)  # every fold, the result and the card: the precision that ran
     models = None if before_issue_15() else CompiledModelPool()  # one trace for all folds
-    runner = _start_fold_workers(config, assignment, cache, strategy)  # they import TensorFlow meanwhile
-    try:  # the workers end whatever happens, a cancelled recipe choice included
+    runner: FoldWorkers | None = None
+    try:  # the workers end whatever happens
         chooser, choices = None, []
         if wants_choice(config):
             chooser = RecipeChooser(dataset, config, cache, on_event, should_stop)
@@ -127,7 +127,7 @@ def cross_validate(
                 config = config_for_choice(config, choices[0])
                 notes.append(f"recipe chosen on all {len(dataset)} images: {choices[0].reason}")
                 emit(on_event, Message(notes[-1]))
-        runner, fold_recipes = _submit_folds(runner, dataset, config, assignment, chooser, choices, cache, stream,
+        runner, fold_recipes = _submit_folds(dataset, config, assignment, chooser, choices, cache, strategy, stream,
                                              keep_models or config.ensemble, on_event)
         for k in range(n_folds):
             if stop_requested(should_stop):
@@ -216,24 +216,19 @@ def cross_validate(
     return result
 
 
-def _start_fold_workers(config: TrainConfig, assignment: Any, cache: Cache, strategy: Any) -> FoldWorkers | None:
-    """Worker processes for the folds where `fold_workers.worker_plan` says they pay, else None."""
-    workers, threads = worker_plan(config, [len(assignment.train_indices(k)) for k in range(assignment.k)], strategy)
-    if not workers or type(cache) is not Cache:  # the workers read the images from this cache's folder
-        return None
-    return FoldWorkers(workers, threads)
-
-
-def _submit_folds(runner: FoldWorkers | None, dataset: Dataset, config: TrainConfig, assignment: Any,
-                  chooser: RecipeChooser | None, choices: list[Any], cache: Cache, stream: bool | None, keep: bool,
+def _submit_folds(dataset: Dataset, config: TrainConfig, assignment: Any, chooser: RecipeChooser | None,
+                  choices: list[Any], cache: Cache, strategy: Any, stream: bool | None, keep: bool,
                   on_event: EventCallback | None) -> tuple[FoldWorkers | None, list[TrainConfig] | None]:
-    """Give the workers their folds: ``(runner, every fold's recipe)``, or ``(None, ...)`` to train here.
+    """Start the fold workers and give them their folds: ``(runner, every fold's recipe)``, or ``(None, ...)``
+    to train here.
 
     The workers need every fold's recipe at the start, so a cv's per-fold recipe choices are made
     here (into ``choices``, in fold order), and every image is preprocessed into the cache here
-    once, so the workers only read it.
+    once, so the workers only read it. They start once the recipes are known: a texture recipe
+    needs none, and workers importing TensorFlow beside its feature pass would slow it.
     """
-    if runner is None:
+    workers, threads = worker_plan(config, [len(assignment.train_indices(k)) for k in range(assignment.k)], strategy)
+    if not workers or type(cache) is not Cache:  # the workers read the images from this cache's folder
         return None, None
     recipes = []
     for k in range(assignment.k):
@@ -243,15 +238,19 @@ def _submit_folds(runner: FoldWorkers | None, dataset: Dataset, config: TrainCon
             recipe = config_for_choice(config, choices[-1])
         recipes.append(_fold_config(recipe, k))
     if all(recipe.model == "texture" for recipe in recipes):  # no epochs to share out
-        runner.close()
         return None, recipes
-    for prep in {preprocessing_of(recipe) for recipe in recipes}:
-        for _ in iter_arrays(dataset, prep, cache, on_event):
-            pass
-    cache.flush()
-    runner.submit([FoldTask(k, dataset.subset(assignment.train_indices(k).tolist()),
-                            dataset.subset(assignment.test_indices(k).tolist()), recipes[k], str(cache.root), stream,
-                            keep) for k in range(assignment.k)])
+    runner = FoldWorkers(workers, threads)
+    try:  # they import TensorFlow meanwhile
+        for prep in {preprocessing_of(recipe) for recipe in recipes}:
+            for _ in iter_arrays(dataset, prep, cache, on_event):
+                pass
+        cache.flush()
+        runner.submit([FoldTask(k, dataset.subset(assignment.train_indices(k).tolist()),
+                                dataset.subset(assignment.test_indices(k).tolist()), recipes[k], str(cache.root),
+                                stream, keep) for k in range(assignment.k)])
+    except BaseException:
+        runner.close()
+        raise
     emit(on_event, Message(f"training the {assignment.k} folds in {runner.workers} worker processes"))
     return runner, recipes
 

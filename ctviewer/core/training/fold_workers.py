@@ -154,8 +154,8 @@ class FoldWorkers:
     """Worker processes training fixed lists of folds; `result(k)` waits for fold k, passing its events on."""
 
     def __init__(self, workers: int, threads: int) -> None:
-        """Start the workers now (each imports TensorFlow while the caller chooses recipes); `submit` gives
-        them their folds.
+        """Start the workers now (each imports TensorFlow while the caller readies the images); `submit`
+        gives them their folds.
 
         (Tracing each worker's model on blank images meanwhile was tried: it cost ~10 CPU-s and saved ~4.)
         """
@@ -278,7 +278,7 @@ def _worker_main(inbox: Any, messages: Any, stop: Any, threads: int) -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-    import ctviewer.core.model.recipes  # noqa: F401 - Keras and the layers, imported while the caller chooses recipes
+    import ctviewer.core.model.recipes  # noqa: F401 - Keras and the layers, imported before the first fold comes
     from ctviewer.core.training.reuse import CompiledModelPool
 
     models = CompiledModelPool()
