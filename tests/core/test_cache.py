@@ -61,13 +61,18 @@ def test_damaged_cache_entry_is_rebuilt(demo: Path, tmp_path: Path) -> None:
     np.testing.assert_array_equal(cache.array(path, prep), good)
 
 
-def test_a_cached_array_changed_on_disk_is_rejected_by_its_hash(demo: Path, tmp_path: Path) -> None:
-    """Valid shape, type and [0, 1] values, other content: the index's hash catches it; made again."""
+def _cached_once(demo: Path, tmp_path: Path) -> tuple[Cache, Path, imaging.Preprocessing, np.ndarray, Path]:
+    """A cache holding one file's array: (cache, the file, its preprocessing, the array, the array's file)."""
     cache = Cache(tmp_path / "c")
     path = next(demo.rglob("*.dcm"))
     prep = imaging.Preprocessing(size=32)
     good = np.array(cache.array(path, prep))
-    target = cache.array_path(cache.inspect(path).content_hash, prep)
+    return cache, path, prep, good, cache.array_path(cache.inspect(path).content_hash, prep)
+
+
+def test_a_cached_array_changed_on_disk_is_rejected_by_its_hash(demo: Path, tmp_path: Path) -> None:
+    """Valid shape, type and [0, 1] values, other content: the index's hash catches it; made again."""
+    cache, path, prep, good, target = _cached_once(demo, tmp_path)
     altered = np.ascontiguousarray(good[::-1], dtype=np.float32)  # still a perfectly plausible model input
     assert not np.array_equal(altered, good) and 0.0 <= altered.min() and altered.max() <= 1.0
     np.save(target, altered)
@@ -82,11 +87,7 @@ def test_a_cached_array_changed_on_disk_is_rejected_by_its_hash(demo: Path, tmp_
 
 def test_a_cached_array_with_another_valid_npy_header_is_read_not_made_again(demo: Path, tmp_path: Path) -> None:
     """Arrays are read by matching the header this numpy writes as bytes; any other valid header is parsed."""
-    cache = Cache(tmp_path / "c")
-    path = next(demo.rglob("*.dcm"))
-    prep = imaging.Preprocessing(size=32)
-    good = np.array(cache.array(path, prep))
-    target = cache.array_path(cache.inspect(path).content_hash, prep)
+    cache, path, prep, good, target = _cached_once(demo, tmp_path)
     with open(target, "wb") as fh:  # same values, a version 2.0 header (as another writer may leave)
         np.lib.format.write_array(fh, good, version=(2, 0))
     row = np.full((32, 32), np.nan, dtype=np.float32)

@@ -36,6 +36,7 @@ HISTOGRAM_STRENGTHS: tuple[float, ...] = (0.1, 1.0)
 # The default recipe's whole-body histogram (DefaultArchitecture): 16 bins over -200..600 HU,
 # pixels above -500 HU only, log density.
 _HIST_LOW, _HIST_HIGH, _HIST_BINS, _BODY_HU = -200.0, 600.0, 16, -500.0
+_TOO_FEW_PATIENTS = "default recipe: too few patients per class to compare recipes by inner folds"
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,7 @@ class RecipeChooser:
         histogram, _, _ = inner_cv_auc(self.histogram[rows], y, groups, HISTOGRAM_STRENGTHS, self.balanced, self.seed)
         hist = max(histogram.values()) if histogram else None
         if hist is None:  # the inner folds depend on the labels and patients only: none for texture either
-            return RecipeChoice("default", None, hist, len(rows),
-                                "default recipe: too few patients per class to compare recipes by inner folds")
+            return RecipeChoice("default", None, hist, len(rows), _TOO_FEW_PATIENTS)
         if hist + TEXTURE_MARGIN > 1.0:
             # An AUC is at most 1, so the texture recipe cannot lead by the margin: its features are not computed.
             return RecipeChoice("default", None, hist, len(rows),
@@ -133,8 +133,7 @@ class RecipeChooser:
         texture, _, _ = inner_cv_auc(self.texture[rows], y, groups, READOUT_STRENGTHS, self.balanced, self.seed)
         tex = max(texture.values()) if texture else None
         if tex is None:
-            return RecipeChoice("default", tex, hist, len(rows),
-                                "default recipe: too few patients per class to compare recipes by inner folds")
+            return RecipeChoice("default", tex, hist, len(rows), _TOO_FEW_PATIENTS)
         if tex >= hist + TEXTURE_MARGIN:
             reason = (f"texture recipe: its inner cross-validated AUC {tex:.3f} beats the HU-histogram "
                       f"proxy's {hist:.3f} by at least {TEXTURE_MARGIN:.2f} (the signal is a pattern, not intensity)")
