@@ -156,7 +156,9 @@ def test_the_train_step_creates_no_variable_so_it_is_traced_once(name: str) -> N
         return next_creator(**kwargs)
 
     with tf.variable_creator_scope(watch):
-        model.fit(_images(8), np.array([0, 1] * 4), epochs=1, batch_size=4, verbose=0)
+        model.fit(_images(8), np.array([0, 1] * 4), epochs=1, batch_size=4, verbose=0,
+                  validation_data=(_images(4, seed=1), np.array([0, 1, 0, 1])))
+        model.predict(_images(4), verbose=0)
     assert made_in_a_trace == []
     assert int(model.optimizer.iterations.numpy()) == 2  # the steps ran under the watch
 
