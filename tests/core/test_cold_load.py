@@ -198,6 +198,45 @@ def test_workers_never_run_the_main_script_again(tmp_path: Path) -> None:
     assert marker.read_text() == "run\n"
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="reads process states from /proc")
+def test_the_decode_workers_and_their_fork_server_end_when_the_app_is_killed(tmp_path: Path) -> None:
+    """An app killed by a signal runs no clean-up: its decode workers must not stay behind, idle, for ever."""
+    import signal
+    import time
+
+    def alive(pid: int) -> bool:
+        try:  # a zombie (ended, not yet reaped) counts as gone
+            return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
+        except FileNotFoundError:
+            return False
+
+    folder = _folder(tmp_path / "d", n=4)
+    script = textwrap.dedent(f"""
+        import multiprocessing.forkserver, time
+        from ctviewer.core.data import parallel
+        from ctviewer.core.data.cache import Cache
+        from ctviewer.core.data.dataset import discover
+        parallel.MIN_FILES, parallel.CHUNK, parallel.MAIN_HELPS = 1, 1, False
+        parallel.worker_count = lambda: 2
+        assert len(discover({str(folder)!r}, cache=Cache({str(tmp_path / "c")!r}))) == 4
+        pids = list(parallel._pool._processes)
+        if parallel._pool._mp_context.get_start_method() == "forkserver":
+            pids.append(multiprocessing.forkserver._forkserver._forkserver_pid)
+        print(" ".join(map(str, pids)), flush=True)
+        time.sleep(600)
+    """)
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as app:
+        try:
+            pids = [int(pid) for pid in app.stdout.readline().split()]
+            assert len(pids) >= 2 and all(alive(pid) for pid in pids)
+        finally:
+            app.send_signal(signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in pids if alive(pid)], "decode workers outlived the app that started them"
+
+
 @pytest.mark.parametrize("pooled", [False, True])
 def test_a_cached_load_reads_arrays_into_the_stack_and_remakes_a_damaged_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pooled: bool) -> None:

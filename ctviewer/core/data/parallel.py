@@ -12,6 +12,9 @@ guard. The work needs nothing from it (tasks are functions of the core).
 The main process is one of the workers: when a chunk's turn comes and no worker has
 taken it yet, the main process does it itself, so a slow pool start never stalls a load
 and few files never wait on one. ``CTVIEWER_DECODE_WORKERS=0`` turns the pool off.
+
+A worker exits when the process that started it is gone (`core.child_process`): an app killed by a
+signal leaves no idle worker or fork server behind.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from ctviewer.core.child_process import exit_with_the_caller
 from ctviewer.core.errors import Cancelled
 from ctviewer.core.events import StopCheck, stop_requested
 
@@ -159,7 +163,9 @@ def _get_pool() -> ProcessPoolExecutor:
         if method == "forkserver":
             # Imported once in the server and inherited by every worker it forks.
             context.set_forkserver_preload(["ctviewer.core.data.cache", "pydicom", "PIL.Image"])
-        _pool, _pool_size = ProcessPoolExecutor(max_workers=size, mp_context=context), size
+        # The watch: a caller killed by a signal would otherwise leave its workers (and their fork server) behind.
+        _pool = ProcessPoolExecutor(max_workers=size, mp_context=context, initializer=exit_with_the_caller)
+        _pool_size = size
     return _pool
 
 

@@ -17,7 +17,8 @@ What stays as it was:
 * A worker that dies (killed, out of memory) makes `FoldWorkerDied`; the caller trains the rest
   of the folds itself.
 * A caller that dies (killed, crashed: no ``close``) takes its workers with it: each watches the
-  caller's liveness and exits, so no orphan keeps the cores busy with folds nobody waits for.
+  caller's liveness (`core.child_process`) and exits, so no orphan keeps the cores busy with folds
+  nobody waits for.
 
 Not used with a GPU or an explicit ``tf.distribute`` strategy (the devices are the parallelism
 there), for the texture recipe (no epochs), in a frozen app, on one CPU, for work too small to
@@ -33,12 +34,12 @@ import os
 import pickle
 import queue
 import sys
-import threading
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from ctviewer.core.child_process import exit_with_the_caller
 from ctviewer.core.data.dataset import Dataset
 from ctviewer.core.data.parallel import usable_cpus, without_main
 from ctviewer.core.errors import Cancelled, TrainingError
@@ -248,28 +249,8 @@ class FoldWorkers:
 
 # ----- in the worker process -----
 
-def _exit_with_the_caller() -> None:
-    """End this process as soon as the process that started it is gone.
-
-    A daemonic worker is ended by its caller's normal exit only; a caller killed by a signal
-    would leave it training. The sentinel of `multiprocessing.parent_process` becomes ready
-    when the caller ends (under forkserver too: it is the caller's end of the server's pipe).
-    """
-    from multiprocessing.connection import wait
-
-    parent = multiprocessing.parent_process()
-    if parent is None or parent.sentinel is None:
-        return
-
-    def watch() -> None:
-        wait([parent.sentinel])
-        os._exit(1)  # nothing to save: the fold's result had nowhere to go
-
-    threading.Thread(target=watch, name="ctviewer-caller-watch", daemon=True).start()
-
-
 def _worker_main(inbox: Any, messages: Any, stop: Any, threads: int) -> None:
-    _exit_with_the_caller()
+    exit_with_the_caller()
     os.environ["CTVIEWER_DECODE_WORKERS"] = "0"  # a daemonic process cannot start a decode pool
     with contextlib.suppress(AttributeError, OSError):
         # Below the caller and the GUI, which stay responsive while the folds train.
